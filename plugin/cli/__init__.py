@@ -1,0 +1,48 @@
+"""``litellm-failover``: one console script, one module per subcommand.
+
+Each module in this package exposes ``register(subparsers)``, which adds its parser and sets
+``handler`` to a callable taking the parsed args and returning an exit code (a coroutine
+function is run with ``asyncio.run``). Discovery keeps this file from growing with every command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import pkgutil
+import sys
+
+from litellm_failover.settings import FailoverConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="litellm-failover", description="GPU-aware failover for LiteLLM: demo, servers, store and status."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.handler(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+    except FailoverConfigError as exc:
+        print(f"litellm-failover: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

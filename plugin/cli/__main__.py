@@ -1,0 +1,5 @@
+import sys
+
+from litellm_failover.cli import main
+
+sys.exit(main())

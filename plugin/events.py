@@ -1,0 +1,55 @@
+"""Audit records: what the plugin decided, in the shape the events table stores.
+
+Events are plain frozen dataclasses so the hot path can build one without touching SQL; the
+store writer turns them into rows later, in batches, off the request path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+
+class EventType(str, Enum):
+    STATE_CHANGE = "state_change"  # a deployment moved between health states
+    FAILOVER = "failover"  # the deployment(s) a group serves from changed
+    REQUEST_FAILOVER = "request_failover"  # one request was served by other than its first pick
+    PANIC_MODE = "panic_mode"  # a whole group is out: routing to all of it (or leaving that mode)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverEvent:
+    """One row of ``failover_events``. ``details`` must be JSON-serialisable and secret-free."""
+
+    event_type: str
+    model_group: str
+    deployment_id: str | None = None
+    from_deployment: str | None = None
+    to_deployment: str | None = None
+    reason: str = ""
+    request_id: str | None = None
+    instance_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStateRow:
+    """The current state of one deployment: upserted into ``failover_deployment_state``."""
+
+    deployment_id: str
+    model_group: str
+    state: str
+    reason: str
+    instance_id: str
+    checks: dict[str, Any] = field(default_factory=dict)
+    ejection_count: int = 0
+    updated_at: datetime = field(default_factory=utcnow)

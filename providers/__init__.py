@@ -1,0 +1,1 @@
+"""Endpoint adapters: one module per kind of endpoint, behind ``ProviderAdapter``."""

@@ -1,0 +1,131 @@
+"""The one small interface every endpoint kind implements.
+
+The plugin core never branches on a provider name: it asks the adapter for a deployment's
+``ProbeReport`` and reads the checks in it. Everything that differs by endpoint kind (which URL
+says "alive", which metric means "saturated", how to authenticate a cheap read) lives behind
+``ProviderAdapter`` in one module per kind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import aiohttp
+
+
+class Severity(str, Enum):
+    """What a failed check does to a deployment.
+
+    ``FAIL`` ejects it (it is broken); ``DEGRADE`` only lowers its weight (it is alive but
+    saturated). This split is the "degrade before eject" principle of the design.
+    """
+
+    FAIL = "fail"
+    DEGRADE = "degrade"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One named check's latest outcome, kept for ``status()`` and the events table."""
+
+    name: str
+    ok: bool
+    severity: Severity
+    reason: str
+    value: float | None = None
+
+    @classmethod
+    def passed(cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL):
+        return cls(name=name, ok=True, severity=severity, reason=reason, value=value)
+
+    @classmethod
+    def failed(cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL):
+        return cls(name=name, ok=False, severity=severity, reason=reason, value=value)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSignals:
+    """Load figures read from engine or GPU telemetry; ``None`` where the source has none."""
+
+    kv_cache_usage: float | None = None
+    queue_waiting: float | None = None
+    requests_running: float | None = None
+    gpu_memory_ratio: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeThresholds:
+    """Limits a probe compares against; all configurable per deployment."""
+
+    max_probe_latency_s: float = 2.0
+    max_gpu_memory_ratio: float = 0.95
+    max_kv_cache_usage: float = 0.90
+    max_queue_waiting: float = 16.0
+    stale_after_s: float = 15.0
+    max_body_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """Everything a probe needs to reach one deployment.
+
+    ``api_key`` is a secret: adapters put it in request headers only, never in a reason string.
+    """
+
+    deployment_id: str
+    api_base: str | None
+    health_url: str | None = None
+    metrics_url: str | None = None
+    gpu_url: str | None = None
+    gpu_source: str | None = None  # "agent" | "dcgm" | None
+    api_key: str | None = field(default=None, repr=False)
+    api_version: str | None = None
+    thresholds: ProbeThresholds = field(default_factory=ProbeThresholds)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """The result of one probe round of one deployment."""
+
+    checks: tuple[CheckResult, ...]
+    latency_s: float
+    load: LoadSignals = field(default_factory=LoadSignals)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.ok and c.severity is Severity.FAIL)
+
+    @property
+    def degraded(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.ok and c.severity is Severity.DEGRADE)
+
+
+class ProviderAdapter(Protocol):
+    """One endpoint kind. Implementations are stateless except where a source demands memory
+    (DCGM's XID counter never resets, so a change is the event: see ``providers.gpu``)."""
+
+    kind: str
+    self_hosted: bool
+
+    def default_target(self, deployment_id: str, litellm_params: dict, failover: dict) -> ProbeTarget:
+        """Build the probe target from a deployment's LiteLLM params and its ``model_info.failover``."""
+        ...
+
+    async def probe(self, session: aiohttp.ClientSession, target: ProbeTarget) -> ProbeReport:
+        """Run one probe round. Must not raise for anything the endpoint answers: a malformed
+        answer is a failed check with a reason. Timeouts are enforced by the caller."""
+        ...
+
+
+class MalformedAnswer(ValueError):
+    """A probe answer that could not be read (not JSON, bad Prometheus text, NaN, too big)."""
+
+
+def finite(value: float, what: str) -> float:
+    """Reject NaN and infinities, which Prometheus text allows but no threshold can compare."""
+    if math.isnan(value) or math.isinf(value):
+        raise MalformedAnswer(f"{what} is {value}")
+    return value
