@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     STATE_CHANGE = "state_change"  # a deployment moved between health states
     FAILOVER = "failover"  # the deployment(s) a group serves from changed
     REQUEST_FAILOVER = "request_failover"  # one request was served by other than its first pick

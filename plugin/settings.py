@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from litellm_failover.providers.base import ProbeThresholds
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Strategy = Literal["primary-standby", "round-robin", "weighted"]
 InTierStrategy = Literal["weighted", "round-robin"]
@@ -75,9 +74,7 @@ class WeightSettings(_Strict):
     latency_scale_s: float = Field(5.0, gt=0, description="latency_score = max(0, 1 - latency / this).")
     error_rate_scale: float = Field(10.0, gt=0, description="error_score = max(0, 1 - error_rate * this).")
     latency_ewma_alpha: float = Field(0.2, gt=0, le=1, description="Smoothing of observed latency.")
-    min_score: float = Field(
-        0.05, ge=0, le=1, description="Floor for a routable deployment's score, so a slow one still drains."
-    )
+    refresh_interval_s: float = Field(0.5, gt=0, description="Seconds between dynamic weight refreshes.")
 
 
 class WriterSettings(_Strict):

@@ -1,0 +1,239 @@
+"""The failover core: health records in, routing tables and audit records out.
+
+Everything that changes a deployment's health goes through ``FailoverCore``; each change rebuilds
+that group's routing table and swaps it in, and each transition or failover becomes an event for
+the store writer. It holds no I/O of its own: the prober feeds it probe reports, the LiteLLM
+handler feeds it request outcomes, and ``EventSink`` takes what it decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from litellm_failover.deployments import DeploymentSpec
+from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
+from litellm_failover.health import DeploymentHealth, HealthState, Transition
+from litellm_failover.outlier import Outcome
+from litellm_failover.providers.base import ProbeReport
+from litellm_failover.routing_table import RoutingTable, build_table
+from litellm_failover.settings import FailoverSettings
+
+logger = logging.getLogger("litellm_failover")
+
+
+class EventSink(Protocol):
+    def submit_event(self, event: FailoverEvent) -> bool: ...
+
+    def submit_state(self, row: DeploymentStateRow) -> None: ...
+
+
+class FailoverCore:
+    def __init__(
+        self,
+        settings: FailoverSettings,
+        specs: Iterable[DeploymentSpec],
+        *,
+        instance_id: str,
+        probed: Callable[[DeploymentSpec], bool],
+        sink: EventSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.instance_id = instance_id
+        self.sink = sink
+        self.clock = clock
+        self.health: dict[str, DeploymentHealth] = {}
+        self.groups: dict[str, list[str]] = {}
+        for spec in specs:
+            self.health[spec.deployment_id] = DeploymentHealth(spec, settings, probed=probed(spec))
+            self.groups.setdefault(spec.group, []).append(spec.deployment_id)
+        self.tables: dict[str, RoutingTable] = {}
+        self.recent_events: deque[FailoverEvent] = deque(maxlen=500)
+        self.listeners: list[Callable[[FailoverEvent], None]] = []
+        now = self.clock()
+        for group in self.groups:
+            self.tables[group] = self._build(group, now)
+        for record in self.health.values():
+            self._submit_state(record)
+
+    # -- evidence in ----------------------------------------------------------------------
+
+    def apply_probe(self, deployment_id: str, report: ProbeReport) -> None:
+        record = self.health[deployment_id]
+        before = {name: (c.ok, c.reason) for name, c in record.checks.items()}
+        transition = record.apply_probe(report, self.clock())
+        if transition is not None:
+            self._on_transition(transition)
+        elif before != {name: (c.ok, c.reason) for name, c in record.checks.items()}:
+            self._submit_state(record)  # checks changed without a transition: keep status current
+
+    def record_failure(
+        self, deployment_id: str, outcome: Outcome, *, request_id: str | None = None, error: str = ""
+    ) -> None:
+        record = self.health.get(deployment_id)
+        if record is None:
+            return
+        transition = record.record_failure(outcome, self.clock())
+        if transition is not None:
+            transition.details.update({"request_id": request_id, "error": error[:300]})
+            self._on_transition(transition)
+
+    def record_success(self, deployment_id: str, latency_s: float | None) -> None:
+        record = self.health.get(deployment_id)
+        if record is not None:
+            record.record_success(latency_s, self.clock())
+
+    def tick(self) -> None:
+        """Periodic upkeep: timer recoveries and fresh dynamic weights (latency, error rate)."""
+        now = self.clock()
+        for record in self.health.values():
+            transition = record.tick(now)
+            if transition is not None:
+                self._on_transition(transition)
+        for group in self.groups:
+            self._swap(group, self._build(group, now))
+
+    def request_served_elsewhere(self, group: str, first: str, served: str, request_id: str | None) -> None:
+        self.emit(
+            FailoverEvent(
+                event_type=EventType.REQUEST_FAILOVER.value,
+                model_group=group,
+                deployment_id=served,
+                from_deployment=first,
+                to_deployment=served,
+                reason=f"request failed on {first}, served by {served}",
+                request_id=request_id,
+                instance_id=self.instance_id,
+            )
+        )
+
+    # -- decisions out --------------------------------------------------------------------
+
+    def table(self, group: str) -> RoutingTable | None:
+        return self.tables.get(group)
+
+    def emit(self, event: FailoverEvent) -> None:
+        self.recent_events.append(event)
+        logger.info(
+            "failover event %s group=%s deployment=%s from=%s to=%s reason=%s",
+            event.event_type,
+            event.model_group,
+            event.deployment_id,
+            event.from_deployment,
+            event.to_deployment,
+            event.reason,
+        )
+        if self.sink is not None:
+            self.sink.submit_event(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break routing
+                logger.exception("failover event listener failed")
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        groups = {}
+        for group, ids in self.groups.items():
+            table = self.tables[group]
+            groups[group] = {
+                "strategy": table.strategy,
+                "in_tier": table.in_tier,
+                "active_tier": table.active_tier,
+                "serving": list(table.serving),
+                "panic": table.panic,
+                "deployments": [self.health[i].status(now) for i in ids],
+            }
+        return {"instance_id": self.instance_id, "groups": groups}
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _build(self, group: str, now: float) -> RoutingTable:
+        strategy, in_tier = self.settings.group_strategy(group)
+        members = [self.health[i] for i in self.groups[group]]
+        return build_table(group, members, strategy, in_tier, now, panic_mode=self.settings.panic_mode)
+
+    def _on_transition(self, transition: Transition) -> None:
+        record = self.health[transition.deployment_id]
+        self.emit(
+            FailoverEvent(
+                event_type=EventType.STATE_CHANGE.value,
+                model_group=transition.group,
+                deployment_id=transition.deployment_id,
+                reason=transition.reason,
+                request_id=transition.details.get("request_id"),
+                instance_id=self.instance_id,
+                details={
+                    "from_state": transition.from_state.value,
+                    "to_state": transition.to_state.value,
+                    "source": transition.source,
+                    **{k: v for k, v in transition.details.items() if k != "request_id"},
+                },
+            )
+        )
+        self._submit_state(record)
+        self._swap(transition.group, self._build(transition.group, self.clock()), transition)
+
+    def _swap(self, group: str, new: RoutingTable, cause: Transition | None = None) -> None:
+        old = self.tables.get(group)
+        self.tables[group] = new  # one assignment: readers see the old table or the new one
+        if old is None:
+            return
+        if old.panic != new.panic:
+            self.emit(
+                FailoverEvent(
+                    event_type=EventType.PANIC_MODE.value,
+                    model_group=group,
+                    reason=(
+                        "every deployment is out: routing to all of them (panic mode)"
+                        if new.panic
+                        else "a deployment is routable again: panic mode over"
+                    ),
+                    instance_id=self.instance_id,
+                    details={"entered": new.panic, "deployments": list(self.groups[group])},
+                )
+            )
+        if old.serving != new.serving:
+            self.emit(
+                FailoverEvent(
+                    event_type=EventType.FAILOVER.value,
+                    model_group=group,
+                    deployment_id=cause.deployment_id if cause else None,
+                    from_deployment=",".join(old.serving) or None,
+                    to_deployment=",".join(new.serving) or None,
+                    reason=cause.reason if cause else "routing table rebuilt",
+                    instance_id=self.instance_id,
+                    details={
+                        "from": list(old.serving),
+                        "to": list(new.serving),
+                        "from_tier": old.active_tier,
+                        "to_tier": new.active_tier,
+                        "panic": new.panic,
+                    },
+                )
+            )
+
+    def _submit_state(self, record: DeploymentHealth) -> None:
+        if self.sink is None:
+            return
+        self.sink.submit_state(
+            DeploymentStateRow(
+                deployment_id=record.spec.deployment_id,
+                model_group=record.spec.group,
+                state=record.state.value,
+                reason=record.reason,
+                instance_id=self.instance_id,
+                checks={
+                    name: {"ok": c.ok, "severity": c.severity.value, "reason": c.reason, "value": c.value}
+                    for name, c in record.checks.items()
+                },
+                ejection_count=record.outlier.ejection_count,
+            )
+        )
+
+
+__all__ = ["EventSink", "FailoverCore", "HealthState"]

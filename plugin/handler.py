@@ -1,0 +1,107 @@
+"""The LiteLLM-facing side: a ``CustomLogger`` whose hooks route and observe every attempt.
+
+``async_filter_deployments`` runs inside LiteLLM's Router for every pick, retries and fallbacks
+included, in the proxy and the SDK alike. It returns the one deployment the current routing table
+picks, so LiteLLM's own strategy has nothing left to choose. The per-attempt failure hook and the
+request-level log hooks report outcomes back. Nothing here waits on I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_failover.classify import classify
+
+if TYPE_CHECKING:
+    from litellm_failover.plugin import FailoverPlugin
+
+logger = logging.getLogger("litellm_failover")
+
+
+def _deployment_id(data: Mapping[str, Any]) -> str | None:
+    """LiteLLM puts the attempt's ``model_info`` at the top level of the attempt kwargs, and under
+    ``litellm_params`` (logging kwargs) or ``metadata`` elsewhere; accept each."""
+    for holder in (data, data.get("litellm_params") or {}, data.get("metadata") or {}):
+        info = holder.get("model_info") if isinstance(holder, Mapping) else None
+        if isinstance(info, Mapping) and info.get("id"):
+            return str(info["id"])
+    return None
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        return max(0.0, (end - start).total_seconds())
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        return max(0.0, float(end) - float(start))
+    return None
+
+
+class FailoverHandler(CustomLogger):
+    """Stateless glue: all state lives in the attached ``FailoverPlugin``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plugin: FailoverPlugin | None = None
+
+    # -- routing (hot path) ---------------------------------------------------------------
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: Any,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[dict]:
+        plugin = self.plugin
+        if plugin is None or not healthy_deployments:
+            return healthy_deployments
+        return plugin.route(model, healthy_deployments, request_kwargs or {})
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    async def async_post_call_failure_deployment_hook(
+        self,
+        request_data: Mapping[str, object],
+        exception: Exception,
+        call_type: Any,
+        fallback_depth: int | None = None,
+    ) -> None:
+        plugin = self.plugin
+        deployment_id = _deployment_id(request_data)
+        if plugin is None or deployment_id is None:
+            return
+        request_id = request_data.get("litellm_trace_id")
+        plugin.attempt_failed(
+            deployment_id, classify(exception), str(request_id) if request_id else None, str(exception)
+        )
+
+    async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
+        plugin = self.plugin
+        deployment_id = _deployment_id(kwargs)
+        if plugin is None or deployment_id is None:
+            return
+        # For a stream, time to first token is the latency that says how loaded a node is; the
+        # whole generation's length says more about the answer than about the node.
+        first_token = kwargs.get("completion_start_time") if kwargs.get("stream") else None
+        latency = _seconds(start_time, first_token or end_time)
+        request_id = kwargs.get("litellm_trace_id")
+        plugin.request_succeeded(deployment_id, latency, str(request_id) if request_id else None)
+
+    async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
+        """The request-level failure: for a stream cut after it started this is the only signal
+        (LiteLLM raises it from the stream iterator, outside the per-attempt hooks)."""
+        plugin = self.plugin
+        deployment_id = _deployment_id(kwargs)
+        if plugin is None or deployment_id is None:
+            return
+        exception = kwargs.get("exception")
+        if not isinstance(exception, BaseException):
+            return
+        request_id = kwargs.get("litellm_trace_id")
+        outcome = classify(exception, streaming_started=bool(kwargs.get("stream")))
+        plugin.request_failed(deployment_id, outcome, str(request_id) if request_id else None, str(exception))

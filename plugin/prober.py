@@ -1,0 +1,94 @@
+"""Background active probing: one loop per deployment, with jitter, never on the request path.
+
+Each loop runs a probe round, hands the report to the core and sleeps. After a failed round it
+re-probes sooner (``failure_interval_s``), so a failure is confirmed, and a hung node ejected,
+in about two probe timeouts rather than two full intervals. A loop survives anything a probe
+does: the probe function itself turns every answer into checks, and this loop logs and carries
+on if even that breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+
+import aiohttp
+from litellm_failover.core import FailoverCore
+from litellm_failover.providers.base import CheckResult, ProbeReport
+
+logger = logging.getLogger("litellm_failover")
+
+ProbeFn = Callable[[aiohttp.ClientSession], Awaitable[ProbeReport]]
+
+
+class Prober:
+    def __init__(self, core: FailoverCore, probes: Mapping[str, ProbeFn]) -> None:
+        self._core = core
+        self._probes = dict(probes)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rounds = 0
+
+    @property
+    def deployment_ids(self) -> list[str]:
+        return list(self._probes)
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        # One pooled session for every probe; per-probe timeouts are the probe function's job.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        for deployment_id, probe in self._probes.items():
+            task = asyncio.create_task(self._loop(deployment_id, probe), name=f"probe:{deployment_id}")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def probe_once(self, deployment_id: str) -> ProbeReport:
+        """One round now, outside the schedule (used by tests and the CLI)."""
+        assert self._session is not None, "prober not started"
+        report = await self._run(deployment_id, self._probes[deployment_id])
+        self._core.apply_probe(deployment_id, report)
+        return report
+
+    async def _loop(self, deployment_id: str, probe: ProbeFn) -> None:
+        health = self._core.health[deployment_id].spec.health
+        # Spread the first rounds over one interval so N deployments don't probe in lockstep.
+        await asyncio.sleep(random.uniform(0, health.interval_s))
+        while True:
+            report = await self._run(deployment_id, probe)
+            self.rounds += 1
+            try:
+                self._core.apply_probe(deployment_id, report)
+            except Exception:
+                logger.exception("applying the probe report of %s failed", deployment_id)
+            if report.failed:
+                delay = health.failure_interval_s
+            else:
+                delay = health.interval_s * (1.0 - health.jitter * random.random())
+            await asyncio.sleep(delay)
+
+    async def _run(self, deployment_id: str, probe: ProbeFn) -> ProbeReport:
+        assert self._session is not None
+        try:
+            return await probe(self._session)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the probe function should not raise; if it does, say so
+            logger.warning("probe of %s raised %s", deployment_id, type(exc).__name__)
+            return ProbeReport(
+                checks=(CheckResult.failed("http_health", f"probe error: {type(exc).__name__}"),),
+                latency_s=0.0,
+            )
