@@ -1,0 +1,132 @@
+"""``litellm-failover db upgrade|downgrade|current``: manage the store's schema.
+
+Also home of the database plumbing the ``events`` and ``status`` commands share: the ``--url``
+option (default from ``LITELLM_FAILOVER_DATABASE_URL``, so a password need not sit in shell
+history or ``ps`` output) and the one-line, credential-free error report (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from litellm_failover.settings import DEFAULT_DATABASE_URL
+from litellm_failover.store.engine import (
+    StoreError,
+    describe_error,
+    is_missing_table_error,
+    parse_url,
+    redact_url,
+)
+from litellm_failover.store.migrate import (
+    current_revision,
+    downgrade_database,
+    head_revision,
+    upgrade_database,
+    upgrade_sql,
+)
+
+URL_ENV = "LITELLM_FAILOVER_DATABASE_URL"
+
+
+def add_url_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=None,
+        help=f"SQLAlchemy async database URL (default: ${URL_ENV}, else {DEFAULT_DATABASE_URL})",
+    )
+
+
+def resolve_url(args: argparse.Namespace) -> str:
+    """The URL to use; raises StoreError for one that is not a supported database URL."""
+    url = args.url or os.environ.get(URL_ENV) or DEFAULT_DATABASE_URL
+    parse_url(url)
+    return url
+
+
+def report_error(what: str, exc: BaseException, url: str | None) -> int:
+    """Print one credential-free line for a failed database command; exit code 1."""
+    message = describe_error(exc, url)
+    if is_missing_table_error(exc):
+        message += " (has `litellm-failover db upgrade` been run on this database?)"
+    print(f"litellm-failover: {what}: {message}", file=sys.stderr)
+    return 1
+
+
+def usage_error(message: str) -> int:
+    print(f"litellm-failover: {message}", file=sys.stderr)
+    return 2
+
+
+async def _upgrade(args: argparse.Namespace) -> int:
+    try:
+        url = resolve_url(args)
+    except StoreError as exc:
+        return usage_error(str(exc))
+    if args.sql:
+        print(upgrade_sql(url, args.revision), end="")
+        return 0
+    try:
+        await upgrade_database(url, args.revision)
+        revision = await current_revision(url)
+    except Exception as exc:
+        return report_error("db upgrade failed", exc, url)
+    print(f"{redact_url(url)}: at revision {revision or 'base'} (newest known: {head_revision()})")
+    return 0
+
+
+async def _downgrade(args: argparse.Namespace) -> int:
+    try:
+        url = resolve_url(args)
+    except StoreError as exc:
+        return usage_error(str(exc))
+    try:
+        await downgrade_database(url, args.revision)
+        revision = await current_revision(url)
+    except Exception as exc:
+        return report_error("db downgrade failed", exc, url)
+    print(f"{redact_url(url)}: at revision {revision or 'base'}")
+    return 0
+
+
+async def _current(args: argparse.Namespace) -> int:
+    try:
+        url = resolve_url(args)
+    except StoreError as exc:
+        return usage_error(str(exc))
+    try:
+        revision = await current_revision(url)
+    except Exception as exc:
+        return report_error("db current failed", exc, url)
+    head = head_revision()
+    note = "up to date" if revision == head else f"newest known is {head}: run `litellm-failover db upgrade`"
+    print(f"{redact_url(url)}: at revision {revision or 'base'} ({note})")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("db", help="Create or migrate the store's tables.")
+    commands = parser.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+
+    upgrade = commands.add_parser("upgrade", help="Apply migrations up to a revision (default: head).")
+    add_url_argument(upgrade)
+    upgrade.add_argument("--revision", default="head", help="target revision (default: head)")
+    upgrade.add_argument(
+        "--sql", action="store_true", help="print the DDL instead of running it (no connection made)"
+    )
+    upgrade.set_defaults(handler=_upgrade)
+
+    downgrade = commands.add_parser(
+        "downgrade", help="Revert migrations down to a revision ('base' drops every table)."
+    )
+    add_url_argument(downgrade)
+    downgrade.add_argument(
+        "--revision", required=True, help="target revision, e.g. 'base' (required: this drops data)"
+    )
+    downgrade.set_defaults(handler=_downgrade)
+
+    current = commands.add_parser("current", help="Show the database's revision.")
+    add_url_argument(current)
+    current.set_defaults(handler=_current)

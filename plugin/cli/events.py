@@ -1,0 +1,116 @@
+"""``litellm-failover events``: read the audit trail, as a table for people or JSON lines for tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, usage_error
+from litellm_failover.store.engine import StoreError
+from litellm_failover.store.queries import list_events
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """``10m``, ``2h``, ``1d`` (ago, from ``now``) or an ISO-8601 time; a time without zone is UTC."""
+    match = _RELATIVE.match(value)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"invalid --since value {value!r}: use a duration such as 30s, 10m, 2h, 1d, 1w "
+            "or an ISO-8601 time such as 2025-01-31T12:00:00Z"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return number
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _route(row: dict[str, Any]) -> str:
+    if row.get("from_deployment") or row.get("to_deployment"):
+        return f"{row.get('from_deployment') or '-'} -> {row.get('to_deployment') or '-'}"
+    return row.get("deployment_id") or ""
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"failover events ({len(rows)}, newest last)", title_justify="left")
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("deployment", overflow="fold")
+    table.add_column("reason", ratio=1, overflow="fold")
+    table.add_column("request", overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["event_type"],
+            row["model_group"],
+            _route(row),
+            row["reason"],
+            row.get("request_id") or "",
+        )
+    return table
+
+
+async def _events(args: argparse.Namespace) -> int:
+    try:
+        url = resolve_url(args)
+    except StoreError as exc:
+        return usage_error(str(exc))
+    since = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            return usage_error(str(exc))
+    try:
+        rows = await list_events(
+            url, since=since, event_type=args.event_type, model_group=args.model_group, limit=args.limit
+        )
+    except Exception as exc:
+        return report_error("events", exc, url)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=_json_default))
+        return 0
+    console = Console()
+    if not rows:
+        console.print("no events match")
+        return 0
+    console.print(_table(rows))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("events", help="List failover events from the store (the audit trail).")
+    add_url_argument(parser)
+    parser.add_argument("--since", help="only events from this long ago (10m, 2h, 1d) or this ISO-8601 time")
+    parser.add_argument("--type", dest="event_type", help="only this event type (e.g. failover)")
+    parser.add_argument("--group", dest="model_group", help="only this model group")
+    parser.add_argument(
+        "--limit", type=_positive_int, default=200, help="at most this many, the newest (default 200)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(handler=_events)

@@ -1,0 +1,130 @@
+"""``litellm-failover status``: every deployment's last recorded state and why, from the store.
+
+This reads ``failover_deployment_state``, so it works from any machine that can reach the
+database, without access to a running proxy; the state is as fresh as the writer's last flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, usage_error
+from litellm_failover.store.engine import StoreError, redact_url
+from litellm_failover.store.queries import list_deployment_states
+
+_STATE_STYLES = {
+    "healthy": "green",
+    "degraded": "yellow",
+    "recovering": "cyan",
+    "ramping": "cyan",
+    "draining": "yellow",
+    "ejected": "red",
+    "unhealthy": "red",
+}
+
+
+def check_lines(checks: Any) -> list[tuple[str, str]]:
+    """``(mark, "name: reason")`` per check; tolerant of shapes, since the core owns what it stores.
+
+    Expected: ``{name: {"ok": bool, "severity": "fail"|"degrade", "reason": str, ...}}``. A failed
+    check marked ``degrade`` only lowered the weight, so it shows as DEGRADE rather than FAIL; a
+    bare bool or other value is shown as it is rather than dropped.
+    """
+    if not isinstance(checks, dict):
+        return [("?", str(checks))] if checks else []
+    lines: list[tuple[str, str]] = []
+    for name, value in checks.items():
+        if isinstance(value, dict):
+            ok = value.get("ok")
+            reason = value.get("reason") or ""
+            if ok is True:
+                mark = "ok"
+            elif ok is False:
+                mark = "DEGRADE" if value.get("severity") == "degrade" else "FAIL"
+            else:
+                mark = "?"
+            lines.append((mark, f"{name}: {reason}" if reason else str(name)))
+        elif isinstance(value, bool):
+            lines.append(("ok" if value else "FAIL", str(name)))
+        else:
+            lines.append(("?", f"{name}: {value}"))
+    return lines
+
+
+_MARK_STYLES = {"ok": "green", "FAIL": "red", "DEGRADE": "yellow", "?": "yellow"}
+
+
+def _checks_text(checks: Any) -> Text:
+    text = Text()
+    for index, (mark, line) in enumerate(check_lines(checks)):
+        if index:
+            text.append("\n")
+        text.append(mark + " ", style=_MARK_STYLES[mark])
+        text.append(line)
+    return text
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    # The instance column only earns its width when several proxy replicas write to this store.
+    show_instance = len({row["instance_id"] for row in rows}) > 1
+    table = Table(title=f"deployment states ({len(rows)})", title_justify="left")
+    table.add_column("group", no_wrap=True)
+    table.add_column("deployment", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("reason", ratio=1, overflow="fold")
+    table.add_column("ejections", justify="right", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
+    if show_instance:
+        table.add_column("instance", no_wrap=True)
+    table.add_column("checks", ratio=1, overflow="fold")
+    for row in rows:
+        state = row["state"]
+        cells: list[Any] = [
+            row["model_group"],
+            row["deployment_id"],
+            Text(state, style=_STATE_STYLES.get(state.lower(), "")),
+            row["reason"],
+            str(row["ejection_count"]),
+            row["updated_at"].strftime("%m-%d %H:%M:%S"),
+        ]
+        if show_instance:
+            cells.append(row["instance_id"])
+        cells.append(_checks_text(row["checks"]))
+        table.add_row(*cells)
+    return table
+
+
+async def _status(args: argparse.Namespace) -> int:
+    try:
+        url = resolve_url(args)
+    except StoreError as exc:
+        return usage_error(str(exc))
+    try:
+        rows = await list_deployment_states(url)
+    except Exception as exc:
+        return report_error("status", exc, url)
+    if args.json:
+        for row in rows:
+            out = {**row, "updated_at": row["updated_at"].isoformat()}
+            print(json.dumps(out, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+        return 0
+    console = Console()
+    if not rows:
+        console.print(f"no deployment state recorded in {redact_url(url)} yet")
+        return 0
+    console.print(_table(rows))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="Show every deployment's recorded state and its checks.")
+    add_url_argument(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object per deployment per line")
+    parser.set_defaults(handler=_status)

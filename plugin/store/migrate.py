@@ -1,0 +1,157 @@
+"""Run the store's Alembic migrations from code: ``db upgrade``, the writer's start-up, tests.
+
+Alembic is configured here rather than by an ``alembic.ini`` so that the migrations shipped in
+the wheel (``litellm_failover.migrations``) are all a user needs. Alembic itself is synchronous;
+it runs on the async engine's connection through ``run_sync``, inside one transaction, so a failed
+upgrade leaves the schema as it was (PostgreSQL and, with the engine's BEGIN recipe, SQLite).
+
+On PostgreSQL the transaction first takes an advisory lock: several proxy replicas starting at
+once against one database migrate one after another instead of racing on CREATE TABLE.
+
+During a rolling upgrade a database can be ahead of an older replica (new pods migrated it).
+``upgrade_engine(..., allow_newer=True)``, which the writer uses, leaves such a database alone,
+since migrations only ever add; ``db upgrade`` says so as an error instead.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import litellm_failover.migrations as _migrations
+from litellm_failover.store.engine import StoreError, create_engine, parse_url, require_sqlite_file
+from litellm_failover.store.models import VERSION_TABLE
+
+MIGRATIONS_DIR = Path(_migrations.__file__).resolve().parent
+_ADVISORY_LOCK_KEY = 0x6C6C6D66  # "llmf": any constant shared by every litellm-failover process
+
+logger = logging.getLogger("litellm_failover.store")
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at the packaged migrations, for code and for ``alembic`` users."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest revision this version of the package knows."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def _locked(connection: AsyncConnection) -> None:
+    if connection.dialect.name == "postgresql":
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+
+
+async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
+    def run_sync(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        action(config)
+
+    async with engine.begin() as connection:
+        await _locked(connection)
+        await connection.run_sync(run_sync)
+
+
+def _newer_than_known(config: Config) -> str | None:
+    """The database's revision when this package does not know it (a newer release wrote it)."""
+    connection = config.attributes["connection"]
+    current = MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+    if current is None:
+        return None
+    try:
+        ScriptDirectory.from_config(config).get_revision(current)
+    except CommandError:
+        return current
+    return None
+
+
+def _upgrade(config: Config, revision: str, allow_newer: bool) -> None:
+    newer = _newer_than_known(config)
+    if newer is not None:
+        message = (
+            f"database schema is at revision {newer}, newer than this litellm-failover knows "
+            f"(newest known: {head_revision()})"
+        )
+        if not allow_newer:
+            raise StoreError(message + ": upgrade the litellm-failover package")
+        logger.warning("%s; leaving it as it is", message)
+        return
+    command.upgrade(config, revision)
+
+
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head", *, allow_newer: bool = False) -> None:
+    """Upgrade through an engine the caller owns (the writer keeps its engine afterwards).
+
+    ``allow_newer``: a database already past every revision this package knows is left as it is
+    (with a warning) instead of failing; the writer sets it so a rolling upgrade keeps writing.
+    """
+    await _run(engine, lambda config: _upgrade(config, revision, allow_newer))
+
+
+async def upgrade_database(url: str | URL, revision: str = "head") -> None:
+    """``alembic upgrade head`` against any supported async URL.
+
+    ``sqlite+aiosqlite:///path`` (the file's directory is created) or
+    ``postgresql+asyncpg://user:pw@host/db``; a schema goes on the URL as
+    ``?options=-csearch_path%3Dmyschema`` (see ``litellm_failover.store.engine``).
+    """
+    engine = create_engine(url)
+    try:
+        await upgrade_engine(engine, revision, allow_newer=False)
+    finally:
+        await engine.dispose()
+
+
+async def downgrade_database(url: str | URL, revision: str = "base") -> None:
+    """Downgrade to ``revision``; ``base`` drops every table the migrations created."""
+    parsed = parse_url(url)
+    require_sqlite_file(parsed)
+    engine = create_engine(parsed, create_directory=False)
+    try:
+        await _run(engine, lambda config: command.downgrade(config, revision))
+    finally:
+        await engine.dispose()
+
+
+async def current_revision(url: str | URL) -> str | None:
+    """The revision the database is at, or None when it has never been migrated."""
+    parsed = parse_url(url)
+    require_sqlite_file(parsed)
+    engine = create_engine(parsed, create_directory=False)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: MigrationContext.configure(
+                    sync, opts={"version_table": VERSION_TABLE}
+                ).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+
+
+def upgrade_sql(url: str | URL, revision: str = "head") -> str:
+    """The DDL ``upgrade`` would run, for a DBA to review or apply by hand (no connection made)."""
+    parsed = parse_url(url)
+    buffer = io.StringIO()
+    config = Config(output_buffer=buffer)
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["dialect_name"] = parsed.get_backend_name()
+    command.upgrade(config, revision, sql=True)
+    return buffer.getvalue()

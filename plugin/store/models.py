@@ -1,0 +1,106 @@
+"""The store's tables, as SQLAlchemy 2 declarative models.
+
+These describe the schema the latest migration produces; the migrations themselves never import
+this module (a migration must keep creating what it created on the day it was written). One
+``Base`` with a constraint naming convention holds every table, so later tables
+(``failover_sessions``, ``failover_messages``) are one more class here plus one more migration,
+and Alembic's batch mode on SQLite can find constraints by name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Alembic's own bookkeeping table. Not ``alembic_version``: the database may be shared with an
+# application that runs its own Alembic history, and two histories in one table break both.
+VERSION_TABLE = "failover_alembic_version"
+
+ID_LENGTH = 255
+"""Identifier columns (groups, deployments, requests, instances) are clipped to this by the writer."""
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    PostgreSQL keeps the zone (``timestamptz``); SQLite has no datetime type, so values are stored
+    as naive UTC text (which also sorts and compares correctly) and get UTC attached on the way out.
+    A naive value going in is taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class FailoverEventRecord(Base):
+    """The audit trail: one row per decision (``litellm_failover.events.FailoverEvent``)."""
+
+    __tablename__ = "failover_events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    event_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    model_group: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
+    deployment_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    from_deployment: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    to_deployment: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    request_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    instance_id: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+
+    __table_args__ = (
+        Index("ix_failover_events_created_at", "created_at"),
+        Index("ix_failover_events_event_type", "event_type"),
+        Index("ix_failover_events_model_group", "model_group"),
+    )
+
+
+class DeploymentStateRecord(Base):
+    """The latest known state of each deployment (``DeploymentStateRow``), one row per deployment."""
+
+    __tablename__ = "failover_deployment_state"
+
+    deployment_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
+    state: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    instance_id: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False, default="")
+    checks: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    ejection_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+events_table = FailoverEventRecord.__table__
+deployment_state_table = DeploymentStateRecord.__table__
