@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
+if TYPE_CHECKING:  # settings imports this module; the reverse import is for type hints only
+    from litellm_failover.settings import DeploymentFailoverConfig
 
-class Severity(str, Enum):
+
+class Severity(StrEnum):
     """What a failed check does to a deployment.
 
     ``FAIL`` ejects it (it is broken); ``DEGRADE`` only lowers its weight (it is alive but
@@ -25,6 +28,18 @@ class Severity(str, Enum):
 
     FAIL = "fail"
     DEGRADE = "degrade"
+
+
+class CheckName:
+    """The check names every adapter uses; the core and ``status`` read checks by these names."""
+
+    HTTP_HEALTH = "http_health"
+    PROBE_LATENCY = "probe_latency"
+    METRICS = "metrics"
+    KV_CACHE = "kv_cache"
+    QUEUE_DEPTH = "queue_depth"
+    GPU_HEALTH = "gpu_health"
+    GPU_MEMORY = "gpu_memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +53,15 @@ class CheckResult:
     value: float | None = None
 
     @classmethod
-    def passed(cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL):
+    def passed(
+        cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL
+    ):
         return cls(name=name, ok=True, severity=severity, reason=reason, value=value)
 
     @classmethod
-    def failed(cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL):
+    def failed(
+        cls, name: str, reason: str, value: float | None = None, *, severity: Severity = Severity.FAIL
+    ):
         return cls(name=name, ok=False, severity=severity, reason=reason, value=value)
 
 
@@ -103,20 +122,49 @@ class ProbeReport:
         return tuple(c for c in self.checks if not c.ok and c.severity is Severity.DEGRADE)
 
 
+class Prober(Protocol):
+    """One deployment's probe, built once and kept by the core for the deployment's lifetime.
+
+    It is an object rather than a function of the target because some telemetry needs memory
+    between rounds: DCGM's XID field holds the *last* XID code and never resets, so only a change
+    since the previous read is an event (see ``providers.gpu``). Keeping that memory in the prober
+    ties its lifetime to the deployment's, with no global dict to clean up.
+    """
+
+    kind: str
+    target: ProbeTarget
+
+    async def probe(self, session: aiohttp.ClientSession) -> ProbeReport:
+        """Run one probe round. Must not raise for anything the endpoint answers: a malformed
+        answer is a failed check with a reason. Timeouts are enforced by the caller
+        (``providers.runner.run_probe``)."""
+        ...
+
+
 class ProviderAdapter(Protocol):
-    """One endpoint kind. Implementations are stateless except where a source demands memory
-    (DCGM's XID counter never resets, so a change is the event: see ``providers.gpu``)."""
+    """One endpoint kind: a stateless factory of targets and probers."""
 
     kind: str
     self_hosted: bool
 
-    def default_target(self, deployment_id: str, litellm_params: dict, failover: dict) -> ProbeTarget:
-        """Build the probe target from a deployment's LiteLLM params and its ``model_info.failover``."""
+    def default_target(
+        self,
+        deployment_id: str,
+        litellm_params: dict,
+        config: DeploymentFailoverConfig,
+        thresholds: ProbeThresholds,
+        *,
+        where: str,
+    ) -> ProbeTarget:
+        """Build the probe target from a deployment's LiteLLM params and its ``model_info.failover``.
+
+        ``thresholds`` are final (per-deployment overrides already applied); ``where`` is the
+        deployment's key path (``model_list[2]``) for error messages.
+        """
         ...
 
-    async def probe(self, session: aiohttp.ClientSession, target: ProbeTarget) -> ProbeReport:
-        """Run one probe round. Must not raise for anything the endpoint answers: a malformed
-        answer is a failed check with a reason. Timeouts are enforced by the caller."""
+    def new_prober(self, target: ProbeTarget) -> Prober:
+        """A fresh prober for one deployment, with its own between-rounds memory."""
         ...
 
 

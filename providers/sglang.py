@@ -1,0 +1,19 @@
+"""SGLang: ``/health`` and, when launched with ``--enable-metrics``, Prometheus ``/metrics``.
+
+``sglang:token_usage`` is the fraction of the KV-cache token pool in use, SGLang's equivalent of
+vLLM's KV-cache usage. Without ``--enable-metrics`` the ``metrics`` check fails ("...missing"),
+on purpose: a node whose load nobody can see is not trusted with traffic.
+"""
+
+from __future__ import annotations
+
+from litellm_failover.providers.prometheus import Series
+from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
+
+METRICS = EngineMetrics(
+    running=Series(("sglang:num_running_reqs",), "sum"),
+    waiting=Series(("sglang:num_queue_reqs",), "sum"),
+    kv_usage=Series(("sglang:token_usage",), "max", ratio=True),
+)
+
+ADAPTER = SelfHostedAdapter("sglang", METRICS)

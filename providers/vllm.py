@@ -1,0 +1,19 @@
+"""vLLM (``hosted_vllm/``): ``/health`` answers 200 once the engine is up, ``/metrics`` has load.
+
+``vllm:kv_cache_usage_perc`` is a 0-1 fraction despite its name; vLLM before the V1 engine
+called it ``vllm:gpu_cache_usage_perc``, still read as a fallback. With data parallelism each
+engine reports its own label set: request counts are summed, usage takes the fullest engine.
+"""
+
+from __future__ import annotations
+
+from litellm_failover.providers.prometheus import Series
+from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
+
+METRICS = EngineMetrics(
+    running=Series(("vllm:num_requests_running",), "sum"),
+    waiting=Series(("vllm:num_requests_waiting",), "sum"),
+    kv_usage=Series(("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"), "max", ratio=True),
+)
+
+ADAPTER = SelfHostedAdapter("vllm", METRICS)

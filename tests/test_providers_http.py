@@ -1,0 +1,116 @@
+"""Bounded reads, JSON decoding, metrics parsing and secret-free reasons."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from provider_servers import huge, json_answer, serve, text
+
+from litellm_failover.providers import http
+from litellm_failover.providers.base import (
+    MalformedAnswer,
+    ProbeReport,
+    ProbeTarget,
+    ProbeThresholds,
+)
+from litellm_failover.providers.prometheus import Series, parse_metrics, read_series
+from litellm_failover.providers.runner import run_probe
+
+
+async def test_get_reads_whole_small_bodies_and_rejects_big_ones():
+    routes = {
+        "/ok": json_answer({"a": 1}),
+        "/big": huge(5000, declare_length=True),
+        "/big-chunked": huge(5000, declare_length=False),
+    }
+    async with serve(routes) as srv, aiohttp.ClientSession() as session:
+        answer = await http.get(session, f"{srv.url}/ok", max_body_bytes=100)
+        assert answer.status == 200 and http.decode_json(answer, "x") == {"a": 1}
+        for path in ("/big", "/big-chunked"):
+            with pytest.raises(MalformedAnswer, match=f"^{srv.url}{path}: body over 1000 bytes$"):
+                await http.get(session, f"{srv.url}{path}", max_body_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "status is not JSON: empty body"),
+        (
+            b"{oops",
+            "status is not JSON: Expecting property name enclosed in double quotes at line 1 column 2",
+        ),
+        (b"\xff\xfe", "status is not JSON: not UTF-8 text"),
+    ],
+)
+def test_decode_json_reasons(body, reason):
+    with pytest.raises(MalformedAnswer) as err:
+        http.decode_json(http.HttpAnswer("http://h", 200, body, 0.0), "status")
+    assert str(err.value) == reason
+
+
+def test_safe_url_strips_credentials_and_query():
+    assert http.safe_url("https://user:pw@host:8443/v1/models?key=sk-1#frag") == "https://host:8443/v1/models"
+    assert http.scrub("failed: http://u:p@h/x?token=abc then") == "failed: http://h/x then"
+
+
+def test_format_seconds():
+    assert [http.format_seconds(v) for v in (2.0, 0.25, 0.3, 15.0)] == ["2.0 s", "0.25 s", "0.3 s", "15.0 s"]
+
+
+def test_prometheus_parser_handles_colons_and_counter_suffixes():
+    samples = parse_metrics(
+        b"# TYPE vllm:prompt_tokens_total counter\n"
+        b'vllm:prompt_tokens_total{model_name="m"} 5\n'
+        b"# TYPE vllm:num_requests_running gauge\n"
+        b'vllm:num_requests_running{model_name="m",engine="0"} 2\n'
+        b'vllm:num_requests_running{model_name="m",engine="1"} 3\n'
+    )
+    # the parser renames the counter *family*; the sample keeps the name the server wrote
+    assert "vllm:prompt_tokens_total" in samples
+    assert read_series(samples, Series(("vllm:num_requests_running",), "sum")) == 5
+    assert read_series(samples, Series(("vllm:num_requests_running",), "max")) == 3
+    assert read_series(samples, Series(("vllm:absent",), "sum", required=False)) is None
+
+
+class _Raises:
+    """A prober with a bug: the runner must still return a report."""
+
+    kind = "broken"
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.target = ProbeTarget(
+            deployment_id="x", api_base=None, api_key="sk-key-in-error", thresholds=ProbeThresholds()
+        )
+
+    async def probe(self, session: aiohttp.ClientSession) -> ProbeReport:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (RuntimeError("boom"), "unexpected RuntimeError: boom"),
+        (KeyError("gpus"), "unexpected KeyError: 'gpus'"),
+        (
+            RuntimeError("GET http://u:pw@h/x?api_key=1 with sk-key-in-error"),
+            "unexpected RuntimeError: GET http://h/x with [redacted]",
+        ),
+        (TimeoutError(), "timed out"),  # a prober's own timeout, not the runner's deadline
+    ],
+)
+async def test_runner_turns_any_exception_into_a_failed_health_check(exc, reason):
+    async with aiohttp.ClientSession() as session:
+        report = await run_probe(_Raises(exc), session)
+    assert [(c.name, c.ok, c.reason) for c in report.checks] == [("http_health", False, reason)]
+
+
+async def test_server_that_drops_the_connection():
+    async def drop(request):
+        request.transport.close()
+        return await text("")(request)
+
+    async with serve({"/x": drop}) as srv, aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError) as err:
+            await http.get(session, f"{srv.url}/x", max_body_bytes=100)
+    assert http.describe_error(err.value) == "server closed the connection without answering"
