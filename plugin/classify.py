@@ -8,6 +8,7 @@ before the status code is looked at.
 from __future__ import annotations
 
 import litellm
+
 from litellm_failover.outlier import Outcome
 
 _CONNECT_MARKERS = (

@@ -9,11 +9,13 @@ request-level log hooks report outcomes back. Nothing here waits on I/O.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_logger import CustomLogger
+
 from litellm_failover.classify import classify
 
 if TYPE_CHECKING:
@@ -46,6 +48,10 @@ class FailoverHandler(CustomLogger):
     def __init__(self) -> None:
         super().__init__()
         self.plugin: FailoverPlugin | None = None
+        # LiteLLM de-duplicates callbacks by class name and public scalar attributes: without a
+        # distinct value here a second handler (a second Router in one process) would silently
+        # never be promoted into LiteLLM's success and failure callback lists.
+        self.handler_id = uuid.uuid4().hex
 
     # -- routing (hot path) ---------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import litellm
+
 from litellm_failover.attempts import AttemptLedger
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import DeploymentSpec, read_model_list
@@ -66,7 +67,7 @@ class FailoverPlugin:
         self.handler = handler or FailoverHandler()
         self.handler.plugin = self
         if self.handler not in litellm.callbacks:
-            litellm.callbacks.append(self.handler)
+            litellm.logging_callback_manager.add_litellm_callback(self.handler)
         if not settings.keep_litellm_cooldowns:
             # The plugin decides health; LiteLLM's timer cooldown would hide deployments from it
             # and bring them back all at once, which is exactly what the plugin replaces.
@@ -99,8 +100,7 @@ class FailoverPlugin:
     def detach(self) -> None:
         """Remove the handler from LiteLLM's callbacks (tests and embedded reuse)."""
         self.handler.plugin = None
-        with contextlib.suppress(ValueError):
-            litellm.callbacks.remove(self.handler)
+        litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
 
     async def _refresh_loop(self) -> None:
         interval = self.settings.weights.refresh_interval_s
@@ -115,8 +115,11 @@ class FailoverPlugin:
 
     def route(self, group: str, healthy: list[dict], request_kwargs: Mapping[str, Any]) -> list[dict]:
         table = self.core.tables.get(group)
-        if table is None:
-            return healthy  # not a group the plugin knows (added at run time): LiteLLM decides
+        first = healthy[0]
+        if table is None or self._deployments.get(str(first["model_info"]["id"])) is not first:
+            # Not this plugin's Router (LiteLLM hands every Router's picks to every callback), or
+            # a deployment added at run time that the plugin has not read: LiteLLM decides.
+            return healthy
         trace = request_kwargs.get("litellm_trace_id")
         request_id = str(trace) if trace else None
         exclude = self.ledger.excluded(request_id)
@@ -145,8 +148,9 @@ class FailoverPlugin:
     def request_failed(
         self, deployment_id: str, outcome: Outcome, request_id: str | None, error: str
     ) -> None:
+        # LiteLLM logs a failure per failed attempt, not only at the end, so the ledger entry must
+        # outlive it: a later attempt may still succeed elsewhere. Unfinished entries age out.
         self.attempt_failed(deployment_id, outcome, request_id, error)
-        self.ledger.finish(request_id)
 
     def request_succeeded(self, deployment_id: str, latency_s: float | None, request_id: str | None) -> None:
         self.core.record_success(deployment_id, latency_s)

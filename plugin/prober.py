@@ -1,8 +1,9 @@
 """Background active probing: one loop per deployment, with jitter, never on the request path.
 
-Each loop runs a probe round, hands the report to the core and sleeps. After a failed round it
-re-probes sooner (``failure_interval_s``), so a failure is confirmed, and a hung node ejected,
-in about two probe timeouts rather than two full intervals. A loop survives anything a probe
+Each loop starts a probe round every interval and hands each report to the core. After a failed
+round it re-probes sooner (``failure_interval_s``) so a failure is confirmed quickly, and a round
+still waiting on a hung node does not delay the next one, so a hang is ejected within about one
+interval plus one probe timeout. A loop survives anything a probe
 does: the probe function itself turns every answer into checks, and this loop logs and carries
 on if even that breaks.
 """
@@ -15,6 +16,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
+
 from litellm_failover.core import FailoverCore
 from litellm_failover.providers.base import CheckResult, ProbeReport
 
@@ -65,20 +67,37 @@ class Prober:
 
     async def _loop(self, deployment_id: str, probe: ProbeFn) -> None:
         health = self._core.health[deployment_id].spec.health
+        loop = asyncio.get_running_loop()
         # Spread the first rounds over one interval so N deployments don't probe in lockstep.
         await asyncio.sleep(random.uniform(0, health.interval_s))
-        while True:
-            report = await self._run(deployment_id, probe)
-            self.rounds += 1
-            try:
-                self._core.apply_probe(deployment_id, report)
-            except Exception:
-                logger.exception("applying the probe report of %s failed", deployment_id)
-            if report.failed:
-                delay = health.failure_interval_s
-            else:
-                delay = health.interval_s * (1.0 - health.jitter * random.random())
-            await asyncio.sleep(delay)
+        pending: set[asyncio.Task[ProbeReport]] = set()
+        try:
+            while True:
+                started = loop.time()
+                round_task = asyncio.create_task(self._round(deployment_id, probe))
+                pending.add(round_task)
+                round_task.add_done_callback(pending.discard)
+                interval = health.interval_s * (1.0 - health.jitter * random.random())
+                done, _ = await asyncio.wait({round_task}, timeout=interval)
+                if not done:
+                    # Fixed cadence: a round stuck on a hung node does not hold back the next
+                    # one (each is bounded by its own timeout), so the failures that eject it
+                    # overlap instead of queueing: about one interval plus one timeout.
+                    continue
+                delay = health.failure_interval_s if round_task.result().failed else interval
+                await asyncio.sleep(max(0.0, delay - (loop.time() - started)))
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _round(self, deployment_id: str, probe: ProbeFn) -> ProbeReport:
+        report = await self._run(deployment_id, probe)
+        self.rounds += 1
+        try:
+            self._core.apply_probe(deployment_id, report)
+        except Exception:
+            logger.exception("applying the probe report of %s failed", deployment_id)
+        return report
 
     async def _run(self, deployment_id: str, probe: ProbeFn) -> ProbeReport:
         assert self._session is not None

@@ -1,8 +1,8 @@
 """Build one probe function per deployment from its provider adapter.
 
-The plugin core never names a provider: it asks ``providers`` for the adapter of the deployment's
-kind (inferred from the LiteLLM model prefix or set in ``model_info.failover.provider``) and keeps
-the prober the adapter makes. Deployments with ``probe: false`` get none and rely on traffic.
+The plugin core never names a provider: ``providers.build_prober`` infers the kind (LiteLLM model
+prefix, or ``model_info.failover.provider``) and returns a prober that keeps its own memory between
+rounds. Deployments with ``probe: false`` get none and rely on traffic.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.prober import ProbeFn
-from litellm_failover.providers import get_adapter, infer_kind
+from litellm_failover.providers import build_prober, infer_kind
 from litellm_failover.providers.runner import run_probe
 
 
@@ -20,16 +20,12 @@ def build_probes(specs: Sequence[DeploymentSpec]) -> dict[str, ProbeFn]:
     probes: dict[str, ProbeFn] = {}
     for index, spec in enumerate(specs):
         where = f"model_list[{index}]"
-        kind = infer_kind(dict(spec.litellm_params), spec.failover.provider, where=where)
+        params = dict(spec.litellm_params)
+        infer_kind(params, spec.failover.provider, f"{where}.model_info.failover.provider")
         if not spec.failover.probe:
             continue
-        adapter = get_adapter(kind)
-        target = adapter.default_target(
-            spec.deployment_id,
-            dict(spec.litellm_params),
-            spec.failover,
-            spec.health.thresholds(),
-            where=where,
+        prober = build_prober(
+            spec.deployment_id, params, spec.failover, spec.health.thresholds(), where=where
         )
-        probes[spec.deployment_id] = functools.partial(run_probe, adapter.new_prober(target))
+        probes[spec.deployment_id] = functools.partial(run_probe, prober)
     return probes

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from litellm_failover.providers.base import ProbeThresholds
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from litellm_failover.providers.base import ProbeThresholds
 
 Strategy = Literal["primary-standby", "round-robin", "weighted"]
 InTierStrategy = Literal["weighted", "round-robin"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from factories import bad_report, good_report, model_list, saturated_report, specs_for
+
 from litellm_failover.health import DeploymentHealth, HealthState
 from litellm_failover.outlier import Outcome
 from litellm_failover.settings import parse_settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from factories import Clock, bad_report, good_report, model_list, saturated_report, specs_for
+
 from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
 from litellm_failover.outlier import Outcome
@@ -135,9 +136,7 @@ def test_without_panic_mode_an_all_down_group_routes_nowhere():
 
 
 def test_recovery_through_hysteresis_brings_the_primary_back():
-    core, sink, _ = make_core(
-        PRIMARY_STANDBY, {"health": {"unhealthy_threshold": 1, "healthy_threshold": 2}}
-    )
+    core, sink, _ = make_core(PRIMARY_STANDBY, {"health": {"unhealthy_threshold": 1, "healthy_threshold": 2}})
     core.apply_probe("p1", bad_report())
     core.apply_probe("p2", bad_report())
     assert core.table("g").serving == ("s1",)

@@ -15,7 +15,9 @@ def free_port() -> int:
 
 
 async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 10.0,  # noqa: ASYNC109 (a bounded wait on a condition is the point)
+    what: str = "condition",
 ) -> float:
     """Poll ``condition`` until true; return the seconds it took. Fails the test on timeout."""
     start = time.monotonic()

@@ -19,7 +19,8 @@ from litellm_failover.settings import FailoverConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="litellm-failover", description="GPU-aware failover for LiteLLM: demo, servers, store and status."
+        prog="litellm-failover",
+        description="GPU-aware failover for LiteLLM: demo, servers, store and status.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -1,0 +1,143 @@
+"""The LiteLLM proxy entry point: ``litellm_settings: {callbacks: ["litellm_failover.proxy_handler"]}``.
+
+The proxy builds callbacks while it loads config.yaml, before it builds its Router. So the handler
+validates ``failover_settings`` and every ``model_info.failover`` at once (a bad value stops the
+proxy with the key path), then attaches to the proxy's Router as soon as it exists: from a
+start-up task, or on the first routed request, whichever comes first. The plugin's background
+work stops, and the store writer flushes, when the proxy's event loop cancels it at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from litellm_failover.deployments import read_model_list
+from litellm_failover.handler import FailoverHandler
+from litellm_failover.plugin import FailoverPlugin
+from litellm_failover.probes import build_probes
+from litellm_failover.settings import FailoverConfigError, FailoverSettings, parse_settings
+
+logger = logging.getLogger("litellm_failover")
+
+ROUTER_WAIT_S = 120.0
+
+
+def _config_path() -> str | None:
+    with contextlib.suppress(Exception):
+        from litellm.proxy import proxy_server
+
+        if proxy_server.user_config_file_path:
+            return str(proxy_server.user_config_file_path)
+    return os.environ.get("CONFIG_FILE_PATH") or os.environ.get("LITELLM_FAILOVER_CONFIG")
+
+
+def _resolve_env(value: Any) -> Any:
+    """LiteLLM's ``os.environ/NAME`` convention, applied to failover_settings values too."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value.split("/", 1)[1]
+        if name not in os.environ:
+            raise FailoverConfigError(f"invalid configuration: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, Mapping):
+        return {k: _resolve_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v) for v in value]
+    return value
+
+
+def load_proxy_config(path: str) -> tuple[FailoverSettings, list[dict]]:
+    with open(path, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    if not isinstance(config, Mapping):
+        raise FailoverConfigError(f"invalid configuration: {path} is not a YAML mapping")
+    settings = parse_settings(_resolve_env(config.get("failover_settings")))
+    model_list = list(config.get("model_list") or [])
+    validate_model_list(model_list, settings)
+    return settings, model_list
+
+
+def validate_model_list(model_list: list[dict], settings: FailoverSettings) -> None:
+    """Check every ``model_info.failover`` and provider kind before LiteLLM assigns ids."""
+    entries = []
+    for index, raw in enumerate(model_list):
+        info = dict(raw.get("model_info") or {})
+        info.setdefault("id", f"model_list[{index}]")
+        entries.append({**raw, "model_info": info})
+    build_probes(read_model_list(entries, settings.health))
+
+
+class ProxyFailoverHandler(FailoverHandler):
+    def __init__(self, settings: FailoverSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._lifecycle: asyncio.Task[None] | None = None
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            self._lifecycle = loop.create_task(self._run(), name="failover:proxy")
+
+    def _attach(self) -> FailoverPlugin | None:
+        if self.plugin is not None:
+            return self.plugin
+        from litellm.proxy import proxy_server
+
+        router = proxy_server.llm_router
+        if router is None:
+            return None
+        FailoverPlugin(router, self.settings, handler=self)  # sets self.plugin
+        logger.info("litellm-failover attached to the proxy router (%d deployments)", len(router.model_list))
+        return self.plugin
+
+    async def _run(self) -> None:
+        """Wait for the proxy's Router, start the plugin, and stop it when the loop shuts down."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ROUTER_WAIT_S
+        plugin = self._attach()
+        while plugin is None and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            plugin = self._attach()
+        if plugin is None:
+            logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
+            return
+        await plugin.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await plugin.stop()
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: Any,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[dict]:
+        if self.plugin is None:
+            self._attach()  # a request beat the start-up task: route with the plugin anyway
+        return await super().async_filter_deployments(
+            model, healthy_deployments, messages, request_kwargs, parent_otel_span
+        )
+
+
+_instance: ProxyFailoverHandler | None = None
+
+
+def proxy_handler() -> ProxyFailoverHandler:
+    """The proxy's handler, built once from the config file the proxy is loading."""
+    global _instance
+    if _instance is None:
+        path = _config_path()
+        if path is None:
+            raise FailoverConfigError(
+                "litellm_failover.proxy_handler: no config file found (start the proxy with --config)"
+            )
+        settings, _ = load_proxy_config(path)
+        _instance = ProxyFailoverHandler(settings)
+    return _instance

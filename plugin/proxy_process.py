@@ -1,0 +1,107 @@
+"""Run a real LiteLLM proxy as a child process from a config dict (tests, benches, drills).
+
+The proxy is started exactly as a user would (``litellm --config config.yaml``), bound to
+127.0.0.1, with a generated master key (the proxy refuses well-known ones) and LiteLLM's local
+cost map (no network). ``start`` waits, bounded, until the proxy answers its liveness route.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProxyProcess:
+    def __init__(self, config: dict[str, Any], workdir: Path, *, port: int | None = None) -> None:
+        self.config = config
+        self.workdir = Path(workdir)
+        self.port = port or free_port()
+        self.master_key = "sk-failover-" + secrets.token_hex(12)
+        self.config_path = self.workdir / f"proxy-{self.port}.yaml"
+        self.log_path = self.workdir / f"proxy-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": self.master_key,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": os.environ.get("LITELLM_LOG", "ERROR"),
+            "DISABLE_SCHEMA_UPDATE": "True",
+        }
+        env.pop("DATABASE_URL", None)  # LiteLLM's own DB is not ours to use; the proxy runs without one
+        litellm_cli = Path(sys.executable).with_name("litellm")
+        command = [str(litellm_cli), "--config", str(self.config_path), "--host", "127.0.0.1"]
+        command += ["--port", str(self.port)]
+        log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self._process.returncode}:\n{self.log_tail()}")
+            if self._ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"proxy not ready within {timeout}s:\n{self.log_tail()}")
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health/liveliness", timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_exit(self, timeout: float) -> int | None:
+        if self._process is None:
+            return None
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (the proxy's graceful shutdown, which flushes the plugin's writer), then KILL."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        os.killpg(self._process.pid, signal.SIGTERM)
+        if self.wait_exit(timeout) is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=5)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> ProxyProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
