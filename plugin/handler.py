@@ -82,6 +82,9 @@ class FailoverHandler(CustomLogger):
         if plugin is None or deployment_id is None:
             return
         request_id = request_data.get("litellm_trace_id")
+        logger.debug(
+            "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
+        )
         plugin.attempt_failed(
             deployment_id, classify(exception), str(request_id) if request_id else None, str(exception)
         )
@@ -109,5 +112,8 @@ class FailoverHandler(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         request_id = kwargs.get("litellm_trace_id")
+        logger.debug(
+            "request failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
+        )
         outcome = classify(exception, streaming_started=bool(kwargs.get("stream")))
         plugin.request_failed(deployment_id, outcome, str(request_id) if request_id else None, str(exception))

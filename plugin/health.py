@@ -54,7 +54,9 @@ class DeploymentHealth:
         self.settings = settings
         self.probed = probed
         self.state = HealthState.HEALTHY
-        self.reason = "no evidence yet: assumed healthy"
+        self.reason = (
+            "no probe yet: assumed healthy" if probed else "probes disabled: traffic decides its health"
+        )
         self.checks: dict[str, CheckResult] = {}
         self.probe_failures = 0
         self.probe_successes = 0
@@ -108,6 +110,7 @@ class DeploymentHealth:
         if target is not self.state:
             reason = _describe(report.degraded) if report.degraded else "saturation cleared"
             return self._move(target, reason, "probe")
+        self.reason = _describe(report.degraded) if report.degraded else "all probe checks pass"
         return None
 
     def record_failure(self, outcome: Outcome, now: float) -> Transition | None:

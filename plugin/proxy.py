@@ -76,6 +76,10 @@ def validate_model_list(model_list: list[dict], settings: FailoverSettings) -> N
 class ProxyFailoverHandler(FailoverHandler):
     def __init__(self, settings: FailoverSettings) -> None:
         super().__init__()
+        level = os.environ.get("LITELLM_FAILOVER_LOG_LEVEL")
+        if level:
+            logging.basicConfig()
+            logger.setLevel(level.upper())
         self.settings = settings
         self._lifecycle: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):

@@ -1,0 +1,233 @@
+"""Failover through the real LiteLLM proxy, enabled from config.yaml alone, driven by the openai SDK.
+
+One proxy per scenario group: fake vLLM servers run as subprocesses (p1, p2 primary tier; s1
+standby), the proxy loads ``litellm_failover.proxy_handler`` from ``litellm_settings.callbacks``
+and reads ``failover_settings`` from the same file. What the plugin decided is read back from the
+events table and the deployment-state table it writes, as an operator would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from openai import AsyncOpenAI
+from waiting import wait_until
+
+from litellm_failover.loadgen import openai_sender, run_load
+from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.store.queries import list_deployment_states, list_events
+
+pytestmark = pytest.mark.proxy
+
+ORDER = {"p1": 1, "p2": 1, "s1": 2}
+
+
+def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str, **failover: object) -> dict:
+    settings = {
+        "database_url": database_url,
+        "health": {"interval_s": 0.25, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0},
+    }
+    settings.update(failover)
+    return {
+        "model_list": [
+            {
+                "model_name": "chat",
+                "litellm_params": {
+                    "model": "hosted_vllm/fake-model",
+                    "api_base": node.api_base,
+                    "order": ORDER[name],
+                    "timeout": 5,
+                    "stream_timeout": 5,
+                },
+                "model_info": {"id": name, "failover": {"gpu_url": node.url}},
+            }
+            for name, node in nodes.items()
+        ],
+        "litellm_settings": {"callbacks": ["litellm_failover.proxy_handler"]},
+        "router_settings": {"num_retries": 2, "retry_after": 0},
+        "failover_settings": settings,
+    }
+
+
+@pytest.fixture
+def nodes():
+    started = {name: FakeVLLMProcess(name, tokens_per_s=400) for name in ORDER}
+    for node in started.values():
+        node.start()
+    yield started
+    for node in started.values():
+        node.stop()
+
+
+@pytest.fixture
+def proxy(nodes, tmp_path):
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    process = ProxyProcess(proxy_config(nodes, database_url), tmp_path)
+    process.database_url = database_url
+    process.start()
+    yield process
+    process.stop()
+
+
+def client_for(proxy: ProxyProcess) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=proxy.url, api_key=proxy.master_key, max_retries=0, timeout=30)
+
+
+async def states(proxy: ProxyProcess) -> dict[str, str]:
+    rows = await list_deployment_states(proxy.database_url)
+    return {row["deployment_id"]: row["state"] for row in rows}
+
+
+async def wait_state(proxy: ProxyProcess, deployment: str, state: str, within: float = 10) -> None:
+    async def reached() -> bool:
+        try:
+            return (await states(proxy)).get(deployment) == state
+        except Exception:
+            return False  # the table may not exist until the plugin's first flush
+
+    await wait_until(reached, timeout=within, what=f"{deployment} {state} in failover_deployment_state")
+
+
+async def test_sigkilled_primary_behind_the_proxy_costs_clients_nothing(proxy, nodes):
+    await wait_state(proxy, "p1", "healthy")
+    client = client_for(proxy)
+    killed_at: list[float] = []
+
+    def kill_after_some(result):
+        if result.index == 30 and not killed_at:
+            killed_at.append(time.monotonic())
+            nodes["p1"].kill()
+
+    results = await run_load(
+        openai_sender(client, "chat"), total=150, concurrency=6, on_result=kill_after_some, deadline_s=90
+    )
+    assert killed_at
+    failed = [r for r in results if not r.ok]
+    assert [r for r in failed if not r.stream] == []
+    assert [r for r in failed if r.first_chunk_at is None] == []
+    assert [r for r in failed if r.started_at >= killed_at[0] or r.served_by != "p1"] == []
+    late = [r for r in results if r.started_at > killed_at[0] + 0.5]
+    assert late and {r.served_by for r in late} == {"p2"}
+    await wait_state(proxy, "p1", "unhealthy")
+    events = await list_events(proxy.database_url, event_type="state_change")
+    assert any(e["deployment_id"] == "p1" and e["details"]["to_state"] == "unhealthy" for e in events)
+
+    nodes["p1"].restart()
+    await wait_state(proxy, "p1", "healthy")
+    after = await run_load(openai_sender(client, "chat"), total=40, concurrency=4)
+    assert all(r.ok for r in after) and {r.served_by for r in after} == {"p1", "p2"}
+    transitions = [
+        e["details"]["to_state"]
+        for e in await list_events(proxy.database_url, event_type="state_change")
+        if e["deployment_id"] == "p1"
+    ]
+    assert transitions[-3:] == ["unhealthy", "recovering", "healthy"]
+    assert all(e["instance_id"] for e in events)
+
+
+async def test_faults_move_traffic_as_designed_behind_the_proxy(proxy, nodes):
+    await wait_state(proxy, "p1", "healthy")
+    client = client_for(proxy)
+    send = openai_sender(client, "chat")
+
+    # http_500: probes and traffic both see it; clients see nothing.
+    nodes["p1"].set_fault("http_500")
+    results = await run_load(send, total=40, concurrency=4)
+    assert [r.error for r in results if not r.ok] == []
+    await wait_state(proxy, "p1", "unhealthy")
+    assert {r.served_by for r in results[-15:]} == {"p2"}
+    nodes["p1"].clear_fault()
+    await wait_state(proxy, "p1", "healthy")
+
+    # gpu_pressure: degraded, weight lowered, still routed a little, never ejected.
+    nodes["p1"].set_fault("gpu_pressure")
+    await wait_state(proxy, "p1", "degraded")
+    results = await run_load(send, total=120, concurrency=6)
+    assert all(r.ok for r in results)
+    counts = Counter(r.served_by for r in results)
+    assert counts["p1"] < counts["p2"] * 0.25 and counts["s1"] == 0
+    nodes["p1"].clear_fault()
+    await wait_state(proxy, "p1", "healthy")
+
+    # hang: out of rotation by the probes; requests in flight time out and retry elsewhere.
+    nodes["p1"].set_fault("hang")
+    await wait_state(proxy, "p1", "unhealthy", within=5)
+    results = await run_load(send, total=30, concurrency=3)
+    assert all(r.ok for r in results) and {r.served_by for r in results} == {"p2"}
+    nodes["p1"].clear_fault()
+    await wait_state(proxy, "p1", "healthy")
+
+    # health_lie: /health says fine, completions fail: outlier detection ejects from traffic.
+    nodes["p1"].set_fault("health_lie")
+    results = await run_load(send, total=40, concurrency=4)
+    assert all(r.ok for r in results)
+    await wait_state(proxy, "p1", "unhealthy")
+    rows = {row["deployment_id"]: row for row in await list_deployment_states(proxy.database_url)}
+    assert "server_error" in rows["p1"]["reason"]
+    assert rows["p1"]["checks"]["http_health"]["ok"] is True
+
+    # The whole primary tier down: the standby serves.
+    nodes["p2"].set_fault("http_500")
+    results = await run_load(send, total=30, concurrency=3)
+    assert all(r.ok for r in results)
+    assert {r.served_by for r in results[-10:]} == {"s1"}
+    failovers = await list_events(proxy.database_url, event_type="failover")
+    assert any(e["to_deployment"] == "s1" for e in failovers)
+
+
+async def test_a_stream_cutting_primary_is_ejected_behind_the_proxy(nodes, tmp_path):
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    config = proxy_config(nodes, database_url, strategy="round-robin")
+    with ProxyProcess(config, tmp_path) as proxy:
+        proxy.database_url = database_url
+        await wait_state(proxy, "p1", "healthy")
+        nodes["p1"].set_fault("drop_midstream", after_chunks=2)
+        send = openai_sender(client_for(proxy), "chat")
+        client_cuts = 0
+        for index in range(40):
+            result = await send(index, True)
+            # A cut inside the first chunks the proxy reads ahead is retried elsewhere and never
+            # reaches the client, but the plugin still counts it against p1. Later cuts reach the
+            # client after a 200, possibly before any content: count every failed stream.
+            if not result.ok:
+                assert result.served_by in (None, "p1")
+                client_cuts += 1
+            if (await states(proxy)).get("p1") == "unhealthy":
+                break
+        await wait_state(proxy, "p1", "unhealthy", within=5)
+        rows = {row["deployment_id"]: row for row in await list_deployment_states(database_url)}
+        assert "3 consecutive stream_cut" in rows["p1"]["reason"]
+        assert 1 <= client_cuts <= 3
+
+
+def test_the_proxy_refuses_to_start_with_bad_failover_settings(nodes, tmp_path):
+    config = proxy_config(nodes, f"sqlite+aiosqlite:///{tmp_path}/e.db", strategy="fastest")
+    proxy = ProxyProcess(config, tmp_path)
+    with pytest.raises(RuntimeError) as info:
+        proxy.start(timeout=60)
+    assert "failover_settings.strategy" in str(info.value) and "fastest" in str(info.value)
+
+
+def test_status_cli_reads_what_the_proxy_wrote(proxy):
+    async def healthy() -> bool:
+        try:
+            return (await states(proxy)).get("p2") == "healthy"
+        except Exception:
+            return False
+
+    import asyncio
+
+    asyncio.run(wait_until(healthy, timeout=10, what="p2 state row"))
+    output = subprocess.run(
+        [sys.executable, "-m", "litellm_failover.cli", "status", "--url", proxy.database_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert '"deployment_id": "p2"' in output and '"state": "healthy"' in output
