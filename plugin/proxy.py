@@ -4,16 +4,18 @@ The proxy builds callbacks while it loads config.yaml, before it builds its Rout
 validates ``failover_settings`` and every ``model_info.failover`` at once (a bad value stops the
 proxy with the key path), then attaches to the proxy's Router as soon as it exists: from a
 start-up task, or on the first routed request, whichever comes first. The plugin's background
-work stops, and the store writer flushes, when the proxy's event loop cancels it at shutdown.
+work stops, and the store writer flushes, at the end of the proxy's graceful shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
-from collections.abc import Mapping
+import signal
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import yaml
@@ -73,6 +75,30 @@ def validate_model_list(model_list: list[dict], settings: FailoverSettings) -> N
     build_probes(read_model_list(entries, settings.health))
 
 
+def hook_server_shutdown(stop: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``stop`` at the end of uvicorn's graceful shutdown.
+
+    On SIGTERM uvicorn shuts down, then re-raises the signal with the default handler, which ends
+    the process before asyncio would cancel (and let finish) the plugin's tasks: the writer's last
+    rows would be lost. LiteLLM offers callbacks no shutdown hook, so the plugin wraps the uvicorn
+    server's ``shutdown``; the server is the owner of the SIGTERM handler it installed. Under
+    another server this finds nothing and the task-cancellation path stops the plugin instead.
+    """
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    original = getattr(server, "shutdown", None)
+    if server is None or not inspect.iscoroutinefunction(original):
+        return False
+
+    async def shutdown(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            await stop()
+
+    server.shutdown = shutdown
+    return True
+
+
 class ProxyFailoverHandler(FailoverHandler):
     def __init__(self, settings: FailoverSettings) -> None:
         super().__init__()
@@ -82,6 +108,7 @@ class ProxyFailoverHandler(FailoverHandler):
             logger.setLevel(level.upper())
         self.settings = settings
         self._lifecycle: asyncio.Task[None] | None = None
+        self._stopped = False
         with contextlib.suppress(RuntimeError):
             loop = asyncio.get_running_loop()
             self._lifecycle = loop.create_task(self._run(), name="failover:proxy")
@@ -110,10 +137,19 @@ class ProxyFailoverHandler(FailoverHandler):
             logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
             return
         await plugin.start()
+        hook_server_shutdown(self._stop)
         try:
             await asyncio.Event().wait()
         finally:
-            await plugin.stop()
+            await self._stop()
+
+    async def _stop(self) -> None:
+        plugin = self.plugin
+        if plugin is None or self._stopped:
+            return
+        self._stopped = True
+        await plugin.stop()
+        logger.info("litellm-failover stopped; store writer: %s", plugin.writer.stats())
 
     async def async_filter_deployments(
         self,

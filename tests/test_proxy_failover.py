@@ -231,3 +231,26 @@ def test_status_cli_reads_what_the_proxy_wrote(proxy):
         check=True,
     ).stdout
     assert '"deployment_id": "p2"' in output and '"state": "healthy"' in output
+
+
+async def test_shutdown_flushes_what_the_writer_still_holds(nodes, tmp_path):
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    # A flush interval far longer than the test: rows reach the table only through the shutdown flush.
+    config = proxy_config(nodes, database_url, writer={"flush_interval_s": 600, "batch_size": 100000})
+    proxy = ProxyProcess(config, tmp_path)
+    proxy.start()
+    try:
+        nodes["p1"].set_fault("http_500")
+        send = openai_sender(client_for(proxy), "chat")
+
+        async def p1_out_of_rotation() -> bool:
+            results = await run_load(send, total=10, concurrency=2)
+            assert all(r.ok for r in results)
+            return {r.served_by for r in results} == {"p2"}
+
+        await wait_until(p1_out_of_rotation, timeout=20, what="p1 out of rotation")
+    finally:
+        proxy.stop()
+    assert proxy.wait_exit(0) is not None
+    events = await list_events(database_url, event_type="state_change")
+    assert any(e["deployment_id"] == "p1" and e["details"]["to_state"] == "unhealthy" for e in events)

@@ -288,3 +288,63 @@ async def test_database_down_never_blocks_routing(servers, tmp_path):
             assert "hunter2" not in str(plugin.status())
     finally:
         plugin.detach()
+
+
+async def test_secrets_never_reach_events_logs_or_status(tmp_path, make_plugin, caplog):
+    """A provider that echoes the API key in its error body: the key must go no further."""
+    from aiohttp import web
+
+    secret = "sk-live-do-not-leak-0123456789"
+
+    async def echo_key(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": {"message": f"denied {request.headers.get('Authorization')}"}}, status=500
+        )
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"data": []})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", echo_key)
+    app.router.add_get("/v1/models", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    healthy = FakeVLLM("p2", tokens_per_s=0)
+    await healthy.start()
+    try:
+        model_list = [
+            {
+                "model_name": "chat",
+                "litellm_params": {
+                    "model": "openai/fake-model",
+                    "api_base": f"http://127.0.0.1:{port}/v1",
+                    "api_key": secret,
+                },
+                "model_info": {"id": "leaky"},
+            },
+            {
+                "model_name": "chat",
+                "litellm_params": {"model": "hosted_vllm/fake-model", "api_base": healthy.api_base},
+                "model_info": {"id": "p2"},
+            },
+        ]
+        router, plugin = make_plugin(
+            model_list, {"strategy": "round-robin", "outlier": {"consecutive_errors": 2}}
+        )
+        with caplog.at_level("DEBUG", logger="litellm_failover"):
+            async with plugin:
+                results = await run_load(router_sender(router, "chat"), total=20, concurrency=2)
+                assert all(r.ok for r in results)
+                await wait_until(lambda: state_of(plugin, "leaky") == "unhealthy", timeout=5, what="ejected")
+                events = await events_of(plugin)
+        errors = [e["details"]["error"] for e in events if e["details"].get("error")]
+        assert any("denied Bearer ***" in error for error in errors)  # the echo was stored, masked
+        assert secret not in str(events)
+        assert secret not in str(plugin.status())
+        assert secret not in caplog.text
+    finally:
+        await healthy.stop()
+        await runner.cleanup()

@@ -259,6 +259,12 @@ class StoreWriter:
                 await asyncio.wait(
                     {task}, timeout=max(deadline - time.monotonic() - dispose_budget / 2, 0.01)
                 )
+        if (task is None or task.done()) and self._has_work() and self._engine is not None:
+            # At shutdown the event loop cancels every task at once, this writer's own too: flush
+            # from here instead, so rows held for batching still reach the table.
+            while self._has_work() and time.monotonic() < deadline - dispose_budget:
+                if not await self._attempt(self._write_pending):
+                    break
         left = self._queued()
         if left:
             logger.warning(

@@ -1,0 +1,133 @@
+"""The small parts of the plugin: outcome classification, redaction, the attempt ledger, config."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+import yaml
+
+from litellm_failover.attempts import AttemptLedger
+from litellm_failover.classify import classify
+from litellm_failover.outlier import Outcome
+from litellm_failover.proxy import load_proxy_config
+from litellm_failover.redact import Redactor
+from litellm_failover.settings import FailoverConfigError
+
+
+@pytest.mark.parametrize(
+    ("exception", "outcome"),
+    [
+        (
+            litellm.InternalServerError(
+                message="Cannot connect to host 127.0.0.1:1 [Connect call failed]",
+                model="m",
+                llm_provider="x",
+            ),
+            Outcome.CONNECT_ERROR,
+        ),
+        (litellm.InternalServerError(message="boom", model="m", llm_provider="x"), Outcome.SERVER_ERROR),
+        (litellm.Timeout(message="timed out", model="m", llm_provider="x"), Outcome.TIMEOUT),
+        (litellm.RateLimitError(message="slow down", model="m", llm_provider="x"), Outcome.OVERLOADED),
+        (litellm.BadRequestError(message="bad prompt", model="m", llm_provider="x"), Outcome.CLIENT_ERROR),
+        (litellm.AuthenticationError(message="bad key", model="m", llm_provider="x"), Outcome.SERVER_ERROR),
+        (
+            litellm.APIConnectionError(
+                message="Response payload is not completed", model="m", llm_provider="x"
+            ),
+            Outcome.STREAM_CUT,
+        ),
+    ],
+)
+def test_classify(exception, outcome):
+    assert classify(exception) is outcome
+
+
+def test_a_stream_that_fails_after_it_started_is_a_cut_unless_it_is_a_connect_error():
+    assert classify(ValueError("odd"), streaming_started=True) is Outcome.STREAM_CUT
+    refused = ConnectionRefusedError("Connection refused")
+    assert classify(refused, streaming_started=True) is Outcome.CONNECT_ERROR
+
+
+def test_redactor_masks_known_secrets_token_shapes_and_url_passwords():
+    redact = Redactor(["my-very-secret-key"])
+    text = redact(
+        "auth failed for my-very-secret-key with Bearer abcdefghijk and sk-123456789012 "
+        "at postgresql://user:hunter2@db/x"
+    )
+    assert "my-very-secret-key" not in text and "abcdefghijk" not in text
+    assert "sk-123456789012" not in text and "hunter2" not in text
+    assert len(Redactor()("x" * 1000)) == 300
+
+
+def test_attempt_ledger_excludes_failures_per_request_and_forgets_on_finish():
+    ledger = AttemptLedger(ttl_s=10, max_requests=3)
+    ledger.record_pick("r1", "a", now=0)
+    assert ledger.record_failure("r1", "a") is True
+    assert ledger.record_failure("r1", "a") is False  # reported twice by LiteLLM: counted once
+    assert ledger.excluded("r1") == {"a"}
+    assert ledger.excluded("r2") == frozenset()
+    assert ledger.finish("r1").first_pick == "a"
+    assert ledger.excluded("r1") == frozenset()
+
+
+def test_attempt_ledger_is_bounded_and_ages_out():
+    ledger = AttemptLedger(ttl_s=10, max_requests=3)
+    for i in range(5):
+        ledger.record_pick(f"r{i}", "a", now=float(i))
+    assert len(ledger) == 3
+    ledger.record_pick("late", "a", now=100.0)
+    assert len(ledger) == 1
+
+
+def write_config(tmp_path, failover_settings, failover_block=None, model="hosted_vllm/x"):
+    config = {
+        "model_list": [
+            {
+                "model_name": "chat",
+                "litellm_params": {"model": model, "api_base": "http://127.0.0.1:1/v1"},
+                "model_info": {"failover": failover_block} if failover_block is not None else {},
+            }
+        ],
+        "failover_settings": failover_settings,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("settings", "block", "expected"),
+    [
+        ({"helth": {}}, None, "failover_settings.helth"),
+        ({"health": {"interval_s": -1}}, None, "failover_settings.health.interval_s"),
+        ({"strategy": "fastest"}, None, "'fastest'"),
+        ({"health": {"unhealthy_threshold": "many"}}, None, "failover_settings.health.unhealthy_threshold"),
+        ({}, {"provider": "tpu-magic"}, "model_list[0].model_info.failover.provider"),
+        ({}, {"gpu_source": "nvml"}, "model_list[0].model_info.failover.gpu_source"),
+        (
+            {},
+            {"health": {"max_kv_cache_usage": 2}},
+            "model_list[0].model_info.failover.health.max_kv_cache_usage",
+        ),
+        ({"database_url": "os.environ/NOT_SET_ANYWHERE_42"}, None, "NOT_SET_ANYWHERE_42"),
+    ],
+)
+def test_proxy_config_errors_name_the_key_path(tmp_path, settings, block, expected):
+    with pytest.raises(FailoverConfigError) as info:
+        load_proxy_config(write_config(tmp_path, settings, block))
+    assert expected in str(info.value)
+
+
+def test_an_uninferable_provider_is_refused_with_the_model(tmp_path):
+    with pytest.raises(FailoverConfigError) as info:
+        load_proxy_config(write_config(tmp_path, {}, None, model="mystery/model"))
+    assert "model_list[0]" in str(info.value) and "mystery/model" in str(info.value)
+
+
+def test_proxy_config_reads_environment_references(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAILOVER_DB_FOR_TEST", "sqlite+aiosqlite:///x.db")
+    settings, model_list = load_proxy_config(
+        write_config(tmp_path, {"database_url": "os.environ/FAILOVER_DB_FOR_TEST"})
+    )
+    assert settings.database_url == "sqlite+aiosqlite:///x.db"
+    assert len(model_list) == 1
