@@ -87,9 +87,7 @@ class DeploymentHealth:
                 return self._move(
                     HealthState.UNHEALTHY, f"{self.probe_failures} failed probe rounds: {reason}", "probe"
                 )
-            if self.state is HealthState.UNHEALTHY:
-                self.reason = reason
-            return None
+            return None  # already out: the reason stays why it was ejected; checks show the rest
 
         self.probe_failures = 0
         if self.state is HealthState.UNHEALTHY and not self.outlier.ejection_over(now):

@@ -46,45 +46,35 @@ def messages_for(index: int) -> list[dict[str, str]]:
 
 def router_sender(router: Any, model: str, **extra: Any) -> Sender:
     """Send through ``litellm.Router.acompletion`` (the SDK path)."""
+    return _sender(
+        lambda index, stream: router.acompletion(
+            model=model, messages=messages_for(index), stream=stream, **extra
+        )
+    )
+
+
+def openai_sender(client: Any, model: str, **extra: Any) -> Sender:
+    """Send through the openai SDK's ``chat.completions.create`` (the proxy path)."""
+    return _sender(
+        lambda index, stream: client.chat.completions.create(
+            model=model, messages=messages_for(index), stream=stream, **extra
+        )
+    )
+
+
+def _sender(create: Callable[[int, bool], Awaitable[Any]]) -> Sender:
+    """Both clients answer in the same shapes: a response with ``system_fingerprint`` and
+    ``choices``, or an async iterator of chunks; one body records either."""
 
     async def send(index: int, stream: bool) -> RequestResult:
         result = RequestResult(index=index, stream=stream, started_at=time.monotonic())
         try:
-            response = await router.acompletion(
-                model=model, messages=messages_for(index), stream=stream, **extra
-            )
+            response = await create(index, stream)
             if stream:
                 async for chunk in response:
                     _take_chunk(result, chunk)
             else:
                 result.served_by = getattr(response, "system_fingerprint", None)
-                result.text = response.choices[0].message.content or ""
-            result.ok = True
-        except Exception as exc:
-            result.error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        result.ended_at = time.monotonic()
-        return result
-
-    return send
-
-
-def openai_sender(client: Any, model: str, **extra: Any) -> Sender:
-    """Send through the openai SDK (the proxy path)."""
-
-    async def send(index: int, stream: bool) -> RequestResult:
-        result = RequestResult(index=index, stream=stream, started_at=time.monotonic())
-        try:
-            if stream:
-                response = await client.chat.completions.create(
-                    model=model, messages=messages_for(index), stream=True, **extra
-                )
-                async for chunk in response:
-                    _take_chunk(result, chunk)
-            else:
-                response = await client.chat.completions.create(
-                    model=model, messages=messages_for(index), **extra
-                )
-                result.served_by = response.system_fingerprint
                 result.text = response.choices[0].message.content or ""
             result.ok = True
         except Exception as exc:

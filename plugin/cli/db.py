@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from litellm_failover.settings import DEFAULT_DATABASE_URL
+from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError
 from litellm_failover.store.engine import (
     StoreError,
     describe_error,
@@ -40,9 +40,12 @@ def add_url_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_url(args: argparse.Namespace) -> str:
-    """The URL to use; raises StoreError for one that is not a supported database URL."""
+    """The URL to use. One that is not a supported database URL is a usage error (exit 2)."""
     url = args.url or os.environ.get(URL_ENV) or DEFAULT_DATABASE_URL
-    parse_url(url)
+    try:
+        parse_url(url)
+    except StoreError as exc:
+        raise FailoverConfigError(f"--url: {exc}") from None
     return url
 
 
@@ -61,10 +64,7 @@ def usage_error(message: str) -> int:
 
 
 async def _upgrade(args: argparse.Namespace) -> int:
-    try:
-        url = resolve_url(args)
-    except StoreError as exc:
-        return usage_error(str(exc))
+    url = resolve_url(args)
     if args.sql:
         print(upgrade_sql(url, args.revision), end="")
         return 0
@@ -78,10 +78,7 @@ async def _upgrade(args: argparse.Namespace) -> int:
 
 
 async def _downgrade(args: argparse.Namespace) -> int:
-    try:
-        url = resolve_url(args)
-    except StoreError as exc:
-        return usage_error(str(exc))
+    url = resolve_url(args)
     try:
         await downgrade_database(url, args.revision)
         revision = await current_revision(url)
@@ -92,10 +89,7 @@ async def _downgrade(args: argparse.Namespace) -> int:
 
 
 async def _current(args: argparse.Namespace) -> int:
-    try:
-        url = resolve_url(args)
-    except StoreError as exc:
-        return usage_error(str(exc))
+    url = resolve_url(args)
     try:
         revision = await current_revision(url)
     except Exception as exc:

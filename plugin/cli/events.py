@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, usage_error
-from litellm_failover.store.engine import StoreError
 from litellm_failover.store.queries import list_events
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -75,10 +74,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 async def _events(args: argparse.Namespace) -> int:
-    try:
-        url = resolve_url(args)
-    except StoreError as exc:
-        return usage_error(str(exc))
+    url = resolve_url(args)
     since = None
     if args.since is not None:
         try:

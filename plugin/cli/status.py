@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, usage_error
-from litellm_failover.store.engine import StoreError, redact_url
+from litellm_failover.cli.db import add_url_argument, report_error, resolve_url
+from litellm_failover.store.engine import redact_url
 from litellm_failover.store.queries import list_deployment_states
 
 _STATE_STYLES = {
@@ -102,10 +102,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 async def _status(args: argparse.Namespace) -> int:
-    try:
-        url = resolve_url(args)
-    except StoreError as exc:
-        return usage_error(str(exc))
+    url = resolve_url(args)
     try:
         rows = await list_deployment_states(url)
     except Exception as exc:
