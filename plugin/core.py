@@ -18,7 +18,7 @@ from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth, HealthState, Transition
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers.base import ProbeReport
+from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
 
@@ -64,12 +64,12 @@ class FailoverCore:
 
     def apply_probe(self, deployment_id: str, report: ProbeReport) -> None:
         record = self.health[deployment_id]
-        before = {name: (c.ok, c.reason) for name, c in record.checks.items()}
+        before = _verdicts(record.checks)
         transition = record.apply_probe(report, self.clock())
         if transition is not None:
             self._on_transition(transition)
-        elif before != {name: (c.ok, c.reason) for name, c in record.checks.items()}:
-            self._submit_state(record)  # checks changed without a transition: keep status current
+        elif before != _verdicts(record.checks):
+            self._submit_state(record)  # a check's verdict changed without a transition
 
     def record_failure(
         self, deployment_id: str, outcome: Outcome, *, request_id: str | None = None, error: str = ""
@@ -234,6 +234,13 @@ class FailoverCore:
                 ejection_count=record.outlier.ejection_count,
             )
         )
+
+
+def _verdicts(checks: dict[str, CheckResult]) -> dict[str, tuple[bool, str, str]]:
+    """What a stored state row must follow: pass or fail, and why a check fails. A passing
+    check's text carries its measurement ("3 ms"), which changes every round; rewriting the row
+    for that would turn every probe into a database write."""
+    return {name: (c.ok, c.severity.value, "" if c.ok else c.reason) for name, c in checks.items()}
 
 
 __all__ = ["EventSink", "FailoverCore", "HealthState"]

@@ -50,13 +50,14 @@ class FailoverPlugin:
         model_list = list(router.model_list or [])
         specs = read_model_list(model_list, settings.health)
         probes = build_probes(specs)
+        probed = {i for shared in probes for i in shared.deployment_ids}
         self.redact = Redactor(_secrets(specs))
         self.writer = StoreWriter(settings.database_url, settings.writer)
         self.core = FailoverCore(
             settings,
             specs,
             instance_id=self.instance_id,
-            probed=lambda spec: spec.deployment_id in probes,
+            probed=lambda spec: spec.deployment_id in probed,
             sink=self.writer,
         )
         self.prober = Prober(self.core, probes)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -22,20 +23,23 @@ from litellm_failover.providers.base import CheckResult, ProbeReport
 
 logger = logging.getLogger("litellm_failover")
 
+if TYPE_CHECKING:
+    from litellm_failover.probes import SharedProbe
+
 ProbeFn = Callable[[aiohttp.ClientSession], Awaitable[ProbeReport]]
 
 
 class Prober:
-    def __init__(self, core: FailoverCore, probes: Mapping[str, ProbeFn]) -> None:
+    def __init__(self, core: FailoverCore, probes: Sequence[SharedProbe]) -> None:
         self._core = core
-        self._probes = dict(probes)
+        self._probes = list(probes)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rounds = 0
 
     @property
     def deployment_ids(self) -> list[str]:
-        return list(self._probes)
+        return [i for shared in self._probes for i in shared.deployment_ids]
 
     async def start(self) -> None:
         if self._tasks:
@@ -45,9 +49,11 @@ class Prober:
             connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None),
         )
-        for deployment_id, probe in self._probes.items():
-            task = asyncio.create_task(self._loop(deployment_id, probe), name=f"probe:{deployment_id}")
-            self._tasks.append(task)
+        for shared in self._probes:
+            name = "probe:" + ",".join(shared.deployment_ids)
+            self._tasks.append(
+                asyncio.create_task(self._loop(shared.deployment_ids, shared.probe), name=name)
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -58,15 +64,8 @@ class Prober:
             await self._session.close()
             self._session = None
 
-    async def probe_once(self, deployment_id: str) -> ProbeReport:
-        """One round now, outside the schedule (used by tests and the CLI)."""
-        assert self._session is not None, "prober not started"
-        report = await self._run(deployment_id, self._probes[deployment_id])
-        self._core.apply_probe(deployment_id, report)
-        return report
-
-    async def _loop(self, deployment_id: str, probe: ProbeFn) -> None:
-        health = self._core.health[deployment_id].spec.health
+    async def _loop(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> None:
+        health = self._core.health[deployment_ids[0]].spec.health  # shared probes share settings
         loop = asyncio.get_running_loop()
         # Spread the first rounds over one interval so N deployments don't probe in lockstep.
         await asyncio.sleep(random.uniform(0, health.interval_s))
@@ -74,7 +73,7 @@ class Prober:
         try:
             while True:
                 started = loop.time()
-                round_task = asyncio.create_task(self._round(deployment_id, probe))
+                round_task = asyncio.create_task(self._round(deployment_ids, probe))
                 pending.add(round_task)
                 round_task.add_done_callback(pending.discard)
                 interval = health.interval_s * (1.0 - health.jitter * random.random())
@@ -90,23 +89,24 @@ class Prober:
             for task in pending:
                 task.cancel()
 
-    async def _round(self, deployment_id: str, probe: ProbeFn) -> ProbeReport:
-        report = await self._run(deployment_id, probe)
+    async def _round(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> ProbeReport:
+        report = await self._run(deployment_ids, probe)
         self.rounds += 1
-        try:
-            self._core.apply_probe(deployment_id, report)
-        except Exception:
-            logger.exception("applying the probe report of %s failed", deployment_id)
+        for deployment_id in deployment_ids:
+            try:
+                self._core.apply_probe(deployment_id, report)
+            except Exception:
+                logger.exception("applying the probe report of %s failed", deployment_id)
         return report
 
-    async def _run(self, deployment_id: str, probe: ProbeFn) -> ProbeReport:
+    async def _run(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> ProbeReport:
         assert self._session is not None
         try:
             return await probe(self._session)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the probe function should not raise; if it does, say so
-            logger.warning("probe of %s raised %s", deployment_id, type(exc).__name__)
+            logger.warning("probe of %s raised %s", ",".join(deployment_ids), type(exc).__name__)
             return ProbeReport(
                 checks=(CheckResult.failed("http_health", f"probe error: {type(exc).__name__}"),),
                 latency_s=0.0,

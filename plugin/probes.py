@@ -1,31 +1,48 @@
-"""Build one probe function per deployment from its provider adapter.
+"""Build the probes: one per distinct probe target, shared by every deployment behind it.
 
-The plugin core never names a provider: ``providers.build_prober`` infers the kind (LiteLLM model
-prefix, or ``model_info.failover.provider``) and returns a prober that keeps its own memory between
-rounds. Deployments with ``probe: false`` get none and rely on traffic.
+The plugin core never names a provider: ``providers.build_target`` infers the kind (LiteLLM model
+prefix, or ``model_info.failover.provider``) and the kind's adapter makes a prober that keeps its
+own memory between rounds. Several deployments often sit behind the same server (LoRA adapters or
+model names served by one vLLM, one GPU host's sidecar): when their targets are identical but for
+the deployment id, one probe round is the truth for all of them, so they share it rather than
+ask the same server the same questions N times. Deployments with ``probe: false`` get none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.prober import ProbeFn
-from litellm_failover.providers import build_prober, infer_kind
+from litellm_failover.providers import build_target, get_adapter, infer_kind
 from litellm_failover.providers.runner import run_probe
 
 
-def build_probes(specs: Sequence[DeploymentSpec]) -> dict[str, ProbeFn]:
-    probes: dict[str, ProbeFn] = {}
+@dataclass(frozen=True, slots=True)
+class SharedProbe:
+    deployment_ids: tuple[str, ...]
+    probe: ProbeFn
+
+
+def build_probes(specs: Sequence[DeploymentSpec]) -> list[SharedProbe]:
+    groups: dict[object, tuple[list[str], ProbeFn]] = {}
     for index, spec in enumerate(specs):
         where = f"model_list[{index}]"
         params = dict(spec.litellm_params)
-        infer_kind(params, spec.failover.provider, f"{where}.model_info.failover.provider")
+        kind = infer_kind(params, spec.failover.provider, f"{where}.model_info.failover.provider")
         if not spec.failover.probe:
             continue
-        prober = build_prober(
+        target = build_target(
             spec.deployment_id, params, spec.failover, spec.health.thresholds(), where=where
         )
-        probes[spec.deployment_id] = functools.partial(run_probe, prober)
-    return probes
+        # Same kind, same URLs, credentials and thresholds, same schedule: the same probe.
+        key = (kind, dataclasses.replace(target, deployment_id=""), spec.health)
+        if key in groups:
+            groups[key][0].append(spec.deployment_id)
+        else:
+            prober = get_adapter(kind).new_prober(target)
+            groups[key] = ([spec.deployment_id], functools.partial(run_probe, prober))
+    return [SharedProbe(tuple(ids), probe) for ids, probe in groups.values()]

@@ -131,3 +131,33 @@ def test_proxy_config_reads_environment_references(tmp_path, monkeypatch):
     )
     assert settings.database_url == "sqlite+aiosqlite:///x.db"
     assert len(model_list) == 1
+
+
+def test_deployments_behind_one_server_share_one_probe_and_others_do_not():
+    from factories import specs_for
+
+    from litellm_failover.probes import build_probes
+
+    def entry(dep_id, base, **failover):
+        return {
+            "model_name": "g",
+            "litellm_params": {"model": "hosted_vllm/m", "api_base": base},
+            "model_info": {"id": dep_id, "failover": failover},
+        }
+
+    specs = specs_for(
+        [
+            entry("lora-a", "http://10.0.0.1:8000/v1", gpu_url="http://10.0.0.1:9400"),
+            entry("lora-b", "http://10.0.0.1:8000/v1", gpu_url="http://10.0.0.1:9400"),
+            entry("other-node", "http://10.0.0.2:8000/v1", gpu_url="http://10.0.0.2:9400"),
+            entry(
+                "stricter",
+                "http://10.0.0.1:8000/v1",
+                gpu_url="http://10.0.0.1:9400",
+                health={"max_kv_cache_usage": 0.5},
+            ),
+            entry("passive", "http://10.0.0.1:8000/v1", probe=False),
+        ]
+    )
+    groups = sorted(shared.deployment_ids for shared in build_probes(specs))
+    assert groups == [("lora-a", "lora-b"), ("other-node",), ("stricter",)]
