@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any
 
+from rich.console import Console
+
 from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError
 from litellm_failover.store.engine import (
     StoreError,
@@ -56,6 +58,13 @@ def report_error(what: str, exc: BaseException, url: str | None) -> int:
         message += " (has `litellm-failover db upgrade` been run on this database?)"
     print(f"litellm-failover: {what}: {message}", file=sys.stderr)
     return 1
+
+
+def table_console() -> Console:
+    """A terminal's own width; when piped (to a file, ``less``, CI logs) a wide one, since 80
+    columns cannot hold an events or status table without crushing the reason column."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
 
 
 def usage_error(message: str) -> int:

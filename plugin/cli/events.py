@@ -8,10 +8,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, usage_error
+from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console, usage_error
 from litellm_failover.store.queries import list_events
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -55,20 +54,22 @@ def _route(row: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"failover events ({len(rows)}, newest last)", title_justify="left")
+    # The reason is what an operator reads; the rest stays on one line each, and the request id
+    # is shortened to its first 8 characters (enough to grep; --json has it whole).
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("type", no_wrap=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("deployment", overflow="fold")
+    table.add_column("group", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("deployment", no_wrap=True, max_width=24, overflow="ellipsis")
     table.add_column("reason", ratio=1, overflow="fold")
-    table.add_column("request", overflow="fold")
+    table.add_column("request", no_wrap=True)
     for row in rows:
         table.add_row(
-            row["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["created_at"].strftime("%m-%d %H:%M:%S"),
             row["event_type"],
             row["model_group"],
             _route(row),
             row["reason"],
-            row.get("request_id") or "",
+            (row.get("request_id") or "")[:8],
         )
     return table
 
@@ -91,7 +92,7 @@ async def _events(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, default=_json_default))
         return 0
-    console = Console()
+    console = table_console()
     if not rows:
         console.print("no events match")
         return 0

@@ -11,11 +11,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from litellm_failover.cli.db import add_url_argument, report_error, resolve_url
+from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console
 from litellm_failover.store.engine import redact_url
 from litellm_failover.store.queries import list_deployment_states
 
@@ -112,7 +111,7 @@ async def _status(args: argparse.Namespace) -> int:
             out = {**row, "updated_at": row["updated_at"].isoformat()}
             print(json.dumps(out, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
         return 0
-    console = Console()
+    console = table_console()
     if not rows:
         console.print(f"no deployment state recorded in {redact_url(url)} yet")
         return 0
