@@ -348,3 +348,20 @@ async def test_secrets_never_reach_events_logs_or_status(tmp_path, make_plugin, 
     finally:
         await healthy.stop()
         await runner.cleanup()
+
+
+async def test_panic_mode_fails_open_when_every_deployment_looks_down(servers, make_plugin):
+    """Every GPU sidecar unreachable: each node is "unhealthy" by its probes, yet the engines
+    answer. Refusing every request would turn a telemetry outage into a full outage."""
+    model_list = deployments(servers)
+    for entry in model_list:
+        entry["model_info"]["failover"]["gpu_url"] = "http://127.0.0.1:9"  # nothing listens
+    router, plugin = make_plugin(model_list)
+    async with plugin:
+        await wait_until(lambda: plugin.core.table("chat").panic, timeout=5, what="panic mode")
+        results = await run_load(router_sender(router, "chat"), total=30, concurrency=3)
+        assert all(r.ok for r in results)
+        assert {r.served_by for r in results} == {"p1", "p2"}  # tiers still order the fail-open
+        panic = await events_of(plugin, "panic_mode")
+        assert panic and panic[0]["details"]["entered"] is True
+        assert "gpu_health" in plugin.core.health["p1"].reason
