@@ -231,10 +231,9 @@ class AgentGpuReader:
         self, session: aiohttp.ClientSession, thresholds: ProbeThresholds, tracker: http.ReadTracker
     ) -> GpuOutcome:
         try:
-            with tracker.reading(f"GPU agent at {http.safe_url(self.url)}"):
-                answer = await http.get(session, self.url, max_body_bytes=thresholds.max_body_bytes)
-            if answer.status != 200:
-                raise MalformedAnswer(f"GET {http.safe_url(self.url)} answered {answer.status}")
+            answer = await http.get_ok(
+                session, self.url, "GPU agent", tracker, max_body_bytes=thresholds.max_body_bytes
+            )
             status = parse_agent_status(http.decode_json(answer, "gpu-status"))
         except Exception as exc:
             return _unreadable(self.source, exc)
@@ -319,10 +318,9 @@ class DcgmGpuReader:
         self, session: aiohttp.ClientSession, thresholds: ProbeThresholds, tracker: http.ReadTracker
     ) -> GpuOutcome:
         try:
-            with tracker.reading(f"DCGM exporter at {http.safe_url(self.url)}"):
-                answer = await http.get(session, self.url, max_body_bytes=thresholds.max_body_bytes)
-            if answer.status != 200:
-                raise MalformedAnswer(f"GET {http.safe_url(self.url)} answered {answer.status}")
+            answer = await http.get_ok(
+                session, self.url, "DCGM exporter", tracker, max_body_bytes=thresholds.max_body_bytes
+            )
             samples = parse_metrics(answer.body)
             used = _per_gpu(samples, FB_USED)
             free = _per_gpu(samples, FB_FREE)

@@ -139,6 +139,23 @@ async def get(
         return HttpAnswer(url=url, status=resp.status, body=body, latency_s=time.monotonic() - start)
 
 
+async def get_ok(
+    session: aiohttp.ClientSession,
+    url: str,
+    what: str,
+    tracker: ReadTracker,
+    *,
+    max_body_bytes: int,
+) -> HttpAnswer:
+    """GET a telemetry page that must answer 200; the tracker names it if the probe times out,
+    and any other status is a ``MalformedAnswer`` naming the (credential-free) URL."""
+    with tracker.reading(f"{what} at {safe_url(url)}"):
+        answer = await get(session, url, max_body_bytes=max_body_bytes)
+    if answer.status != 200:
+        raise MalformedAnswer(f"GET {safe_url(url)} answered {answer.status}")
+    return answer
+
+
 def decode_json(answer: HttpAnswer, what: str) -> Any:
     """Parse a JSON body, or say in a few words why it is not JSON."""
     try:
