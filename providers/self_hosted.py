@@ -33,7 +33,7 @@ from litellm_failover.providers.base import (
     Severity,
 )
 from litellm_failover.providers.gpu import GpuOutcome, GpuReader, gpu_reader_for
-from litellm_failover.providers.prometheus import Series, parse_metrics, read_all
+from litellm_failover.providers.prometheus import Series, parse_metrics, read_all, sample_names
 from litellm_failover.providers.runner import latency_check
 
 if TYPE_CHECKING:
@@ -139,6 +139,9 @@ class SelfHostedProber:
         self.kind = kind
         self.target = target
         self._metrics = metrics
+        # Fixed per engine kind: worked out once, not every round.
+        self._wanted = metrics.wanted()
+        self._sample_names = sample_names(self._wanted)
         self._gpu = gpu_reader
         self._tracker = http.ReadTracker()
 
@@ -218,7 +221,8 @@ class SelfHostedProber:
                 )
             if answer.status != 200:
                 raise MalformedAnswer(f"GET {http.safe_url(url)} answered {answer.status}")
-            values, problems = read_all(parse_metrics(answer.body), self._metrics.wanted())
+            samples = parse_metrics(answer.body, self._sample_names)  # only the families read
+            values, problems = read_all(samples, self._wanted)
         except Exception as exc:
             return [CheckResult.failed(CheckName.METRICS, http.describe_error(exc))], {}
         if problems:

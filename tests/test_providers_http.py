@@ -13,7 +13,7 @@ from litellm_failover.providers.base import (
     ProbeTarget,
     ProbeThresholds,
 )
-from litellm_failover.providers.prometheus import Series, parse_metrics, read_series
+from litellm_failover.providers.prometheus import Series, parse_metrics, read_series, select_families
 from litellm_failover.providers.runner import run_probe
 
 
@@ -70,6 +70,96 @@ def test_prometheus_parser_handles_colons_and_counter_suffixes():
     assert read_series(samples, Series(("vllm:num_requests_running",), "sum")) == 5
     assert read_series(samples, Series(("vllm:num_requests_running",), "max")) == 3
     assert read_series(samples, Series(("vllm:absent",), "sum", required=False)) is None
+
+
+# Around the wanted families: what an exporter writes for other types (a counter typed without
+# ``_total``, which the parser renames to ``..._total``; a histogram; ``_created`` series), a wanted
+# name inside a label value and inside another family's help text, and names that only start like
+# a wanted one.
+PAGE = """\
+# HELP tgi_request_count Requests; vllm:num_requests_running is not read here.
+# TYPE tgi_request_count counter
+tgi_request_count 100
+tgi_request_count_created 1.7e+09
+# HELP vllm:time_to_first_token_seconds TTFT.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="vllm:num_requests_running"} 1
+vllm:time_to_first_token_seconds_bucket{le="+Inf",model_name="vllm:num_requests_running"} 2
+vllm:time_to_first_token_seconds_count{model_name="vllm:num_requests_running"} 2
+vllm:time_to_first_token_seconds_sum{model_name="vllm:num_requests_running"} 0.3
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0"} 2
+  vllm:num_requests_running{engine="1"} 3
+vllm:num_requests_running_by_lora{lora="a"} 9
+#\tTYPE\tvllm:num_requests_waiting\tgauge
+vllm:num_requests_waiting\t4
+vllm:num_requests_waitingroom 7
+"""
+
+
+def test_selection_keeps_a_families_lines_and_nothing_that_only_mentions_it():
+    selected = select_families(PAGE, ("vllm:num_requests_running", "vllm:num_requests_waiting"))
+    assert selected.splitlines() == [
+        "# TYPE vllm:num_requests_running gauge",
+        'vllm:num_requests_running{engine="0"} 2',
+        '  vllm:num_requests_running{engine="1"} 3',
+        "#\tTYPE\tvllm:num_requests_waiting\tgauge",
+        "vllm:num_requests_waiting\t4",
+    ]
+    # a counter's and a histogram's lines go by their suffixed names
+    assert select_families(PAGE, ("tgi_request_count_total",)).splitlines() == PAGE.splitlines()[:4]
+    histogram = select_families(PAGE, ("vllm:time_to_first_token_seconds_count",)).splitlines()
+    assert histogram == PAGE.splitlines()[4:10]
+    assert select_families(PAGE, ("vllm:absent",)) == ""
+    assert select_families(PAGE, ()) == select_families(PAGE, ("",)) == ""
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("vllm:num_requests_running",),
+        ("vllm:num_requests_waiting", "vllm:num_requests_running_by_lora"),
+        ("tgi_request_count_total", "tgi_request_count_created"),
+        ("vllm:time_to_first_token_seconds_bucket", "vllm:time_to_first_token_seconds_sum"),
+    ],
+)
+def test_selected_parse_reads_what_the_whole_parse_reads(names):
+    whole, selected = parse_metrics(PAGE.encode()), parse_metrics(PAGE.encode(), names)
+    for name in names:
+        assert selected.series(name) == whole.series(name) != []
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "metrics text empty"),
+        (b" \n\t\n", "metrics text empty"),
+        (b"\xff\xfe vllm:num_requests_running 1\n", "metrics text unparseable: not UTF-8"),
+        # nothing of the wanted families: parsed whole, so a page that is not Prometheus text
+        # at all says so rather than "missing"
+        (b"<html><body>Bad gateway</body></html>", "metrics text unparseable: "),
+        (b"vllm:num_requests_running{engine=0} 1\n", "metrics text unparseable: Invalid labels"),
+    ],
+    ids=["empty", "blank", "not-utf-8", "html", "garbage-in-family"],
+)
+def test_selected_parse_reasons(body, reason):
+    with pytest.raises(MalformedAnswer) as err:
+        parse_metrics(body, ("vllm:num_requests_running",))
+    assert str(err.value).startswith(reason), str(err.value)
+
+
+def test_a_valid_page_without_the_families_reads_and_reports_them_missing():
+    samples = parse_metrics(b"other_metric 1\n", ("vllm:num_requests_running",))
+    with pytest.raises(MalformedAnswer, match=r"^vllm:num_requests_running missing$"):
+        read_series(samples, Series(("vllm:num_requests_running",), "sum"))
+
+
+def test_without_names_the_whole_page_is_judged():
+    """What the DCGM reader gets (it names no families): garbage anywhere rejects the page."""
+    page = PAGE + "unrelated_metric three\n"
+    assert parse_metrics(page.encode(), ("vllm:num_requests_running",)).series("vllm:num_requests_running")
+    with pytest.raises(MalformedAnswer, match="could not convert string to float"):
+        parse_metrics(page.encode())
 
 
 class _Raises:

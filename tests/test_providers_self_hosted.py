@@ -16,7 +16,8 @@ from provider_servers import (
     trickle,
 )
 
-from litellm_failover.providers.base import LoadSignals, ProbeThresholds, Severity
+from litellm_failover.providers.base import LoadSignals, MalformedAnswer, ProbeThresholds, Severity
+from litellm_failover.providers.prometheus import parse_metrics
 
 VLLM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.
@@ -124,6 +125,72 @@ async def test_malformed_metrics_fail_the_metrics_check_with_a_precise_reason(me
     assert checks["metrics"].reason.startswith(reason), checks["metrics"].reason
     assert "kv_cache" not in checks and "queue_depth" not in checks  # no second failure for one cause
     assert report.load == LoadSignals()
+
+
+# Families the vLLM probe does not read, as a real page has them around the four gauges.
+UNREAD_FAMILIES = """\
+# HELP vllm:e2e_request_latency_seconds Histogram of e2e request latency in seconds.
+# TYPE vllm:e2e_request_latency_seconds histogram
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="0.5",model_name="m"} 4.0
+vllm:e2e_request_latency_seconds_bucket{engine="0",le="+Inf",model_name="m"} 9.0
+vllm:e2e_request_latency_seconds_count{engine="0",model_name="m"} 9.0
+vllm:e2e_request_latency_seconds_sum{engine="0",model_name="m"} 7.25
+# HELP vllm:num_requests_running_by_lora Not read: only its name starts like a wanted one.
+# TYPE vllm:num_requests_running_by_lora gauge
+vllm:num_requests_running_by_lora{lora="a"} 1.0
+"""
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        'vllm:e2e_request_latency_seconds_bucket{engine="0",le="1.0" 5\n',  # broken labels
+        'python_gc_objects_collected_total{generation="0"} lots\n',  # not a number
+        "vllm:num_requests_running_by_lora three\n",  # a wanted name's prefix, another family
+        '# TYPE "unterminated counter\n',  # a broken comment head
+        "<b>debug build</b>\n",
+    ],
+    ids=["broken-labels", "not-a-number", "name-prefix", "bad-type-line", "html"],
+)
+async def test_garbage_in_a_family_the_probe_does_not_read_is_ignored(garbage):
+    """Not ours to judge: the gauges read are intact, and ejecting a serving node for a histogram
+    nobody reads would take capacity away for nothing (see ``parse_metrics``)."""
+    page = UNREAD_FAMILIES + garbage + VLLM_METRICS + garbage
+    with pytest.raises(MalformedAnswer):  # parsed whole, the page is rejected
+        parse_metrics(page.encode())
+    async with serve({"/health": text(""), "/metrics": text(page)}) as srv:
+        report = await probe_once(prober_for(vllm_params(srv.url)))
+    assert report.failed == (), report
+    assert report.load == LoadSignals(kv_cache_usage=0.5, queue_waiting=1.0, requests_running=5.0)
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        (
+            'vllm:num_requests_waiting{engine="1",model_name="m" 0.0',
+            'metrics text unparseable: Invalid value: \'{engine="1",model_name="m"\'',
+        ),
+        (
+            'vllm:num_requests_waiting{engine="1",model_name="m"} zero',
+            "metrics text unparseable: could not convert string to float: 'zero'",
+        ),
+        (
+            'vllm:num_requests_waiting{engine="1",model_name="m"} NaN',
+            "vllm:num_requests_waiting is nan",
+        ),
+    ],
+    ids=["broken-labels", "not-a-number", "nan"],
+)
+async def test_garbage_inside_a_wanted_family_on_a_big_page_still_fails(broken, reason):
+    page = UNREAD_FAMILIES + VLLM_METRICS.replace(
+        'vllm:num_requests_waiting{engine="1",model_name="m"} 0.0', broken
+    )
+    async with serve({"/health": text(""), "/metrics": text(page)}) as srv:
+        report = await probe_once(prober_for(vllm_params(srv.url)))
+    checks = by_name(report)
+    assert not checks["metrics"].ok and checks["metrics"].reason == reason
+    assert "kv_cache" not in checks and report.load == LoadSignals()
 
 
 async def test_several_missing_series_are_all_named():
