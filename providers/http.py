@@ -146,11 +146,12 @@ async def get_ok(
     tracker: ReadTracker,
     *,
     max_body_bytes: int,
+    headers: dict[str, str] | None = None,
 ) -> HttpAnswer:
     """GET a telemetry page that must answer 200; the tracker names it if the probe times out,
     and any other status is a ``MalformedAnswer`` naming the (credential-free) URL."""
     with tracker.reading(f"{what} at {safe_url(url)}"):
-        answer = await get(session, url, max_body_bytes=max_body_bytes)
+        answer = await get(session, url, max_body_bytes=max_body_bytes, headers=headers)
     if answer.status != 200:
         raise MalformedAnswer(f"GET {safe_url(url)} answered {answer.status}")
     return answer

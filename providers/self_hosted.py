@@ -26,7 +26,6 @@ from litellm_failover.providers.base import (
     CheckName,
     CheckResult,
     LoadSignals,
-    MalformedAnswer,
     ProbeReport,
     ProbeTarget,
     ProbeThresholds,
@@ -215,12 +214,14 @@ class SelfHostedProber:
         assert url is not None
         thresholds = self.target.thresholds
         try:
-            with self._tracker.reading(f"metrics at {http.safe_url(url)}"):
-                answer = await http.get(
-                    session, url, max_body_bytes=thresholds.max_body_bytes, headers=self._headers(url)
-                )
-            if answer.status != 200:
-                raise MalformedAnswer(f"GET {http.safe_url(url)} answered {answer.status}")
+            answer = await http.get_ok(
+                session,
+                url,
+                "metrics",
+                self._tracker,
+                max_body_bytes=thresholds.max_body_bytes,
+                headers=self._headers(url),
+            )
             samples = parse_metrics(answer.body, self._sample_names)  # only the families read
             values, problems = read_all(samples, self._wanted)
         except Exception as exc:
