@@ -34,6 +34,12 @@ def _deployment_id(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _request_id(data: Mapping[str, Any]) -> str | None:
+    """LiteLLM's ``litellm_trace_id``: the same for every attempt of one client request."""
+    trace = data.get("litellm_trace_id")
+    return str(trace) if trace else None
+
+
 def _seconds(start: Any, end: Any) -> float | None:
     if isinstance(start, datetime) and isinstance(end, datetime):
         return max(0.0, (end - start).total_seconds())
@@ -81,13 +87,11 @@ class FailoverHandler(CustomLogger):
         deployment_id = _deployment_id(request_data)
         if plugin is None or deployment_id is None:
             return
-        request_id = request_data.get("litellm_trace_id")
+        request_id = _request_id(request_data)
         logger.debug(
             "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
-        plugin.attempt_failed(
-            deployment_id, classify(exception), str(request_id) if request_id else None, str(exception)
-        )
+        plugin.attempt_failed(deployment_id, classify(exception), request_id, str(exception))
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
         plugin = self.plugin
@@ -98,8 +102,8 @@ class FailoverHandler(CustomLogger):
         # whole generation's length says more about the answer than about the node.
         first_token = kwargs.get("completion_start_time") if kwargs.get("stream") else None
         latency = _seconds(start_time, first_token or end_time)
-        request_id = kwargs.get("litellm_trace_id")
-        plugin.request_succeeded(deployment_id, latency, str(request_id) if request_id else None)
+        request_id = _request_id(kwargs)
+        plugin.request_succeeded(deployment_id, latency, request_id)
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
         """The request-level failure: for a stream cut after it started this is the only signal
@@ -111,9 +115,11 @@ class FailoverHandler(CustomLogger):
         exception = kwargs.get("exception")
         if not isinstance(exception, BaseException):
             return
-        request_id = kwargs.get("litellm_trace_id")
+        request_id = _request_id(kwargs)
         logger.debug(
             "request failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
         outcome = classify(exception, streaming_started=bool(kwargs.get("stream")))
-        plugin.request_failed(deployment_id, outcome, str(request_id) if request_id else None, str(exception))
+        # LiteLLM logs this per failed attempt too, not only at the end: the ledger counts each
+        # (request, deployment) failure once, whichever hook reports it first.
+        plugin.attempt_failed(deployment_id, outcome, request_id, str(exception))

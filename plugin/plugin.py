@@ -146,13 +146,6 @@ class FailoverPlugin:
         if self.ledger.record_failure(request_id, deployment_id):
             self.core.record_failure(deployment_id, outcome, request_id=request_id, error=self.redact(error))
 
-    def request_failed(
-        self, deployment_id: str, outcome: Outcome, request_id: str | None, error: str
-    ) -> None:
-        # LiteLLM logs a failure per failed attempt, not only at the end, so the ledger entry must
-        # outlive it: a later attempt may still succeed elsewhere. Unfinished entries age out.
-        self.attempt_failed(deployment_id, outcome, request_id, error)
-
     def request_succeeded(self, deployment_id: str, latency_s: float | None, request_id: str | None) -> None:
         self.core.record_success(deployment_id, latency_s)
         attempts = self.ledger.finish(request_id)
