@@ -8,11 +8,15 @@ history or ``ps`` output) and the one-line, credential-free error report (exit 1
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
 from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError
 from litellm_failover.store.engine import (
@@ -65,6 +69,20 @@ def table_console() -> Console:
     columns cannot hold an events or status table without crushing the reason column."""
     console = Console()
     return console if console.is_terminal else Console(width=200)
+
+
+def print_rows(
+    rows: list[dict[str, Any]], *, as_json: bool, table: Callable[[list[dict[str, Any]]], Table], empty: str
+) -> int:
+    """What ``events`` and ``status`` print: one JSON object per row (datetimes as ISO-8601), or a
+    table, or one line when there is nothing to show."""
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+        return 0
+    console = table_console()
+    console.print(table(rows) if rows else empty)
+    return 0
 
 
 def usage_error(message: str) -> int:

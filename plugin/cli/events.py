@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
 
-from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console, usage_error
+from litellm_failover.cli.db import add_url_argument, print_rows, report_error, resolve_url, usage_error
 from litellm_failover.store.queries import list_events
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -38,12 +37,6 @@ def _positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return number
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 def _route(row: dict[str, Any]) -> str:
@@ -88,16 +81,7 @@ async def _events(args: argparse.Namespace) -> int:
         )
     except Exception as exc:
         return report_error("events", exc, url)
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, default=_json_default))
-        return 0
-    console = table_console()
-    if not rows:
-        console.print("no events match")
-        return 0
-    console.print(_table(rows))
-    return 0
+    return print_rows(rows, as_json=args.json, table=_table, empty="no events match")
 
 
 def register(subparsers: Any) -> None:

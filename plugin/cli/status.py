@@ -7,14 +7,12 @@ database, without access to a running proxy; the state is as fresh as the writer
 from __future__ import annotations
 
 import argparse
-import json
-from datetime import datetime
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console
+from litellm_failover.cli.db import add_url_argument, print_rows, report_error, resolve_url
 from litellm_failover.store.engine import redact_url
 from litellm_failover.store.queries import list_deployment_states
 
@@ -106,17 +104,9 @@ async def _status(args: argparse.Namespace) -> int:
         rows = await list_deployment_states(url)
     except Exception as exc:
         return report_error("status", exc, url)
-    if args.json:
-        for row in rows:
-            out = {**row, "updated_at": row["updated_at"].isoformat()}
-            print(json.dumps(out, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
-        return 0
-    console = table_console()
-    if not rows:
-        console.print(f"no deployment state recorded in {redact_url(url)} yet")
-        return 0
-    console.print(_table(rows))
-    return 0
+    return print_rows(
+        rows, as_json=args.json, table=_table, empty=f"no deployment state recorded in {redact_url(url)} yet"
+    )
 
 
 def register(subparsers: Any) -> None:
