@@ -252,3 +252,31 @@ def test_cli_on_postgres(postgres_schema_url: str, capsys: pytest.CaptureFixture
     assert main(["db", "downgrade", "--url", url, "--revision", "base"]) == 0
     assert main(["status", "--url", url]) == 1
     assert "db upgrade" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`events --json | head -1`: the closed pipe ends the command quietly, exit 0."""
+    import subprocess
+    import sys
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/many.db"
+
+    async def write() -> None:
+        async with StoreWriter(url, WriterSettings(flush_interval_s=0.01)) as writer:
+            for i in range(600):  # well past a pipe buffer of JSON lines
+                writer.submit_event(FailoverEvent("failover", "chat", reason=f"event {i} " + "x" * 200))
+            assert await writer.flush(timeout=10)
+
+    asyncio.run(write())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "litellm_failover.cli", "events", "--url", url, "--json", "--limit", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 0
+    assert json.loads(first)["event_type"] == "failover"
+    assert "Traceback" not in stderr
