@@ -18,6 +18,8 @@ class EventType(StrEnum):
     FAILOVER = "failover"  # the deployment(s) a group serves from changed
     REQUEST_FAILOVER = "request_failover"  # one request was served by other than its first pick
     PANIC_MODE = "panic_mode"  # a whole group is out: routing to all of it (or leaving that mode)
+    SESSION_REPINNED = "session_repinned"  # a session moved to another deployment (failover)
+    CONTEXT_REBUILT = "context_rebuilt"  # a stateful request's history was rebuilt from the store
 
 
 def utcnow() -> datetime:
@@ -53,3 +55,42 @@ class DeploymentStateRow:
     checks: dict[str, Any] = field(default_factory=dict)
     ejection_count: int = 0
     updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """Upserted into ``failover_sessions``: one row per (session, model group).
+
+    ``turns`` is the number of completed turns the writer adds to the stored count (an upsert
+    adds, so replicas writing turns of one session never lose each other's counts).
+    """
+
+    session_id: str
+    model_group: str
+    pinned_deployment: str | None
+    turns: int = 0
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One message of a session in ``failover_messages``; ``seq`` is its position in the
+    conversation (0-based), and (session_id, seq) is unique: storing the same position twice
+    (a client resending its history, a replica restarting) keeps the first row.
+
+    ``content`` is None when content storage is off or the message is over the size cap; the
+    hash (sha256 of the text) and the token counts are always kept.
+    """
+
+    session_id: str
+    seq: int
+    role: str
+    content: str | None
+    content_hash: str
+    content_chars: int
+    deployment_id: str | None = None
+    response_id: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    truncated: bool = False
+    created_at: datetime = field(default_factory=utcnow)

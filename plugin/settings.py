@@ -87,6 +87,39 @@ class WriterSettings(_Strict):
     retry_backoff_max_s: float = Field(5.0, gt=0, description="Longest wait between retries when down.")
 
 
+class SessionSettings(_Strict):
+    """Conversation state: which requests form a session, what is stored, for how long."""
+
+    enabled: bool = Field(True, description="Identify sessions, pin them to a deployment and record them.")
+    store_messages: bool = Field(
+        True, description="Write failover_sessions / failover_messages rows (pins work without it)."
+    )
+    store_content: bool = Field(True, description="Store message text; off keeps hashes and token counts.")
+    use_user_field: bool = Field(False, description="Use the OpenAI `user` field as a session id (opt-in).")
+    retention_s: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Sessions idle longer than this are purged with their messages."
+    )
+    purge_interval_s: float = Field(3600.0, gt=0, description="Seconds between retention purges.")
+    max_message_chars: int = Field(
+        32_000, ge=0, description="Longer messages are stored as hash only (and counted)."
+    )
+    max_pins: int = Field(100_000, ge=1, description="Session pins kept in memory (least recent dropped).")
+    warmup: bool = Field(
+        False, description="On a re-pin to a self-hosted deployment, send the prefix with max_tokens 1."
+    )
+
+
+class FleetSettings(_Strict):
+    """Sharing what one proxy replica learns with the others through Redis (`redis_url`)."""
+
+    channel: str = Field("litellm_failover", min_length=1, description="Pub/sub channel and key prefix.")
+    key_ttl_s: float = Field(
+        300.0, gt=0, description="Lifetime of the state keys a replica that starts later reads."
+    )
+    reconnect_max_s: float = Field(5.0, gt=0, description="Longest wait between Redis reconnect attempts.")
+    operation_timeout_s: float = Field(1.0, gt=0, description="Redis calls slower than this count as failed.")
+
+
 class GroupSettings(_Strict):
     strategy: Strategy | None = None
     in_tier: InTierStrategy | None = None
@@ -106,6 +139,9 @@ class FailoverSettings(_Strict):
     outlier: OutlierSettings = Field(default_factory=OutlierSettings)
     weights: WeightSettings = Field(default_factory=WeightSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+    redis_url: str | None = None
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     def group_strategy(self, group: str) -> tuple[Strategy, InTierStrategy]:
         override = self.groups.get(group)
