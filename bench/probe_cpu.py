@@ -2,11 +2,13 @@
 
 Active probes run in the same process and event loop as the Router that serves traffic, so their
 CPU is taken from request handling. This bench builds a Router with 100 vLLM deployments, each
-with a ``gpu_url`` (so a probe round reads ``/health``, ``/metrics`` and ``/gpu-status``), attaches
-the plugin with ``health.interval_s: 2``, and measures this process's CPU time (all threads: the
-store writer's SQLite thread included) over a window with the plugin's background work running,
-minus an idle window of the same length measured just before it (same Router, same event loop,
-plugin attached but not started). It does so for two topologies, one after the other:
+with a ``gpu_url`` (so a probe round reads ``/health`` and ``/metrics``, and ``/gpu-status`` when
+the last GPU read is older than ``health.gpu_read_interval_s``, default 5 s: every third round
+here), attaches the plugin with ``health.interval_s: 2`` and otherwise default settings, and
+measures this process's CPU time (all threads: the store writer's SQLite thread included) over a
+window with the plugin's background work running, minus an idle window of the same length measured
+just before it (same Router, same event loop, plugin attached but not started). It does so for two
+topologies, one after the other:
 
 - **100 deployments on 100 servers**: every deployment is its own vLLM server with its own GPU
   sidecar, so there are 100 distinct probe targets and 50 probe rounds a second. The worst case

@@ -16,24 +16,23 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from litellm_failover.core import FailoverCore
 from litellm_failover.providers.base import CheckResult, ProbeReport
+from litellm_failover.providers.probe_client import ProbeClient
 
 logger = logging.getLogger("litellm_failover")
 
 if TYPE_CHECKING:
     from litellm_failover.probes import SharedProbe
 
-ProbeFn = Callable[[aiohttp.ClientSession], Awaitable[ProbeReport]]
+ProbeFn = Callable[[ProbeClient], Awaitable[ProbeReport]]
 
 
 class Prober:
     def __init__(self, core: FailoverCore, probes: Sequence[SharedProbe]) -> None:
         self._core = core
         self._probes = list(probes)
-        self._session: aiohttp.ClientSession | None = None
+        self._session: ProbeClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rounds = 0
 
@@ -44,11 +43,8 @@ class Prober:
     async def start(self) -> None:
         if self._tasks:
             return
-        # One pooled session for every probe; per-probe timeouts are the probe function's job.
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
+        # One keep-alive client for every probe; per-probe timeouts are the probe function's job.
+        self._session = ProbeClient()
         for shared in self._probes:
             name = "probe:" + ",".join(shared.deployment_ids)
             self._tasks.append(

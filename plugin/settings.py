@@ -44,6 +44,9 @@ class HealthSettings(_Strict):
     max_queue_waiting: float = Field(16, ge=0, description="Waiting requests to degrade.")
     stale_after_s: float = Field(15.0, gt=0, description="GPU telemetry older than this fails.")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Probe answers larger than this fail.")
+    gpu_read_interval_s: float = Field(
+        5.0, ge=0, description="A passing GPU read is reused this long; a failing one is re-read each round."
+    )
 
     def thresholds(self) -> ProbeThresholds:
         return ProbeThresholds(
@@ -53,6 +56,7 @@ class HealthSettings(_Strict):
             max_queue_waiting=self.max_queue_waiting,
             stale_after_s=self.stale_after_s,
             max_body_bytes=self.max_body_bytes,
+            gpu_read_interval_s=self.gpu_read_interval_s,
         )
 
 

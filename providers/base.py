@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
-
 if TYPE_CHECKING:  # settings imports this module; the reverse import is for type hints only
+    from litellm_failover.providers.probe_client import ProbeClient
     from litellm_failover.settings import DeploymentFailoverConfig
 
 
@@ -85,6 +84,7 @@ class ProbeThresholds:
     max_queue_waiting: float = 16.0
     stale_after_s: float = 15.0
     max_body_bytes: int = 1_000_000
+    gpu_read_interval_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,7 @@ class Prober(Protocol):
     kind: str
     target: ProbeTarget
 
-    async def probe(self, session: aiohttp.ClientSession) -> ProbeReport:
+    async def probe(self, session: ProbeClient) -> ProbeReport:
         """Run one probe round. Must not raise for anything the endpoint answers: a malformed
         answer is a failed check with a reason. Timeouts are enforced by the caller
         (``providers.runner.run_probe``)."""

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
 from litellm_failover.providers import http
 from litellm_failover.providers.base import (
     CheckName,
@@ -40,6 +38,7 @@ from litellm_failover.providers.base import (
     ProbeThresholds,
     Severity,
 )
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Samples, parse_metrics
 
 ERROR_HOLD_S = 60.0
@@ -61,7 +60,7 @@ class GpuReader(Protocol):
     url: str
 
     async def read(
-        self, session: aiohttp.ClientSession, thresholds: ProbeThresholds, tracker: http.ReadTracker
+        self, session: ProbeClient, thresholds: ProbeThresholds, tracker: http.ReadTracker
     ) -> GpuOutcome: ...
 
 
@@ -228,7 +227,7 @@ class AgentGpuReader:
         self._events = _ErrorEvents(clock, error_hold_s)
 
     async def read(
-        self, session: aiohttp.ClientSession, thresholds: ProbeThresholds, tracker: http.ReadTracker
+        self, session: ProbeClient, thresholds: ProbeThresholds, tracker: http.ReadTracker
     ) -> GpuOutcome:
         try:
             answer = await http.get_ok(
@@ -315,7 +314,7 @@ class DcgmGpuReader:
         self._events = _ErrorEvents(clock, error_hold_s)
 
     async def read(
-        self, session: aiohttp.ClientSession, thresholds: ProbeThresholds, tracker: http.ReadTracker
+        self, session: ProbeClient, thresholds: ProbeThresholds, tracker: http.ReadTracker
     ) -> GpuOutcome:
         try:
             answer = await http.get_ok(

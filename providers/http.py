@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import json
 import re
 import time
@@ -20,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
+from litellm_failover.providers import probe_client
 from litellm_failover.providers.base import MalformedAnswer
+from litellm_failover.providers.probe_client import ProbeClient
 
-_CHUNK = 64 * 1024
 _MAX_REASON = 200
 
 
@@ -109,38 +109,28 @@ def short(text: str, limit: int = _MAX_REASON) -> str:
 
 
 async def get(
-    session: aiohttp.ClientSession,
+    client: ProbeClient,
     url: str,
     *,
     max_body_bytes: int,
     headers: dict[str, str] | None = None,
-    read_body: bool = True,
 ) -> HttpAnswer:
-    """GET ``url`` and read at most ``max_body_bytes``.
+    """GET ``url`` and read at most ``max_body_bytes``; the latency is request to last byte.
 
     Redirects are not followed: a health endpoint that redirects is misconfigured, and following
-    one could carry an API key to another host. ``read_body=False`` skips the body (a 503 from
-    ``/health`` says all there is to say). Transport errors propagate; ``describe_error``
+    one could carry an API key to another host. Transport errors propagate; ``describe_error``
     turns them into reasons.
     """
     start = time.monotonic()
-    async with session.get(url, headers=headers, allow_redirects=False) as resp:
-        body = b""
-        if read_body:
-            declared = resp.content_length
-            if declared is not None and declared > max_body_bytes:
-                raise MalformedAnswer(f"{safe_url(url)}: body over {max_body_bytes} bytes")
-            buf = bytearray()
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                buf += chunk
-                if len(buf) > max_body_bytes:
-                    raise MalformedAnswer(f"{safe_url(url)}: body over {max_body_bytes} bytes")
-            body = bytes(buf)
-        return HttpAnswer(url=url, status=resp.status, body=body, latency_s=time.monotonic() - start)
+    try:
+        raw = await client.get(url, headers=headers, max_body_bytes=max_body_bytes)
+    except MalformedAnswer as exc:
+        raise MalformedAnswer(f"{safe_url(url)}: {exc}") from None
+    return HttpAnswer(url=url, status=raw.status, body=raw.body, latency_s=time.monotonic() - start)
 
 
 async def get_ok(
-    session: aiohttp.ClientSession,
+    client: ProbeClient,
     url: str,
     what: str,
     tracker: ReadTracker,
@@ -150,11 +140,17 @@ async def get_ok(
 ) -> HttpAnswer:
     """GET a telemetry page that must answer 200; the tracker names it if the probe times out,
     and any other status is a ``MalformedAnswer`` naming the (credential-free) URL."""
-    with tracker.reading(f"{what} at {safe_url(url)}"):
-        answer = await get(session, url, max_body_bytes=max_body_bytes, headers=headers)
+    with tracker.reading(read_label(what, url)):
+        answer = await get(client, url, max_body_bytes=max_body_bytes, headers=headers)
     if answer.status != 200:
         raise MalformedAnswer(f"GET {safe_url(url)} answered {answer.status}")
     return answer
+
+
+@functools.lru_cache(maxsize=4096)
+def read_label(what: str, url: str) -> str:
+    """What the tracker shows for a read: the same few every round, so built once."""
+    return f"{what} at {safe_url(url)}"
 
 
 def decode_json(answer: HttpAnswer, what: str) -> Any:
@@ -175,27 +171,23 @@ def describe_error(exc: BaseException) -> str:
     """A short, secret-free reason for a transport error or an unexpected exception."""
     if isinstance(exc, MalformedAnswer):
         return short(scrub(str(exc)))
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, probe_client.DnsFailed):
         return f"DNS lookup failed for {exc.host}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return short(f"TLS error talking to {getattr(exc, 'host', '?')}: {scrub(str(exc))}")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, probe_client.TlsFailed):
+        return short(scrub(str(exc)))
+    if isinstance(exc, probe_client.ConnectFailed):
         where = f"{exc.host}:{exc.port}"
-        if exc.os_error.errno == errno.ECONNREFUSED or isinstance(exc.os_error, ConnectionRefusedError):
+        if exc.error.errno == errno.ECONNREFUSED or isinstance(exc.error, ConnectionRefusedError):
             return f"connection refused ({where})"
-        detail = exc.os_error.strerror or type(exc.os_error).__name__
+        detail = exc.error.strerror or type(exc.error).__name__
         return short(f"cannot connect to {where}: {detail}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server closed the connection without answering"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return short(f"answer cut short: {scrub(str(exc))}")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid URL {safe_url(str(exc.url))}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return short(f"bad HTTP answer ({exc.status}): {scrub(exc.message)}")
+    if isinstance(exc, probe_client.Disconnected):
+        return str(exc)
+    if isinstance(exc, probe_client.BadResponse):
+        return short(f"bad HTTP answer: {scrub(str(exc))}")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timed out"
-    if isinstance(exc, aiohttp.ClientError | OSError):
+    if isinstance(exc, OSError):
         text = scrub(str(exc))
         return short(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
     text = scrub(str(exc))

@@ -20,8 +20,6 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-import aiohttp
-
 from litellm_failover.providers import http, litellm_param
 from litellm_failover.providers.base import (
     CheckName,
@@ -32,6 +30,7 @@ from litellm_failover.providers.base import (
     ProbeThresholds,
     Severity,
 )
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import latency_check
 from litellm_failover.providers.self_hosted import check_url
 
@@ -120,14 +119,14 @@ class ModelsListProber:
     def pending(self) -> tuple[str, ...]:
         return self._tracker.pending
 
-    async def probe(self, session: aiohttp.ClientSession) -> ProbeReport:
+    async def probe(self, session: ProbeClient) -> ProbeReport:
         self._tracker.clear()
         url = self.target.health_url
         assert url is not None
         thresholds = self.target.thresholds
         start = time.monotonic()
         try:
-            with self._tracker.reading(f"models list at {http.safe_url(url)}"):
+            with self._tracker.reading(http.read_label("models list", url)):
                 answer = await http.get(
                     session, url, max_body_bytes=thresholds.max_body_bytes, headers=self._headers
                 )

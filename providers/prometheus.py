@@ -9,7 +9,7 @@ Only the families a probe reads are parsed. A real engine page is hundreds of li
 histogram buckets, and ``prometheus_client``'s parser walks each line character by character: a
 ~370-line vLLM page costs ~5 ms to parse whole, ~0.2 ms for the 16 lines of the four gauges a
 vLLM probe reads (bench machine, 2 cores). So ``parse_metrics`` is given the sample names wanted,
-finds their families' lines with a string search (``# HELP``/``# TYPE`` lines and samples,
+finds their families' lines with a string search (``# TYPE`` lines and samples,
 including the ``_total``, ``_created``, ``_bucket``, ``_sum`` and ``_count`` names other metric
 types use) and hands only those lines to the parser. ``bench/metrics_parse.py`` measures both.
 """
@@ -85,9 +85,10 @@ def parse_metrics(body: bytes, names: Iterable[str] | None = None) -> Samples:
 # histogram), and the ``_created`` series ``prometheus_client`` exports beside counters and
 # histograms. A name and any of these suffixed forms belong to one family.
 _SUFFIXES = ("_total", "_created", "_bucket", "_count", "_sum", "_info", "_gcount", "_gsum")
-# What may precede a family's name on one of its lines: indentation (the parser strips lines),
-# and the ``# HELP`` / ``# TYPE`` comment heads.
-_LINE_HEAD = re.compile(r"[ \t]*(?:#[ \t]+(?:HELP|TYPE)[ \t]+)?")
+# What may precede a family's name on one of its kept lines: indentation (the parser strips
+# lines), and the ``# TYPE`` comment head. ``# HELP`` lines are left out: they carry no value, and
+# unescaping help text is a third of what the parser spends on a vLLM probe's four gauges.
+_LINE_HEAD = re.compile(r"[ \t]*(?:#[ \t]+TYPE[ \t]+)?")
 
 
 def family_base(name: str) -> str:
@@ -116,11 +117,12 @@ def _family_names(names: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def select_families(text: str, names: tuple[str, ...]) -> str:
-    """The lines of ``text`` that belong to the families of ``names``, in order; "" for none.
+    """The sample and ``# TYPE`` lines of the families of ``names``, in order; "" for none.
 
-    A line belongs when, after optional indentation and an optional ``# HELP``/``# TYPE`` head,
-    it starts with a family's name (the base name or a suffixed form) and the name ends there.
-    The same name inside a label value, or in another family's help text, does not count.
+    A line belongs when, after optional indentation and an optional ``# TYPE`` head, it starts
+    with a family's name (the base name or a suffixed form) and the name ends there. ``# HELP``
+    lines are not kept (they hold no value). The same name inside a label value, or in another
+    family's help text, does not count.
     Over-selecting (a gauge that happens to be called ``<wanted>_sum``) only costs parsing time;
     a line of a wanted family is not left out, with one exception: the quoted-name syntax of
     Prometheus 3 (``{"name", label="v"} 1``), which exporters write only for names that are not

@@ -13,8 +13,6 @@ import asyncio
 import dataclasses
 import time
 
-import aiohttp
-
 from litellm_failover.providers import http
 from litellm_failover.providers.base import (
     CheckName,
@@ -23,9 +21,10 @@ from litellm_failover.providers.base import (
     ProbeReport,
     ProbeThresholds,
 )
+from litellm_failover.providers.probe_client import ProbeClient
 
 
-async def run_probe(prober: Prober, session: aiohttp.ClientSession) -> ProbeReport:
+async def run_probe(prober: Prober, session: ProbeClient) -> ProbeReport:
     """One round of ``prober`` within its deadline. Never raises (except cancellation)."""
     target = prober.target
     limit = target.thresholds.max_probe_latency_s

@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from litellm_failover.providers import build_prober
 from litellm_failover.providers.base import Prober, ProbeReport, ProbeThresholds
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import run_probe
 from litellm_failover.settings import parse_deployment_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-FAST = ProbeThresholds(max_probe_latency_s=1.0)
+FAST = ProbeThresholds(max_probe_latency_s=1.0, gpu_read_interval_s=0.0)  # every round reads the GPU
 
 
 @dataclass
@@ -119,7 +119,7 @@ def prober_for(
 
 
 async def probe_once(prober: Prober) -> ProbeReport:
-    async with aiohttp.ClientSession() as session:
+    async with ProbeClient() as session:
         return await run_probe(prober, session)
 
 

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from waiting import wait_until
 
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.cli import gpu_agent as cli
 from litellm_failover.providers.base import ProbeThresholds
 from litellm_failover.providers.gpu import AgentGpuReader
@@ -238,20 +239,22 @@ async def test_agent_serves_status_memory_and_metrics_to_the_reader(monkeypatch)
         assert "litellm_failover_gpu_xid_errors_total" in samples
 
         reader = AgentGpuReader(url)
-        outcome = await reader.read(session, ProbeThresholds(), ReadTracker())
+        client = ProbeClient()
+        outcome = await reader.read(client, ProbeThresholds(), ReadTracker())
         assert [(c.name, c.ok) for c in outcome.checks] == [("gpu_health", True), ("gpu_memory", True)]
         assert outcome.memory_ratio == 0.75
 
         fake.events[0].append(79)  # an XID on gpu 0 reaches the reader as a new error
 
         async def failed() -> bool:
-            result = await reader.read(session, ProbeThresholds(), ReadTracker())
+            result = await reader.read(client, ProbeThresholds(), ReadTracker())
             return (
                 not result.checks[0].ok
                 and "gpu 0: 1 new XID error(s) (last XID 79)" in result.checks[0].reason
             )
 
         await wait_until(failed, 5, "the XID to fail gpu_health")
+        await client.close()
     assert fake.shutdowns == 1  # stopping the app stopped the sampler and shut NVML down
 
 
@@ -272,7 +275,8 @@ async def test_agent_without_nvml_on_this_machine_still_serves():
         assert doc["reason"].startswith("NVML unavailable: ")
         assert "Not Found" in doc["reason"] or "not found" in doc["reason"].lower()
         assert doc["gpus"] == []
-        outcome = await AgentGpuReader(url).read(session, ProbeThresholds(), ReadTracker())
+        async with ProbeClient() as client:
+            outcome = await AgentGpuReader(url).read(client, ProbeThresholds(), ReadTracker())
         assert outcome.checks[0].reason == f"GPU agent reports unhealthy: {doc['reason']}"
         async with session.get(f"{url}/gpu-memory") as resp:
             assert (await resp.json())["used_ratio"] is None

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 
-import aiohttp
 import pytest
 from aiohttp import web
 from provider_servers import by_name, probe_once, prober_for, serve, text
+from waiting import wait_until
 
 from litellm_failover.providers.base import ProbeThresholds, Severity
 from litellm_failover.providers.gpu import AgentGpuReader, DcgmGpuReader, dcgm_metrics_url
 from litellm_failover.providers.http import ReadTracker
+from litellm_failover.providers.probe_client import ProbeClient
 
 VLLM = """\
 vllm:num_requests_running 1
@@ -110,7 +111,7 @@ async def test_stale_read_at_fails():
 
 async def test_new_xid_and_ecc_errors_fail_and_hold():
     agent = Agent()
-    async with serve({"/gpu-status": agent.handler}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/gpu-status": agent.handler}) as srv, ProbeClient() as session:
         now = [1000.0]
         reader = AgentGpuReader(srv.url, clock=lambda: now[0], error_hold_s=60.0)
         thresholds, tracker = ProbeThresholds(), ReadTracker()
@@ -131,7 +132,7 @@ async def test_new_xid_and_ecc_errors_fail_and_hold():
 async def test_agent_counts_that_drop_rebase_silently():
     agent = Agent()
     agent.doc["gpus"][0] = gpu(0, 0.5, xid=5)
-    async with serve({"/gpu-status": agent.handler}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/gpu-status": agent.handler}) as srv, ProbeClient() as session:
         reader = AgentGpuReader(srv.url)
         await reader.read(session, ProbeThresholds(), ReadTracker())
         agent.doc["gpus"][0] = gpu(0, 0.5, xid=0)  # agent restarted
@@ -182,7 +183,7 @@ async def test_agent_counts_that_drop_rebase_silently():
 async def test_malformed_agent_answers(doc, status, reason):
     agent = Agent()
     agent.doc, agent.status, agent.fresh = doc, status, False
-    async with serve({"/gpu-status": agent.handler}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/gpu-status": agent.handler}) as srv, ProbeClient() as session:
         outcome = await AgentGpuReader(srv.url).read(session, ProbeThresholds(), ReadTracker())
     assert [(c.name, c.ok) for c in outcome.checks] == [("gpu_health", False)]
     assert outcome.checks[0].reason == reason.format(url=srv.url)
@@ -190,7 +191,7 @@ async def test_malformed_agent_answers(doc, status, reason):
 
 async def test_nan_in_agent_json_is_rejected():
     async with serve({"/gpu-status": text('{"healthy": true, "read_at": NaN, "gpus": []}')}) as srv:
-        async with aiohttp.ClientSession() as session:
+        async with ProbeClient() as session:
             outcome = await AgentGpuReader(f"{srv.url}/gpu-status").read(
                 session, ProbeThresholds(), ReadTracker()
             )
@@ -286,7 +287,7 @@ async def test_dcgm_memory_ratio_and_health_through_a_prober():
 async def test_dcgm_xid_hold_expires():
     exporter = Exporter()
     now = [0.0]
-    async with serve({"/metrics": exporter.handler}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/metrics": exporter.handler}) as srv, ProbeClient() as session:
         reader = DcgmGpuReader(srv.url, clock=lambda: now[0], error_hold_s=10.0)
         await reader.read(session, ProbeThresholds(), ReadTracker())
         exporter.body = DCGM.replace("} 13\n", "} 48\n")
@@ -316,7 +317,7 @@ async def test_dcgm_xid_hold_expires():
     ids=["missing", "nan", "zero-total", "unpaired", "garbage"],
 )
 async def test_malformed_dcgm(body, reason):
-    async with serve({"/metrics": text(body)}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/metrics": text(body)}) as srv, ProbeClient() as session:
         outcome = await DcgmGpuReader(srv.url).read(session, ProbeThresholds(), ReadTracker())
     assert [(c.name, c.ok) for c in outcome.checks] == [("gpu_health", False)]
     assert outcome.checks[0].reason.startswith(reason), outcome.checks[0].reason
@@ -324,6 +325,43 @@ async def test_malformed_dcgm(body, reason):
 
 async def test_dcgm_without_xid_series_says_so():
     body = "".join(line + "\n" for line in DCGM.splitlines() if "XID" not in line)
-    async with serve({"/metrics": text(body)}) as srv, aiohttp.ClientSession() as session:
+    async with serve({"/metrics": text(body)}) as srv, ProbeClient() as session:
         outcome = await DcgmGpuReader(srv.url).read(session, ProbeThresholds(), ReadTracker())
     assert outcome.checks[0].ok and "no DCGM_FI_DEV_XID_ERRORS exported" in outcome.checks[0].reason
+
+
+async def test_a_passing_gpu_read_is_reused_until_due_and_a_failing_one_never():
+    agent = Agent()
+    async with serve({"/health": text(""), "/metrics": text(VLLM), "/gpu-status": agent.handler}) as srv:
+
+        def prober(interval_s: float):
+            return prober_for(
+                {"model": "hosted_vllm/m", "api_base": f"{srv.url}/v1"},
+                {"gpu_url": srv.url},
+                thresholds=ProbeThresholds(gpu_read_interval_s=interval_s),
+            )
+
+        def gpu_reads() -> int:
+            return len(srv.headers_of("/gpu-status"))
+
+        slow = prober(60.0)
+        reports = [await probe_once(slow) for _ in range(3)]
+        assert gpu_reads() == 1  # read once, then reused
+        assert all(by_name(r)["gpu_health"].ok and by_name(r)["gpu_memory"].ok for r in reports)
+
+        due = prober(0.2)
+        await probe_once(due)
+        before = gpu_reads()
+
+        async def read_again() -> bool:
+            await probe_once(due)
+            return gpu_reads() > before
+
+        await wait_until(read_again, 3, "a reused GPU read to fall due")
+
+        agent.doc = {"healthy": False, "reason": "NVML: driver gone", "read_at": time.time(), "gpus": []}
+        failing = prober(60.0)
+        before = gpu_reads()
+        for _ in range(3):
+            assert not by_name(await probe_once(failing))["gpu_health"].ok
+        assert gpu_reads() == before + 3  # a failing read is re-read every round

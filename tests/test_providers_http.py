@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 from provider_servers import huge, json_answer, serve, text
 
@@ -13,6 +12,7 @@ from litellm_failover.providers.base import (
     ProbeTarget,
     ProbeThresholds,
 )
+from litellm_failover.providers.probe_client import ProbeClient, ProbeHttpError
 from litellm_failover.providers.prometheus import Series, parse_metrics, read_series, select_families
 from litellm_failover.providers.runner import run_probe
 
@@ -23,7 +23,7 @@ async def test_get_reads_whole_small_bodies_and_rejects_big_ones():
         "/big": huge(5000, declare_length=True),
         "/big-chunked": huge(5000, declare_length=False),
     }
-    async with serve(routes) as srv, aiohttp.ClientSession() as session:
+    async with serve(routes) as srv, ProbeClient() as session:
         answer = await http.get(session, f"{srv.url}/ok", max_body_bytes=100)
         assert answer.status == 200 and http.decode_json(answer, "x") == {"a": 1}
         for path in ("/big", "/big-chunked"):
@@ -107,9 +107,10 @@ def test_selection_keeps_a_families_lines_and_nothing_that_only_mentions_it():
         "vllm:num_requests_waiting\t4",
     ]
     # a counter's and a histogram's lines go by their suffixed names
-    assert select_families(PAGE, ("tgi_request_count_total",)).splitlines() == PAGE.splitlines()[:4]
+    # (help lines are left out: they hold no value)
+    assert select_families(PAGE, ("tgi_request_count_total",)).splitlines() == PAGE.splitlines()[1:4]
     histogram = select_families(PAGE, ("vllm:time_to_first_token_seconds_count",)).splitlines()
-    assert histogram == PAGE.splitlines()[4:10]
+    assert histogram == PAGE.splitlines()[5:10]
     assert select_families(PAGE, ("vllm:absent",)) == ""
     assert select_families(PAGE, ()) == select_families(PAGE, ("",)) == ""
 
@@ -173,7 +174,7 @@ class _Raises:
             deployment_id="x", api_base=None, api_key="sk-key-in-error", thresholds=ProbeThresholds()
         )
 
-    async def probe(self, session: aiohttp.ClientSession) -> ProbeReport:
+    async def probe(self, session: ProbeClient) -> ProbeReport:
         raise self.exc
 
 
@@ -190,7 +191,7 @@ class _Raises:
     ],
 )
 async def test_runner_turns_any_exception_into_a_failed_health_check(exc, reason):
-    async with aiohttp.ClientSession() as session:
+    async with ProbeClient() as session:
         report = await run_probe(_Raises(exc), session)
     assert [(c.name, c.ok, c.reason) for c in report.checks] == [("http_health", False, reason)]
 
@@ -200,7 +201,7 @@ async def test_server_that_drops_the_connection():
         request.transport.close()
         return await text("")(request)
 
-    async with serve({"/x": drop}) as srv, aiohttp.ClientSession() as session:
-        with pytest.raises(aiohttp.ClientError) as err:
+    async with serve({"/x": drop}) as srv, ProbeClient() as session:
+        with pytest.raises(ProbeHttpError) as err:
             await http.get(session, f"{srv.url}/x", max_body_bytes=100)
     assert http.describe_error(err.value) == "server closed the connection without answering"
