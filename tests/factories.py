@@ -1,8 +1,14 @@
-"""Builders for unit tests of the core: model lists, probe reports, a controllable clock."""
+"""Builders for unit tests of the core: model lists, probe reports, a controllable clock, and
+conversation rows for the store's tests."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 from litellm_failover.deployments import DeploymentSpec, read_model_list
+from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.providers.base import CheckResult, ProbeReport, Severity
 from litellm_failover.settings import FailoverSettings, parse_settings
 
@@ -61,3 +67,33 @@ def saturated_report(kv: float = 0.99) -> ProbeReport:
         ),
         latency_s=0.01,
     )
+
+
+# ---------------------------------------------------------------- conversation state (the store)
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def message(session_id: str, seq: int, **overrides: Any) -> MessageRow:
+    """Message ``seq`` of a session: user on even positions, assistant on odd, text "<session> <seq>"."""
+    content = overrides.pop("content", f"{session_id} {seq}")
+    fields: dict[str, Any] = {
+        "session_id": session_id,
+        "seq": seq,
+        "role": "user" if seq % 2 == 0 else "assistant",
+        "content": content,
+        "content_hash": hashlib.sha256((content or "").encode("utf-8", "surrogatepass")).hexdigest(),
+        "content_chars": len(content or ""),
+        "deployment_id": None if seq % 2 == 0 else "p1",
+        "prompt_tokens": None if seq % 2 == 0 else 10 + seq,
+        "completion_tokens": None if seq % 2 == 0 else 5,
+        "created_at": T0 + timedelta(seconds=seq),
+    }
+    fields.update(overrides)
+    return MessageRow(**fields)
+
+
+def session(
+    session_id: str, *, group: str = "chat", pinned: str | None = "p1", turns: int = 1, at: datetime = T0
+) -> SessionRow:
+    return SessionRow(session_id, group, pinned, turns, at)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -208,3 +210,19 @@ def _make_sqlite_transactional(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
+
+
+@asynccontextmanager
+async def reading_engine(url: str | URL) -> AsyncIterator[AsyncEngine]:
+    """A short-lived engine for a reader (the CLI, a script), disposed of on exit.
+
+    Reads are rare and human-driven and must not hold connections on a database the proxy also
+    uses. A SQLite file that does not exist is an error here rather than a new empty database.
+    """
+    parsed = parse_url(url)
+    require_sqlite_file(parsed)
+    engine = create_engine(parsed, create_directory=False)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -12,7 +12,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -32,6 +43,13 @@ VERSION_TABLE = "failover_alembic_version"
 
 ID_LENGTH = 255
 """Identifier columns (groups, deployments, requests, instances) are clipped to this by the writer."""
+
+SESSION_ID_LENGTH = 256
+"""Session ids are validated upstream (at most 256 characters); the writer clips to this anyway."""
+
+ROLE_LENGTH = 64
+HASH_LENGTH = 128
+"""Room for a hex sha256 (64) with an algorithm prefix such as ``sha256:``, should one be added."""
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -102,5 +120,65 @@ class DeploymentStateRecord(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class SessionRecord(Base):
+    """A conversation in one model group: where it is pinned and how many turns it has had.
+
+    One row per (session, model group): a client may use one session id across groups, and each
+    group pins on its own deployments. ``turn_count`` only ever grows by what writers add, so
+    replicas recording turns of the same session never overwrite each other's counts.
+    """
+
+    __tablename__ = "failover_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    pinned_deployment: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    turn_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    # The retention purge and ``sessions list`` both select by last activity.
+    __table_args__ = (Index("ix_failover_sessions_updated_at", "updated_at"),)
+
+
+# SQLite only auto-numbers a column declared exactly ``INTEGER PRIMARY KEY`` (its rowid, 64-bit
+# anyway); PostgreSQL gets a BIGSERIAL, since a busy fleet can pass 2**31 messages in its lifetime.
+MessageId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class MessageRecord(Base):
+    """One message of a session (``MessageRow``): its text or only its hash, who answered, tokens.
+
+    ``(session_id, seq)`` is unique, and its index also serves every lookup by session (its
+    leading column), so there is no separate session_id index to maintain on each insert.
+    ``response_id`` is indexed: a Responses API request naming ``previous_response_id`` finds
+    the conversation through it. ``created_at`` is indexed for the retention purge.
+    """
+
+    __tablename__ = "failover_messages"
+
+    id: Mapped[int] = mapped_column(MessageId, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    role: Mapped[str] = mapped_column(String(ROLE_LENGTH), nullable=False)
+    content: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), nullable=False)
+    content_chars: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    deployment_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    response_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq", name="uq_failover_messages_session_id_seq"),
+        Index("ix_failover_messages_response_id", "response_id"),
+        Index("ix_failover_messages_created_at", "created_at"),
+    )
+
+
 events_table = FailoverEventRecord.__table__
 deployment_state_table = DeploymentStateRecord.__table__
+sessions_table = SessionRecord.__table__
+messages_table = MessageRecord.__table__

@@ -1,8 +1,9 @@
 """Read side of the store, for the CLI and for operators' scripts.
 
-Each call opens a short-lived engine and disposes of it: reads are rare, human-driven, and must
-not hold connections on a database the proxy also uses. A SQLite file that does not exist is an
-error here rather than a new empty database (see ``require_sqlite_file``).
+Each call opens a short-lived engine and disposes of it (``reading_engine``): reads are rare,
+human-driven, and must not hold connections on a database the proxy also uses. A SQLite file
+that does not exist is an error here rather than a new empty database. Conversation reads, which
+the running plugin also makes through the writer's engine, are in ``store.conversations``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from litellm_failover.store.engine import create_engine, parse_url, require_sqlite_file
+from litellm_failover.store.engine import reading_engine
 from litellm_failover.store.models import deployment_state_table, events_table
 
 
 @asynccontextmanager
 async def _reading(url: str | URL) -> AsyncIterator[AsyncConnection]:
-    parsed = parse_url(url)
-    require_sqlite_file(parsed)
-    engine = create_engine(parsed, create_directory=False)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    finally:
-        await engine.dispose()
+    async with reading_engine(url) as engine, engine.connect() as connection:
+        yield connection
 
 
 async def list_events(

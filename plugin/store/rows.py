@@ -1,19 +1,29 @@
 """Turning the core's in-memory records into table rows, defensively.
 
 The writer converts at flush time, off the hot path. Conversion never trusts its input: a row the
-database would refuse forever (an over-long id, details that are not JSON) would otherwise sit at
-the head of the buffer and block every row behind it, so values are clipped to their column and
-details are forced through JSON.
+database would refuse forever (an over-long id, details that are not JSON, text PostgreSQL cannot
+store) would otherwise be retried and then rejected, so values are clipped to their column, details
+are forced through JSON and message text is made storable.
+
+Conversation rows arrive with the product's content rules already applied (``content`` is None
+when storing content is off or the message is over ``max_message_chars``); the checks here are a
+last line of defence, not the policy.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from litellm_failover.events import DeploymentStateRow, FailoverEvent
-from litellm_failover.store.models import ID_LENGTH
+from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
+from litellm_failover.store.models import HASH_LENGTH, ID_LENGTH, ROLE_LENGTH, SESSION_ID_LENGTH
+
+MAX_STORED_CONTENT_CHARS = 16_000_000
+"""Text longer than this is never stored, whatever the settings say: it is kept as hash only and
+marked truncated. Far above any sensible ``max_message_chars``; it only guards the database (and
+the writer's memory) against a producer that skipped the cap."""
 
 
 def _text(value: Any) -> Any:
@@ -27,6 +37,29 @@ def _clip(value: Any, length: int = ID_LENGTH) -> Any:
     if isinstance(value, str) and len(value) > length:
         return value[:length]
     return value
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative int, or None: token counts come from provider responses, not from us."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return max(number, 0)
+
+
+def storable_text(text: str) -> str:
+    """Text both databases accept: PostgreSQL refuses NUL characters in ``text``, and no driver
+    can encode a lone surrogate (half of an emoji cut by a client); both become U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # rare: only then pay for a pass over every character
+        text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+    return text
 
 
 def jsonable(value: Any) -> Any:
@@ -63,4 +96,40 @@ def state_row(row: DeploymentStateRow) -> dict[str, Any]:
         "checks": jsonable(row.checks or {}),
         "ejection_count": int(row.ejection_count or 0),
         "updated_at": row.updated_at,
+    }
+
+
+def session_row(row: SessionRow, created_at: datetime | None = None) -> dict[str, Any]:
+    """``created_at`` is when the writer first saw the session among coalesced rows; an upsert
+    onto an existing row keeps the stored one."""
+    return {
+        "session_id": _clip(row.session_id, SESSION_ID_LENGTH),
+        "model_group": _clip(row.model_group),
+        "pinned_deployment": _clip(row.pinned_deployment),
+        "turn_count": _count(row.turns) or 0,
+        "created_at": created_at or row.updated_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def message_row(row: MessageRow) -> dict[str, Any]:
+    content = row.content
+    truncated = bool(row.truncated)
+    if content is not None:
+        content = storable_text(str(content))
+        if len(content) > MAX_STORED_CONTENT_CHARS:
+            content, truncated = None, True
+    return {
+        "session_id": _clip(row.session_id, SESSION_ID_LENGTH),
+        "seq": int(row.seq),
+        "role": _clip(row.role, ROLE_LENGTH),
+        "content": content,
+        "content_hash": _clip(row.content_hash, HASH_LENGTH),
+        "content_chars": _count(row.content_chars) or 0,
+        "deployment_id": _clip(row.deployment_id),
+        "response_id": _clip(row.response_id),
+        "prompt_tokens": _count(row.prompt_tokens),
+        "completion_tokens": _count(row.completion_tokens),
+        "truncated": truncated,
+        "created_at": row.created_at,
     }

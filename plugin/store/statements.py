@@ -1,18 +1,30 @@
-"""The writer's two statements, in each dialect's own INSERT ... ON CONFLICT form.
+"""The writer's statements, in each dialect's own INSERT ... ON CONFLICT form.
 
 Events are inserted with ``ON CONFLICT (id) DO NOTHING``: when a commit reaches the server but
 its acknowledgement is lost, the writer retries the batch, and the retry must not fail forever on
 rows that are already there. States are upserted, and only a newer ``updated_at`` replaces a
 stored one, so replicas sharing a database cannot overwrite a fresh state with a stale one.
+
+Sessions are upserted so that turns add up (``turn_count + excluded.turn_count``: each replica
+sends only the turns it saw since its last write), ``created_at`` stays the first one, and the
+pin and ``updated_at`` move only forward in time. Messages are inserted with
+``ON CONFLICT (session_id, seq) DO NOTHING``: the first row stored for a position wins, whether
+the second comes from a client resending its history, another replica or a retried batch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import case, func
 from sqlalchemy.dialects import postgresql, sqlite
 
-from litellm_failover.store.models import deployment_state_table, events_table
+from litellm_failover.store.models import (
+    deployment_state_table,
+    events_table,
+    messages_table,
+    sessions_table,
+)
 
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -37,3 +49,27 @@ def upsert_states(dialect_name: str) -> Any:
         set_={c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key},
         where=table.c.updated_at <= stmt.excluded.updated_at,
     )
+
+
+def upsert_sessions(dialect_name: str) -> Any:
+    table = sessions_table
+    stmt = _insert_for(dialect_name)(table)
+    newer = stmt.excluded.updated_at >= table.c.updated_at
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.session_id, table.c.model_group],
+        set_={
+            "turn_count": table.c.turn_count + stmt.excluded.turn_count,
+            # A row without a pin says nothing about the pin: it never clears a stored one.
+            "pinned_deployment": case(
+                (newer, func.coalesce(stmt.excluded.pinned_deployment, table.c.pinned_deployment)),
+                else_=table.c.pinned_deployment,
+            ),
+            "updated_at": case((newer, stmt.excluded.updated_at), else_=table.c.updated_at),
+        },
+    )
+
+
+def insert_messages(dialect_name: str) -> Any:
+    table = messages_table
+    stmt = _insert_for(dialect_name)(table)
+    return stmt.on_conflict_do_nothing(index_elements=[table.c.session_id, table.c.seq])

@@ -1,26 +1,32 @@
 """The store writer: the only way the plugin writes SQL, and never on the request path.
 
-The hot path calls ``submit_event`` / ``submit_state``: synchronous, O(1), no I/O, no lock held
-across anything slow, never raising. Rows wait in a bounded buffer; one background task writes
-them in batches, in submission order. When the database is away, rows are kept (up to
-``max_buffer`` events; more are dropped and counted, because memory is the only thing protecting
+The hot path calls ``submit_event`` / ``submit_state`` / ``submit_session`` / ``submit_message``:
+synchronous, O(1), no I/O, no lock held across anything slow, never raising. Rows wait in
+buffers (``store.buffers``); one background task writes them in batches, in submission order per
+table. When the database is away, rows are kept (up to ``max_buffer`` events and, separately,
+``max_buffer`` messages; more are dropped and counted, because memory is the only thing protecting
 the proxy then) and written once it returns. Shutdown flushes, within a deadline.
 
 Why this shape: a proxy must keep serving while its audit database restarts, and a request must
 never wait for SQL (design principle 7). Deployment states are coalesced per deployment because
-only the latest one is worth a write.
+only the latest one is worth a write; session rows per (session, group), their turns summed.
+Messages get a bound of their own so that a flood of conversation rows can never push the audit
+trail out, and a bound on their total text (``message_buffer_chars``) so that ``max_buffer``
+long messages cannot take gigabytes.
+
+Row conversion lives in ``store.rows`` and the SQL in ``store.statements``; this module is the
+scheduling: when to write, what to keep, what to count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -29,8 +35,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from litellm_failover.events import DeploymentStateRow, FailoverEvent, utcnow
+from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow, utcnow
 from litellm_failover.settings import WriterSettings
+from litellm_failover.store.buffers import RowQueue, SessionBuffer
 from litellm_failover.store.engine import (
     create_engine,
     describe_error,
@@ -39,13 +46,22 @@ from litellm_failover.store.engine import (
     redact_url,
 )
 from litellm_failover.store.migrate import upgrade_engine
-from litellm_failover.store.rows import event_row, state_row
-from litellm_failover.store.statements import insert_events, upsert_states
+from litellm_failover.store.rows import event_row, message_row, session_row, state_row
+from litellm_failover.store.statements import insert_events, insert_messages, upsert_sessions, upsert_states
 
 logger = logging.getLogger("litellm_failover.store")
 
 _DROP_LOG_INTERVAL_S = 10.0
+_IDENT_FIELDS = ("event_id", "deployment_id", "session_id", "seq")  # how a refused row is named
 _ERROR_LOG_INTERVAL_S = 60.0
+MESSAGE_BUFFER_CHARS = 64_000_000
+"""Default bound on the text of buffered messages (about 64 MB of ASCII): with the default
+``max_buffer`` that is 6,400 characters a message on average, and a full buffer of the longest
+messages (``max_message_chars``) cannot exhaust a proxy's memory."""
+
+
+def _message_weight(row: MessageRow) -> int:
+    return len(row.content) if isinstance(row.content, str) else 0
 
 
 def _is_row_error(exc: BaseException) -> bool:
@@ -77,7 +93,7 @@ class _RateLimit:
 
 
 class StoreWriter:
-    """Batched, bounded, retrying writer for ``failover_events`` and ``failover_deployment_state``.
+    """Batched, bounded, retrying writer for the store's four tables.
 
     Use ``async with StoreWriter(url, settings):`` or ``await start()`` / ``await stop()``.
     ``submit_*`` may be called before ``start`` (rows wait) and from other threads (the buffer
@@ -92,6 +108,7 @@ class StoreWriter:
         *,
         migrate: bool = True,
         start_timeout: float = 2.0,
+        message_buffer_chars: int = MESSAGE_BUFFER_CHARS,
     ) -> None:
         # A malformed URL is a configuration error: raise now, not in a background task.
         self._url = parse_url(database_url)
@@ -100,19 +117,23 @@ class StoreWriter:
         self._migrate = migrate
         self._start_timeout = start_timeout
 
-        self._events: deque[FailoverEvent] = deque()
+        self._events: RowQueue[FailoverEvent] = RowQueue(self._settings.max_buffer)
+        self._messages: RowQueue[MessageRow] = RowQueue(
+            self._settings.max_buffer, message_buffer_chars, _message_weight
+        )
         self._states: dict[str, tuple[int, DeploymentStateRow]] = {}
-        self._accepted = 0  # events ever appended
-        self._removed = 0  # events ever taken off the buffer (written or rejected)
+        self._sessions = SessionBuffer()
         self._state_seq = 0  # submit_state calls so far
         self._state_done = 0  # every state submitted up to this number is persisted
         self._written = 0
         self._states_written = 0
-        self._dropped = 0
+        self._sessions_written = 0
+        self._messages_written = 0
         self._rejected = 0
         self._last_error: str | None = None
         self._last_error_at: datetime | None = None
         self._connected = False
+        self._ready = False  # connected (and migrated) once: the tables are there
 
         self._engine: AsyncEngine | None = None
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +147,10 @@ class StoreWriter:
         self._stopping = False
         self._stopped = False
         self._backoff_s = 0.0
-        self._drop_log = _RateLimit(_DROP_LOG_INTERVAL_S)
+        self._drop_logs = {
+            "events": _RateLimit(_DROP_LOG_INTERVAL_S),
+            "messages": _RateLimit(_DROP_LOG_INTERVAL_S),
+        }
         self._error_log = _RateLimit(_ERROR_LOG_INTERVAL_S)
         self._logged_error: str | None = None
 
@@ -134,16 +158,31 @@ class StoreWriter:
 
     def submit_event(self, event: FailoverEvent) -> bool:
         """Queue one audit row. Returns False when it was dropped (buffer full or writer stopped)."""
-        if len(self._events) >= self._settings.max_buffer or self._stopped:
-            self._dropped += 1
-            self._log_drop()
-            return False
-        self._events.append(event)
-        self._accepted += 1
+        return self._offer(self._events, event, "events")
+
+    def submit_message(self, row: MessageRow) -> bool:
+        """Queue one conversation message; False when dropped (buffer full or writer stopped).
+
+        A row for a (session, seq) already stored is ignored by the database, not an error.
+        """
+        return self._offer(self._messages, row, "messages")
+
+    def submit_session(self, row: SessionRow) -> None:
+        """Queue a session's turns and pin; unwritten rows of the same (session, group) merge,
+        their turns summed. Never dropped: the map holds one entry per live session."""
+        self._sessions.add(row)
         self._wake(self._pending)
-        if len(self._events) >= self._settings.batch_size:
-            self._wake(self._urgent)
-        return True
+
+    def _offer(self, queue: RowQueue[Any], row: Any, kind: str) -> bool:
+        if self._stopped:
+            queue.refuse()
+        elif queue.offer(row):
+            self._wake(self._pending)
+            if len(queue) >= self._settings.batch_size:
+                self._wake(self._urgent)
+            return True
+        self._log_drop(queue, kind)
+        return False
 
     def submit_state(self, row: DeploymentStateRow) -> None:
         """Queue a deployment's state; a newer one for the same deployment replaces it unwritten."""
@@ -162,19 +201,24 @@ class StoreWriter:
         except RuntimeError:  # the loop is closed: the rows stay queued, nothing to wake
             pass
 
-    def _log_drop(self) -> None:
-        if self._drop_log.allow():
-            held = self._drop_log.suppressed
-            self._drop_log.suppressed = 0
+    def _log_drop(self, queue: RowQueue[Any], kind: str) -> None:
+        limit = self._drop_logs[kind]
+        if limit.allow():
+            held = limit.suppressed
+            limit.suppressed = 0
             if self._stopped:
                 why = "the writer is stopped"
             else:
-                why = f"buffer full ({self._settings.max_buffer} rows, database {self._safe_url}: "
+                size = f"{len(queue)} rows"
+                if queue.max_weight is not None:
+                    size += f", {queue.weight:,} of at most {queue.max_weight:,} characters"
+                why = f"buffer full ({size}, database {self._safe_url}: "
                 why += f"{self._last_error or 'writes slower than submissions'})"
             logger.warning(
-                "store writer dropping new events: %s; %d dropped so far%s",
+                "store writer dropping new %s: %s; %d dropped so far%s",
+                kind,
                 why,
-                self._dropped,
+                queue.dropped,
                 f" ({held} since the last warning)" if held else "",
             )
 
@@ -198,7 +242,7 @@ class StoreWriter:
         self._kick = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._progress = asyncio.Condition()
-        if self._events or self._states:
+        if self._has_work():
             self._pending.set()
         self._engine = create_engine(self._url, create_directory=False)
         self._task = asyncio.create_task(self._run(), name="litellm-failover-store-writer")
@@ -212,10 +256,16 @@ class StoreWriter:
         here forever; on a quiet writer this means "until the buffer is empty". False on timeout
         (database down) or when the writer is not running.
         """
-        event_target, state_target = self._accepted, self._state_seq
+        event_target, message_target = self._events.accepted, self._messages.accepted
+        state_target, session_target = self._state_seq, self._sessions.seq
 
         def done() -> bool:
-            return self._removed >= event_target and self._state_done >= state_target
+            return (
+                self._events.removed >= event_target
+                and self._messages.removed >= message_target
+                and self._state_done >= state_target
+                and self._sessions.done >= session_target
+            )
 
         if done():
             return True
@@ -278,6 +328,16 @@ class StoreWriter:
             with contextlib.suppress(TimeoutError, Exception):
                 await asyncio.wait_for(engine.dispose(), max(deadline - time.monotonic(), 0.01))
         self._connected = False
+        self._ready = False
+
+    @property
+    def engine(self) -> AsyncEngine | None:
+        """The writer's engine, for reads by the running plugin (``store.conversations``): None
+        until the first connection (and migration) succeeded, and again after ``stop``.
+
+        Borrow it, never dispose of it; reads through it may fail while the database is away.
+        """
+        return self._engine if self._ready else None
 
     async def __aenter__(self) -> StoreWriter:
         await self.start()
@@ -297,9 +357,15 @@ class StoreWriter:
             "queued": self._queued(),
             "queued_events": len(self._events),
             "queued_states": len(self._states),
+            "queued_sessions": len(self._sessions),
+            "queued_messages": len(self._messages),
+            "queued_message_chars": self._messages.weight,
             "written": self._written,
             "states_written": self._states_written,
-            "dropped": self._dropped,
+            "sessions_written": self._sessions_written,
+            "messages_written": self._messages_written,
+            "dropped": self._events.dropped,
+            "messages_dropped": self._messages.dropped,
             "rejected": self._rejected,
             "last_error": self._last_error,
             "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
@@ -311,7 +377,7 @@ class StoreWriter:
     # ------------------------------------------------------------------ background task
 
     def _has_work(self) -> bool:
-        return bool(self._events) or bool(self._states)
+        return bool(self._events) or bool(self._states) or bool(self._sessions) or bool(self._messages)
 
     async def _run(self) -> None:
         try:
@@ -322,7 +388,7 @@ class StoreWriter:
             logger.exception("store writer stopped unexpectedly; %d rows left unwritten", self._queued())
 
     def _queued(self) -> int:
-        return len(self._events) + len(self._states)
+        return len(self._events) + len(self._states) + len(self._sessions) + len(self._messages)
 
     async def _loop_forever(self) -> None:
         assert self._pending is not None and self._urgent is not None and self._first_attempt is not None
@@ -368,19 +434,30 @@ class StoreWriter:
         else:
             async with self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
+        self._ready = True
 
     async def _write_pending(self) -> None:
-        """Write the events queued now (not those arriving meanwhile: states must get a turn too)."""
-        remaining = len(self._events)
+        """Write the rows queued now, table by table (not those arriving meanwhile: every table
+        must get a turn). Sessions go before messages, so a reader who finds a message finds
+        its session too."""
+        self._written += await self._drain(self._events, self._write_events)
+        await self._write_pending_states()
+        await self._write_pending_sessions()
+        self._messages_written += await self._drain(self._messages, self._write_messages)
+
+    async def _drain(self, queue: RowQueue[Any], write: Callable[[list[Any]], Any]) -> int:
+        """Write what ``queue`` holds now, oldest first, a batch per transaction; rows written."""
+        written = 0
+        remaining = len(queue)
         while remaining > 0:
-            batch = list(itertools.islice(self._events, min(remaining, self._settings.batch_size)))
-            written = await self._write_events(batch)
-            for _ in batch:
-                self._events.popleft()
-            self._removed += len(batch)
-            self._written += written
+            batch = queue.head(min(remaining, self._settings.batch_size))
+            written += await write(batch)
+            queue.pop(len(batch))
             remaining -= len(batch)
             await self._notify()
+        return written
+
+    async def _write_pending_states(self) -> None:
         if self._states:
             seq_at_snapshot = self._state_seq
             snapshot = dict(self._states)
@@ -391,10 +468,31 @@ class StoreWriter:
             self._state_done = seq_at_snapshot
             self._states_written += len(snapshot)
 
+    async def _write_pending_sessions(self) -> None:
+        assert self._engine is not None
+        seq, taken = self._sessions.take()
+        written = False
+        try:
+            if taken:
+                values = self._convert(taken, lambda e: session_row(e.row, e.created_at), "session")
+                await self._execute(upsert_sessions(self._engine.dialect.name), values, "session")
+            written = True
+        finally:
+            # Unreachable (or cancelled at shutdown): the turns go back for the next attempt. If
+            # the one-by-one fallback had already committed some rows, those turns count twice:
+            # that takes a refused row and an outage in the same write, and costs a turn count.
+            self._sessions.settle(seq, written=written)
+        self._sessions_written += len(taken)
+
     async def _write_events(self, batch: list[FailoverEvent]) -> int:
         assert self._engine is not None
         rows = self._convert(batch, event_row, "event")
         return await self._execute(insert_events(self._engine.dialect.name), rows, "event")
+
+    async def _write_messages(self, batch: list[MessageRow]) -> int:
+        assert self._engine is not None
+        rows = self._convert(batch, message_row, "message")
+        return await self._execute(insert_messages(self._engine.dialect.name), rows, "message")
 
     async def _write_states(self, rows: list[DeploymentStateRow]) -> None:
         assert self._engine is not None
@@ -441,10 +539,12 @@ class StoreWriter:
 
     def _reject(self, kind: str, row: Any, exc: BaseException) -> None:
         self._rejected += 1
-        if isinstance(row, dict):
-            ident = row.get("id") or row.get("deployment_id")
-        else:
-            ident = getattr(row, "event_id", None) or getattr(row, "deployment_id", "?")
+        fields = row if isinstance(row, dict) else {n: getattr(row, n, None) for n in _IDENT_FIELDS}
+        ident = fields.get("id") or fields.get("event_id") or fields.get("deployment_id")
+        if fields.get("session_id") is not None:  # sessions and messages: the session (and position)
+            ident = f"session {fields['session_id']!r}"
+            if fields.get("seq") is not None:
+                ident += f" seq {fields['seq']}"
         logger.error(
             "store writer rejected %s %s (the database refused it; not retried): %s",
             kind,

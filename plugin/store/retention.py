@@ -1,0 +1,166 @@
+"""The retention purge: sessions idle longer than ``sessions.retention_s`` go, with their messages.
+
+A background task, every ``sessions.purge_interval_s``: it borrows an engine (normally the store
+writer's, so it runs on the database the plugin writes to and only once that is migrated), calls
+``conversations.purge_expired`` and records what it did for status pages. A database error is
+logged and the next round comes as usual: retention is housekeeping, and it must never take the
+plugin down with it. The first round runs right after ``start``, so a proxy restarted often still
+purges; while no engine is available (the database not reached yet) it checks again soon rather
+than waiting a whole interval.
+
+It runs whatever ``store_messages`` / ``store_content`` say now: rows stored before a privacy
+setting was tightened still have to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from litellm_failover.events import utcnow
+from litellm_failover.settings import SessionSettings
+from litellm_failover.store.conversations import purge_expired
+from litellm_failover.store.engine import describe_error
+
+logger = logging.getLogger("litellm_failover.store")
+
+_NO_ENGINE_RETRY_S = 30.0  # waiting for the writer's first connection: look again after this
+
+
+class _HasEngine(Protocol):
+    @property
+    def engine(self) -> AsyncEngine | None: ...
+
+
+EngineSource = _HasEngine | AsyncEngine | Callable[[], AsyncEngine | None]
+
+
+def _engine_getter(source: EngineSource) -> Callable[[], AsyncEngine | None]:
+    if isinstance(source, AsyncEngine):
+        return lambda: source
+    if hasattr(source, "engine"):
+        return lambda: source.engine  # a StoreWriter: None until it has connected
+    if callable(source):
+        return source
+    raise TypeError(f"RetentionPurger needs a StoreWriter, an AsyncEngine or a callable, not {source!r}")
+
+
+class RetentionPurger:
+    """``start()`` / ``stop()`` (or ``async with``) a periodic purge; ``stats()`` for status.
+
+    ``source``: a ``StoreWriter`` (its ``engine`` property), an ``AsyncEngine``, or a callable
+    returning an engine or None. The purger never disposes of the engine: it only borrows it.
+    ``clock`` gives "now" (UTC) and exists for tests.
+    """
+
+    def __init__(
+        self,
+        source: EngineSource,
+        settings: SessionSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._get_engine = _engine_getter(source)
+        self._settings = settings
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._runs = 0
+        self._sessions_purged = 0
+        self._messages_purged = 0
+        self._last_purge_at: datetime | None = None
+        self._last_counts: tuple[int, int] | None = None
+        self._last_duration_s: float | None = None
+        self._last_error: str | None = None
+        self._last_error_at: datetime | None = None
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._loop(), name="litellm-failover-retention-purge")
+
+    async def stop(self) -> None:
+        """Cancel the loop; a purge in progress is cut short (its open batch rolls back)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> RetentionPurger:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def purge_now(self) -> tuple[int, int] | None:
+        """One purge round now: (session rows, messages) deleted, or None when no engine is
+        available or the database failed (logged, and recorded in ``stats()``). Never raises
+        for a database error."""
+        engine = self._get_engine()
+        if engine is None:
+            return None
+        now = self._clock()
+        started = time.monotonic()
+        try:
+            counts = await purge_expired(engine, now - timedelta(seconds=self._settings.retention_s))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = describe_error(exc, engine.url)
+            if message != self._last_error:  # one line per distinct error, not one an hour
+                logger.warning("session retention purge failed, retrying next round: %s", message)
+            self._last_error, self._last_error_at = message, now
+            return None
+        self._runs += 1
+        self._last_purge_at = now
+        self._last_counts = counts
+        self._last_duration_s = time.monotonic() - started
+        self._sessions_purged += counts[0]
+        self._messages_purged += counts[1]
+        self._last_error = None
+        if counts != (0, 0):
+            logger.info(
+                "session retention purge: %d session rows and %d messages idle for more than %gs deleted",
+                counts[0],
+                counts[1],
+                self._settings.retention_s,
+            )
+        return counts
+
+    async def _loop(self) -> None:
+        interval = self._settings.purge_interval_s
+        while True:
+            try:
+                done = await self.purge_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug, not a database error: keep the loop, say so loudly
+                logger.exception("session retention purge crashed; trying again next round")
+                done = None
+            waiting_for_engine = done is None and self._get_engine() is None
+            await asyncio.sleep(min(interval, _NO_ENGINE_RETRY_S) if waiting_for_engine else interval)
+
+    def stats(self) -> dict[str, Any]:
+        """For status: when the last purge ran, what it deleted, totals and the last error."""
+        last = self._last_counts
+        return {
+            "running": self._task is not None and not self._task.done(),
+            "retention_s": self._settings.retention_s,
+            "interval_s": self._settings.purge_interval_s,
+            "runs": self._runs,
+            "last_purge_at": self._last_purge_at.isoformat() if self._last_purge_at else None,
+            "last_purge_sessions": last[0] if last else None,
+            "last_purge_messages": last[1] if last else None,
+            "last_purge_duration_s": self._last_duration_s,
+            "sessions_purged": self._sessions_purged,
+            "messages_purged": self._messages_purged,
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+        }
