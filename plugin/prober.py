@@ -1,11 +1,13 @@
-"""Background active probing: one loop per deployment, with jitter, never on the request path.
+"""Background active probing: one schedule per probe target, with jitter, never on the request path.
 
-Each loop starts a probe round every interval and hands each report to the core. After a failed
-round it re-probes sooner (``failure_interval_s``) so a failure is confirmed quickly, and a round
-still waiting on a hung node does not delay the next one, so a hang is ejected within about one
-interval plus one probe timeout. A loop survives anything a probe
-does: the probe function itself turns every answer into checks, and this loop logs and carries
-on if even that breaks.
+Each schedule starts a probe round every interval and hands each report to the core. After a
+failed round it re-probes sooner (``failure_interval_s``) so a failure is confirmed quickly, and a
+round still waiting on a hung node does not delay the next one, so a hang is ejected within about
+one interval plus one probe timeout. A schedule survives anything a probe does: the probe function
+itself turns every answer into checks, and the round logs and carries on if even that breaks.
+
+Schedules are event-loop timers, not a coroutine per target: each round costs one task and one
+timer, which matters at 50 rounds a second (100 deployments every 2 s) in the Router's own loop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from litellm_failover.core import FailoverCore
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.providers.probe_client import ProbeClient
+from litellm_failover.settings import HealthSettings
 
 logger = logging.getLogger("litellm_failover")
 
@@ -28,12 +31,26 @@ if TYPE_CHECKING:
 ProbeFn = Callable[[ProbeClient], Awaitable[ProbeReport]]
 
 
+class _Schedule:
+    """One probe target's timer and the rounds it has in flight."""
+
+    __slots__ = ("deployment_ids", "health", "probe", "rounds", "timer")
+
+    def __init__(self, deployment_ids: tuple[str, ...], probe: ProbeFn, health: HealthSettings) -> None:
+        self.deployment_ids = deployment_ids
+        self.probe = probe
+        self.health = health
+        self.timer: asyncio.TimerHandle | None = None
+        self.rounds: set[asyncio.Task[ProbeReport]] = set()
+
+
 class Prober:
     def __init__(self, core: FailoverCore, probes: Sequence[SharedProbe]) -> None:
         self._core = core
         self._probes = list(probes)
         self._session: ProbeClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._schedules: list[_Schedule] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.rounds = 0
 
     @property
@@ -41,49 +58,60 @@ class Prober:
         return [i for shared in self._probes for i in shared.deployment_ids]
 
     async def start(self) -> None:
-        if self._tasks:
+        if self._schedules:
             return
+        self._loop = asyncio.get_running_loop()
         # One keep-alive client for every probe; per-probe timeouts are the probe function's job.
         self._session = ProbeClient()
         for shared in self._probes:
-            name = "probe:" + ",".join(shared.deployment_ids)
-            self._tasks.append(
-                asyncio.create_task(self._loop(shared.deployment_ids, shared.probe), name=name)
+            health = self._core.health[shared.deployment_ids[0]].spec.health  # shared: same settings
+            schedule = _Schedule(shared.deployment_ids, shared.probe, health)
+            self._schedules.append(schedule)
+            # Spread the first rounds over one interval so N targets don't probe in lockstep.
+            schedule.timer = self._loop.call_later(
+                random.uniform(0, health.interval_s), self._start_round, schedule
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        rounds = []
+        for schedule in self._schedules:
+            if schedule.timer is not None:
+                schedule.timer.cancel()
+            rounds.extend(schedule.rounds)
+        for task in rounds:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        await asyncio.gather(*rounds, return_exceptions=True)
+        self._schedules.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def _loop(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> None:
-        health = self._core.health[deployment_ids[0]].spec.health  # shared probes share settings
-        loop = asyncio.get_running_loop()
-        # Spread the first rounds over one interval so N deployments don't probe in lockstep.
-        await asyncio.sleep(random.uniform(0, health.interval_s))
-        pending: set[asyncio.Task[ProbeReport]] = set()
-        try:
-            while True:
-                started = loop.time()
-                round_task = asyncio.create_task(self._round(deployment_ids, probe))
-                pending.add(round_task)
-                round_task.add_done_callback(pending.discard)
-                interval = health.interval_s * (1.0 - health.jitter * random.random())
-                done, _ = await asyncio.wait({round_task}, timeout=interval)
-                if not done:
-                    # Fixed cadence: a round stuck on a hung node does not hold back the next
-                    # one (each is bounded by its own timeout), so the failures that eject it
-                    # overlap instead of queueing: about one interval plus one timeout.
-                    continue
-                delay = health.failure_interval_s if round_task.result().failed else interval
-                await asyncio.sleep(max(0.0, delay - (loop.time() - started)))
-        finally:
-            for task in pending:
-                task.cancel()
+    def _start_round(self, schedule: _Schedule) -> None:
+        loop = self._loop
+        if loop is None or self._session is None:
+            return  # stopped
+        started = loop.time()
+        task = loop.create_task(self._round(schedule.deployment_ids, schedule.probe))
+        schedule.rounds.add(task)
+        health = schedule.health
+        # Fixed cadence: the next round is due one interval on whether or not this one answered
+        # (a round stuck on a hung node is bounded by its own timeout), so the failures that eject
+        # a hung node overlap instead of queueing: about one interval plus one timeout.
+        interval = health.interval_s * (1.0 - health.jitter * random.random())
+        schedule.timer = loop.call_at(started + interval, self._start_round, schedule)
+
+        def finished(done: asyncio.Task[ProbeReport]) -> None:
+            schedule.rounds.discard(done)
+            if done.cancelled() or done.exception() is not None or not done.result().failed:
+                return
+            if schedule.timer is None or health.failure_interval_s >= interval:
+                return
+            # A failed round: confirm it sooner than the cadence would.
+            schedule.timer.cancel()
+            due = max(loop.time(), started + health.failure_interval_s)
+            schedule.timer = loop.call_at(due, self._start_round, schedule)
+
+        task.add_done_callback(finished)
 
     async def _round(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> ProbeReport:
         report = await self._run(deployment_ids, probe)
