@@ -27,12 +27,15 @@ except ImportError:  # python bench/run_all.py: bench/ itself is on sys.path
 
 # (name, time limit in seconds). The limits are generous ceilings, not expected durations:
 # routing ~1 min, proxy ~1 min, metrics parse ~5 s, probe ~1.5 min (two topologies) on a 2-core
-# machine.
+# machine; fleet propagation ~5 s (it needs the local Redis).
 BENCHES: tuple[tuple[str, float], ...] = (
     ("routing_cost", 240.0),
     ("proxy_overhead", 300.0),
     ("metrics_parse", 120.0),
     ("probe_cpu", 300.0),
+    ("fleet_propagation", 180.0),
+    ("writer_throughput", 180.0),  # ~20 s; the PostgreSQL half needs the local PostgreSQL
+    ("session_storage", 300.0),  # ~1.5 min; PostgreSQL when it answers, else SQLite
 )
 
 

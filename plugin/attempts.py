@@ -1,16 +1,20 @@
 """Which deployments each in-flight request has tried, so a retry never lands on one that failed it.
 
-LiteLLM keeps ``litellm_trace_id`` across every attempt of a client request (retries and
-fallbacks), and hands it both to ``async_filter_deployments`` and to the per-attempt failure
-hook. Entries are forgotten on success, or after ``ttl_s``, and the table is bounded so a flood of
-abandoned requests cannot grow it without limit.
+A request is keyed by ``request_key``: ``litellm_call_id`` where the pick's kwargs carry it (the
+proxy), else ``litellm_trace_id`` (the Router); LiteLLM keeps both across every attempt of a
+client request (retries and fallbacks). Hooks that see both ask ``resolve`` which one the ledger
+knows: in the proxy the log hooks' trace id differs from the one routing saw. Entries are
+forgotten on success, or after ``ttl_s``, and the table is bounded so a flood of abandoned
+requests cannot grow it without limit.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -22,11 +26,30 @@ class RequestAttempts:
     created_at: float = 0.0
 
 
+def request_key(kwargs: Mapping[str, Any]) -> str | None:
+    """What routing keys a request by (see the module docstring)."""
+    key = kwargs.get("litellm_call_id") or kwargs.get("litellm_trace_id")
+    return str(key) if key else None
+
+
 class AttemptLedger:
     def __init__(self, *, ttl_s: float = 600.0, max_requests: int = 100_000) -> None:
         self._ttl_s = ttl_s
         self._max = max_requests
         self._requests: OrderedDict[str, RequestAttempts] = OrderedDict()
+
+    def resolve(self, keys: tuple[str, ...]) -> str | None:
+        """The first of a hook's candidate request ids that the ledger knows, else the first."""
+        for key in keys:
+            if key in self._requests:
+                return key
+        return keys[0] if keys else None
+
+    def knows_any(self, keys: tuple[str, ...]) -> bool:
+        """Whether this ledger routed the request: LiteLLM hands every Router's outcomes to every
+        callback, so a second Router's plugin in the same process must not count them. A request
+        with no id at all cannot be told apart and counts."""
+        return not keys or any(key in self._requests for key in keys)
 
     def excluded(self, request_id: str | None) -> frozenset[str]:
         if request_id is None:

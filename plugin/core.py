@@ -21,6 +21,7 @@ from litellm_failover.outlier import Outcome
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
+from litellm_failover.switching.plan import GroupPlan
 
 logger = logging.getLogger("litellm_failover")
 
@@ -29,6 +30,15 @@ class EventSink(Protocol):
     def submit_event(self, event: FailoverEvent) -> bool: ...
 
     def submit_state(self, row: DeploymentStateRow) -> None: ...
+
+
+class Planner(Protocol):
+    """Traffic switching (``litellm_failover.switching.SwitchingController``): what each table
+    build must respect, and the health transitions that change it."""
+
+    def plan(self, group: str) -> GroupPlan: ...
+
+    def on_transition(self, transition: Transition) -> None: ...
 
 
 class FailoverCore:
@@ -54,6 +64,7 @@ class FailoverCore:
         self.tables: dict[str, RoutingTable] = {}
         self.recent_events: deque[FailoverEvent] = deque(maxlen=500)
         self.listeners: list[Callable[[FailoverEvent], None]] = []
+        self.planner: Planner | None = None  # set by the switching controller when it attaches
         now = self.clock()
         for group in self.groups:
             self.tables[group] = self._build(group, now)
@@ -87,6 +98,26 @@ class FailoverCore:
         if record is not None:
             record.record_success(latency_s, self.clock())
 
+    def apply_remote_ejection(
+        self, deployment_id: str, *, origin: str, reason: str, remaining_s: float
+    ) -> bool:
+        """Another replica ejected it (see ``DeploymentHealth.remote_eject``); True if it changed
+        this replica's routing. The event says ``source: fleet`` and names the origin."""
+        record = self.health.get(deployment_id)
+        transition = record.remote_eject(origin, reason, remaining_s, self.clock()) if record else None
+        if transition is None:
+            return False
+        self._on_transition(transition)
+        return True
+
+    def apply_remote_recovery(self, deployment_id: str, *, origin: str, reason: str) -> bool:
+        record = self.health.get(deployment_id)
+        transition = record.remote_recover(origin, reason, self.clock()) if record else None
+        if transition is None:
+            return False
+        self._on_transition(transition)
+        return True
+
     def tick(self) -> None:
         """Periodic upkeep: timer recoveries and fresh dynamic weights (latency, error rate)."""
         now = self.clock()
@@ -96,6 +127,23 @@ class FailoverCore:
                 self._on_transition(transition)
         for group in self.groups:
             self._swap(group, self._build(group, now))
+
+    def eject(self, deployment_id: str, reason: str, *, source: str, **details: Any) -> bool:
+        """Eject a routable deployment on a decision outside the health machine (a failback ramp
+        aborted on errors): out now, back through the half-open probes like any ejection."""
+        record = self.health.get(deployment_id)
+        transition = record.force_eject(reason, source, self.clock(), **details) if record else None
+        if transition is None:
+            return False
+        self._on_transition(transition)
+        return True
+
+    def rebuild(self, group: str, *, source: str, reason: str, deployment_id: str | None = None) -> None:
+        """Rebuild one group's table after a switching change; a change of the serving set is a
+        failover event whose ``details["source"]`` says what caused it."""
+        self._swap(
+            group, self._build(group, self.clock()), source=source, reason=reason, deployment_id=deployment_id
+        )
 
     def request_served_elsewhere(self, group: str, first: str, served: str, request_id: str | None) -> None:
         self.emit(
@@ -155,7 +203,10 @@ class FailoverCore:
     def _build(self, group: str, now: float) -> RoutingTable:
         strategy, in_tier = self.settings.group_strategy(group)
         members = [self.health[i] for i in self.groups[group]]
-        return build_table(group, members, strategy, in_tier, now, panic_mode=self.settings.panic_mode)
+        plan = self.planner.plan(group) if self.planner is not None else None
+        return build_table(
+            group, members, strategy, in_tier, now, panic_mode=self.settings.panic_mode, plan=plan
+        )
 
     def _on_transition(self, transition: Transition) -> None:
         record = self.health[transition.deployment_id]
@@ -176,9 +227,21 @@ class FailoverCore:
             )
         )
         self._submit_state(record)
+        if self.planner is not None:
+            # Before the rebuild: a recovered primary may be held down, a ramp may abort.
+            self.planner.on_transition(transition)
         self._swap(transition.group, self._build(transition.group, self.clock()), transition)
 
-    def _swap(self, group: str, new: RoutingTable, cause: Transition | None = None) -> None:
+    def _swap(
+        self,
+        group: str,
+        new: RoutingTable,
+        cause: Transition | None = None,
+        *,
+        source: str | None = None,
+        reason: str | None = None,
+        deployment_id: str | None = None,
+    ) -> None:
         old = self.tables.get(group)
         self.tables[group] = new  # one assignment: readers see the old table or the new one
         if old is None:
@@ -198,22 +261,26 @@ class FailoverCore:
                 )
             )
         if old.serving != new.serving:
+            details: dict[str, Any] = {
+                "from": list(old.serving),
+                "to": list(new.serving),
+                "from_tier": old.active_tier,
+                "to_tier": new.active_tier,
+                "panic": new.panic,
+            }
+            source = source or (cause.source if cause else None)
+            if source is not None:
+                details["source"] = source  # what caused it: the metrics' failover reason label
             self.emit(
                 FailoverEvent(
                     event_type=EventType.FAILOVER.value,
                     model_group=group,
-                    deployment_id=cause.deployment_id if cause else None,
+                    deployment_id=cause.deployment_id if cause else deployment_id,
                     from_deployment=",".join(old.serving) or None,
                     to_deployment=",".join(new.serving) or None,
-                    reason=cause.reason if cause else "routing table rebuilt",
+                    reason=reason or (cause.reason if cause else "routing table rebuilt"),
                     instance_id=self.instance_id,
-                    details={
-                        "from": list(old.serving),
-                        "to": list(new.serving),
-                        "from_tier": old.active_tier,
-                        "to_tier": new.active_tier,
-                        "panic": new.panic,
-                    },
+                    details=details,
                 )
             )
 

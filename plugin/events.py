@@ -20,6 +20,23 @@ class EventType(StrEnum):
     PANIC_MODE = "panic_mode"  # a whole group is out: routing to all of it (or leaving that mode)
     SESSION_REPINNED = "session_repinned"  # a session moved to another deployment (failover)
     CONTEXT_REBUILT = "context_rebuilt"  # a stateful request's history was rebuilt from the store
+    ALERT_FAILED = "alert_failed"  # an alert could not be delivered after its retries
+    # Traffic switching (litellm_failover.switching).
+    DRAIN_STARTED = "drain_started"  # no new requests to a deployment; in-flight work finishes
+    DRAIN_COMPLETED = "drain_completed"  # its in-flight work finished (or was cut at the timeout)
+    UNDRAINED = "undrained"  # a drained deployment takes traffic again, through the ramp
+    FAILBACK_PENDING = "failback_pending"  # a recovered primary is held (hold-down or manual)
+    FAILBACK_STEP = "failback_step"  # a failback ramp step: the primary tier gets `percent` %
+    FAILBACK_COMPLETED = "failback_completed"  # the primary tier serves the group again
+    RAMP_STEP = "ramp_step"  # slow start of one deployment inside its tier: weight x `percent` %
+    RAMP_COMPLETED = "ramp_completed"  # that deployment is at its full weight
+    RAMP_ABORTED = "ramp_aborted"  # a failback ramp or slow start stopped on errors (re-ejected)
+    SHIFT_STEP = "shift_step"  # a canary shift step: the target gets `percent` %
+    SHIFT_COMPLETED = "shift_completed"  # the target gets all of the group's traffic
+    SHIFT_ROLLED_BACK = "shift_rolled_back"  # a shift stopped (errors, operator) and was undone
+    # Mid-stream failover (litellm_failover.streams).
+    STREAM_RESUMED = "stream_resumed"  # a stream that broke continued on another deployment
+    STREAM_BROKEN = "stream_broken"  # a stream broke and could not be continued: the client saw an error
 
 
 def utcnow() -> datetime:

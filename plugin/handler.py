@@ -3,14 +3,19 @@
 ``async_filter_deployments`` runs inside LiteLLM's Router for every pick, retries and fallbacks
 included, in the proxy and the SDK alike. It returns the one deployment the current routing table
 picks, so LiteLLM's own strategy has nothing left to choose. The per-attempt failure hook and the
-request-level log hooks report outcomes back. Nothing here waits on I/O.
+request-level log hooks report outcomes back. Nothing here waits on I/O, with one exception: a
+Responses API request whose ``previous_response_id`` lives on a dead deployment waits (bounded)
+for its conversation to be read back from the store, because it would fail otherwise.
+
+Session ids are checked in the proxy's ``async_pre_call_hook`` (a bad one is a 400 before any
+routing) and again in ``route`` (the Router path, which has no pre-call hook).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +39,16 @@ def _deployment_id(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _request_id(data: Mapping[str, Any]) -> str | None:
-    """LiteLLM's ``litellm_trace_id``: the same for every attempt of one client request."""
-    trace = data.get("litellm_trace_id")
-    return str(trace) if trace else None
+def _request_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ids that may name this attempt's client request, most specific first.
+
+    Routing keys a request by ``litellm_call_id`` where the pick's kwargs carry it (the proxy,
+    where the log hooks' ``litellm_trace_id`` is not the one routing saw) and by
+    ``litellm_trace_id`` otherwise (the Router, where the call id appears only later); the
+    plugin's ``AttemptLedger.resolve`` picks whichever of these it knows.
+    """
+    keys = (data.get("litellm_call_id"), data.get("litellm_trace_id"))
+    return tuple(str(key) for key in keys if key)
 
 
 def _seconds(start: Any, end: Any) -> float | None:
@@ -72,7 +83,27 @@ class FailoverHandler(CustomLogger):
         plugin = self.plugin
         if plugin is None or not healthy_deployments:
             return healthy_deployments
-        return plugin.route(model, healthy_deployments, request_kwargs or {})
+        kwargs = request_kwargs if request_kwargs is not None else {}
+        if kwargs.get("previous_response_id"):
+            await plugin.prepare_stateful(model, healthy_deployments, kwargs, messages)
+        return plugin.route(model, healthy_deployments, kwargs, messages)
+
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict, call_type: Any
+    ) -> Any:
+        """Proxy only: refuse a bad session id with a 400 naming the problem, before routing."""
+        plugin = self.plugin
+        if plugin is None:
+            return data  # not attached yet: ``route`` checks the id instead
+        from litellm_failover.sessions import SessionIdError
+
+        try:
+            plugin.sessions.check(data)
+        except SessionIdError as exc:
+            from fastapi import HTTPException
+
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        return data
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -87,7 +118,7 @@ class FailoverHandler(CustomLogger):
         deployment_id = _deployment_id(request_data)
         if plugin is None or deployment_id is None:
             return
-        request_id = _request_id(request_data)
+        request_id = _request_keys(request_data)
         logger.debug(
             "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
@@ -102,8 +133,11 @@ class FailoverHandler(CustomLogger):
         # whole generation's length says more about the answer than about the node.
         first_token = kwargs.get("completion_start_time") if kwargs.get("stream") else None
         latency = _seconds(start_time, first_token or end_time)
-        request_id = _request_id(kwargs)
+        request_id = _request_keys(kwargs)
         plugin.request_succeeded(deployment_id, latency, request_id)
+        # LiteLLM calls this once per request with the final answer (for a stream, the assembled
+        # one after the last chunk), from a logging task: the client already has its answer.
+        await plugin.session_answered(deployment_id, kwargs, response_obj)
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
         """The request-level failure: for a stream cut after it started this is the only signal
@@ -115,7 +149,7 @@ class FailoverHandler(CustomLogger):
         exception = kwargs.get("exception")
         if not isinstance(exception, BaseException):
             return
-        request_id = _request_id(kwargs)
+        request_id = _request_keys(kwargs)
         logger.debug(
             "request failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
@@ -123,3 +157,23 @@ class FailoverHandler(CustomLogger):
         # LiteLLM logs this per failed attempt too, not only at the end: the ledger counts each
         # (request, deployment) failure once, whichever hook reports it first.
         plugin.attempt_failed(deployment_id, outcome, request_id, str(exception))
+
+    # -- streams (proxy) ------------------------------------------------------------------
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict
+    ) -> AsyncGenerator[Any, None]:
+        """Proxy only: the client's chunks go through a resuming stream, so a stream that breaks
+        continues on another deployment (``litellm_failover.streams``). LiteLLM runs this hook
+        only for a class that defines it itself: ``ProxyFailoverHandler`` names it again."""
+        plugin = self.plugin
+        if plugin is None:
+            async for chunk in response:
+                yield chunk
+            return
+        stream = plugin.streams.proxy_stream(response, request_data)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()

@@ -15,7 +15,7 @@ from typing import Any
 
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.outlier import Outcome, OutlierTracker
-from litellm_failover.providers.base import CheckResult, ProbeReport
+from litellm_failover.providers.base import CheckResult, ProbeReport, Severity
 from litellm_failover.scoring import TrafficStats, pressure_factor, score
 from litellm_failover.settings import FailoverSettings
 
@@ -38,7 +38,7 @@ class Transition:
     from_state: HealthState
     to_state: HealthState
     reason: str
-    source: str  # "probe" | "traffic" | "timer"
+    source: str  # "probe" | "traffic" | "timer" | "fleet" (decided by another replica)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,6 +62,7 @@ class DeploymentHealth:
         self.probe_successes = 0
         self.last_probe_latency_s: float | None = None
         self.outlier = OutlierTracker(settings.outlier)
+        self.ejected_by: str | None = None  # the replica whose ejection holds it out (fleets)
         self.traffic = TrafficStats(
             window_s=settings.outlier.error_window_s, alpha=settings.weights.latency_ewma_alpha
         )
@@ -139,6 +140,53 @@ class DeploymentHealth:
             return self._move(HealthState.HEALTHY, "ejection time over (probes disabled)", "timer")
         return None
 
+    def force_eject(self, reason: str, source: str, now: float, **details: Any) -> Transition | None:
+        """Eject on a decision made outside this machine (a failback ramp aborted on errors).
+        Counted as an ejection, so a node that keeps failing its ramps stays out longer."""
+        if not self.state.routable:
+            return None
+        ejection = self.outlier.eject(now, reason)
+        return self._move(
+            HealthState.UNHEALTHY, ejection, source, ejection_count=self.outlier.ejection_count, **details
+        )
+
+    # -- fleet: what another replica decided -----------------------------------------------
+
+    def remote_eject(self, origin: str, reason: str, remaining_s: float, now: float) -> Transition | None:
+        """Another replica ejected it: out here too, for the time its ejection has left; then this
+        replica's own half-open probes decide, as after a local ejection. Not counted as a local
+        ejection (flap damping follows what this replica saw)."""
+        if self.state is HealthState.UNHEALTHY and self.ejected_by is None:
+            return None  # out on this replica's own evidence: its own ejection stands as it is
+        self.outlier.ejected_until = max(self.outlier.ejected_until, now + remaining_s)
+        if self.state is HealthState.UNHEALTHY:
+            return None  # already out by a remote ejection: only its time was extended
+        transition = self._move(
+            HealthState.UNHEALTHY,
+            f"ejected by {origin}: {reason}",
+            "fleet",
+            origin_instance=origin,
+            remaining_s=round(remaining_s, 3),
+        )
+        self.ejected_by = origin
+        return transition
+
+    def remote_recover(self, origin: str, reason: str, now: float) -> Transition | None:
+        """Another replica saw it recover: lift a remote ejection only, never a local one, and
+        never while this replica's own latest probe fails."""
+        if self.ejected_by is None or self.state.routable:
+            return None
+        if any(not c.ok and c.severity is Severity.FAIL for c in self.checks.values()):
+            return None
+        self.outlier.ejected_until = min(self.outlier.ejected_until, now)
+        degraded = any(not c.ok for c in self.checks.values())
+        return self._move(
+            HealthState.DEGRADED if degraded else HealthState.HEALTHY,
+            f"recovered on {origin}: {reason}",
+            "fleet",
+            origin_instance=origin,
+        )
+
     # -- derived --------------------------------------------------------------------------
 
     def pressure(self) -> float:
@@ -166,6 +214,7 @@ class DeploymentHealth:
             "latency_s": None if latency is None else round(latency, 4),
             "error_rate": round(self.traffic.error_rate(now), 4),
             "probed": self.probed,
+            "ejected_by": self.ejected_by,
         }
 
     def _up_state(self, report: ProbeReport) -> HealthState:
@@ -175,6 +224,8 @@ class DeploymentHealth:
         previous = self.state
         self.state = to
         self.reason = reason
+        if to is not HealthState.RECOVERING:
+            self.ejected_by = None  # back in, or out on this replica's own evidence
         if to is HealthState.UNHEALTHY:
             self.probe_successes = 0
         if not to.routable:

@@ -136,7 +136,14 @@ class ProxyFailoverHandler(FailoverHandler):
         if plugin is None:
             logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
             return
-        await plugin.start()
+        try:
+            await plugin.start()
+        except Exception:
+            # A start failure (a metrics port in use) must be loud: without this the task would
+            # die with its exception unseen while the proxy serves on without the plugin.
+            logger.exception("litellm-failover could not start; the proxy routes without it")
+            await self._stop()
+            raise
         hook_server_shutdown(self._stop)
         try:
             await asyncio.Event().wait()
@@ -164,6 +171,10 @@ class ProxyFailoverHandler(FailoverHandler):
         return await super().async_filter_deployments(
             model, healthy_deployments, messages, request_kwargs, parent_otel_span
         )
+
+    # The proxy wraps its chunk iterator only with hooks a callback's own class defines (it looks
+    # in ``type(callback).__dict__``), so the inherited resuming hook is named here again.
+    async_post_call_streaming_iterator_hook = FailoverHandler.async_post_call_streaming_iterator_hook
 
 
 _instance: ProxyFailoverHandler | None = None

@@ -6,9 +6,18 @@ setting silently ignored. ``FailoverConfigError`` carries one message with the p
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from litellm_failover.providers.base import ProbeThresholds
 
@@ -124,9 +133,233 @@ class FleetSettings(_Strict):
     operation_timeout_s: float = Field(1.0, gt=0, description="Redis calls slower than this count as failed.")
 
 
+def _secret_error(message: str) -> PydanticCustomError:
+    """A validation error whose input is a secret: ``_format_error`` shows the message (which
+    names only what is safe: a scheme, a host) and never the value."""
+    return PydanticCustomError("failover_secret_value", "{detail}", {"detail": message, "secret": True})
+
+
+def _check_apprise_url(url: str) -> str:
+    from litellm_failover.alerts.urls import apprise_url_problem  # lazy: alerts imports settings
+
+    problem = apprise_url_problem(url)
+    if problem is not None:
+        raise _secret_error(problem)
+    return url.strip()
+
+
+def _check_webhook_url(url: str) -> str:
+    from litellm_failover.alerts.urls import webhook_url_problem
+
+    problem = webhook_url_problem(url)
+    if problem is not None:
+        raise _secret_error(problem)
+    return url.strip()
+
+
+def _check_header_name(name: str) -> str:
+    from litellm_failover.alerts.urls import header_problem
+
+    problem = header_problem(name, "")
+    if problem is not None:
+        raise PydanticCustomError("failover_header_name", "{detail}", {"detail": problem})
+    return name
+
+
+def _check_header_value(value: str) -> str:
+    from litellm_failover.alerts.urls import header_problem
+
+    problem = header_problem("x", value)
+    if problem is not None:
+        raise _secret_error(problem)
+    return value
+
+
+AppriseUrl = Annotated[str, AfterValidator(_check_apprise_url)]
+WebhookUrl = Annotated[str, AfterValidator(_check_webhook_url)]
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+HeaderValue = Annotated[str, AfterValidator(_check_header_value)]
+
+ALERT_EVENT_TYPES = (
+    "failover",
+    "failback_step",
+    "failback_completed",
+    "ramp_aborted",
+    "drain_started",
+    "drain_completed",
+    "panic_mode",
+)
+
+
+class AlertSettings(_Strict):
+    """Notifications of failovers, failbacks, ramp aborts, drains and panic mode (issue 4).
+
+    The destinations are secrets: they are kept out of ``repr``, and a bad one is refused naming
+    its key path and scheme, never its value.
+    """
+
+    apprise_urls: list[AppriseUrl] = Field(
+        default_factory=list,
+        repr=False,
+        description="Apprise URLs (Slack, Teams, PagerDuty, email, json://...); secrets.",
+    )
+    webhook_urls: list[WebhookUrl] = Field(
+        default_factory=list, repr=False, description="Plain JSON webhooks (http/https POST); secrets."
+    )
+    webhook_headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        repr=False,
+        description="Headers sent with every webhook (e.g. Authorization); secrets.",
+    )
+    event_types: list[str] = Field(
+        default_factory=lambda: list(ALERT_EVENT_TYPES), description="Event types that send an alert."
+    )
+    dedup_window_s: float = Field(
+        300.0,
+        ge=0,
+        description="The same alert (group, type, deployment, from/to, reason) within this is sent once.",
+    )
+    rate_limit_count: int = Field(10, ge=1, description="At most this many alerts per group per window.")
+    rate_limit_window_s: float = Field(300.0, gt=0, description="The per-group rate-limit window.")
+    timeout_s: float = Field(10.0, gt=0, description="One delivery attempt's time limit.")
+    max_attempts: int = Field(
+        5, ge=1, description="Delivery attempts per destination before an alert is given up."
+    )
+    retry_backoff_s: float = Field(1.0, gt=0, description="Wait before the first retry; doubles per attempt.")
+    retry_backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between delivery attempts.")
+    max_queue: int = Field(
+        1000, ge=1, description="Alerts waiting for (or in) delivery; more are dropped, counted."
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _no_alert_on_alert_failures(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name.strip():
+                raise ValueError("an event type must not be empty")
+        if "alert_failed" in value:
+            raise ValueError(
+                "alert_failed cannot send an alert (a failing destination would alert about itself)"
+            )
+        return list(dict.fromkeys(name.strip() for name in value))
+
+
+class MetricsSettings(_Strict):
+    """The plugin's Prometheus metrics (issue 4).
+
+    They are always registered on prometheus_client's default registry, which the proxy's own
+    ``/metrics`` serves when LiteLLM's ``prometheus`` callback is on. ``port`` adds a listener of
+    the plugin's own, for a proxy without that callback (or with several workers, where LiteLLM's
+    multiprocess ``/metrics`` can't show them) and for Python services with no exporter.
+    """
+
+    enabled: bool = Field(True, description="Export the plugin's metrics.")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve them on this port of the plugin's own (0: any free port); unset: no own port.",
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Address the plugin's own metrics port binds.")
+
+
+class ControlSettings(_Strict):
+    """Operator commands (drain, undrain, failover, failback, shift) sent to running replicas by
+    the CLI, through Redis when ``redis_url`` is set and through the database's command table."""
+
+    enabled: bool = Field(True, description="Apply operator commands sent to this replica.")
+    poll_interval_s: float = Field(1.0, gt=0, description="Seconds between polls of failover_commands.")
+    command_ttl_s: float = Field(
+        300.0, gt=0, description="A command older than this when a replica sees it is not applied."
+    )
+    heartbeat_interval_s: float = Field(
+        5.0, gt=0, description="How often a replica tells the CLI it is alive (whose answer to await)."
+    )
+    restore_on_start: bool = Field(
+        True, description="A starting replica takes over standing drains and planned failovers."
+    )
+
+
+FailbackMode = Literal["auto", "manual"]
+
+
+class FailbackSettings(_Strict):
+    """How traffic comes back to a recovered primary tier, and to a node recovering inside a
+    tier (slow start, after Envoy's ``slow_start``): held down, then ramped in steps."""
+
+    mode: FailbackMode = Field(
+        "auto", description="auto: ramp back after hold_down_s; manual: wait for failback(group)."
+    )
+    hold_down_s: float = Field(
+        30.0, ge=0, description="The primary must be routable without a break this long before it ramps."
+    )
+    ramp_steps: list[float] = Field(
+        default_factory=lambda: [10.0, 50.0, 100.0],
+        description="Percent of the group's new requests per step; increasing, ending at 100.",
+    )
+    step_interval_s: float = Field(30.0, gt=0, description="Seconds per ramp step.")
+    abort_errors: int = Field(
+        3, ge=1, description="Failed attempts on the ramping deployments within one step that abort it."
+    )
+    slow_start: bool = Field(
+        True, description="Ramp a deployment that recovers inside the serving tier (weight x step)."
+    )
+
+    @field_validator("ramp_steps")
+    @classmethod
+    def _valid_steps(cls, value: list[float]) -> list[float]:
+        from litellm_failover.switching.steps import check_steps  # lazy: switching imports settings
+
+        return list(check_steps(value))
+
+
+class DrainSettings(_Strict):
+    """Graceful drain: in-flight work finishes, new work goes elsewhere."""
+
+    timeout_s: float = Field(
+        300.0, gt=0, description="In-flight work still running after this is counted as cut."
+    )
+    in_flight_ttl_s: float = Field(
+        900.0,
+        gt=0,
+        description="An attempt with no end signal after this is forgotten (counted as expired).",
+    )
+
+
+class ShiftSettings(_Strict):
+    """Canary shifts (``shift(group, to, steps, interval_s)``)."""
+
+    abort_errors: int = Field(
+        3, ge=1, description="Failed attempts on the shift target within one step that roll it back."
+    )
+
+
+InexactContinuation = Literal["best_effort", "error"]
+
+
+class StreamSettings(_Strict):
+    """Mid-stream failover (issue 5): a stream that breaks after its first chunks continues on
+    another healthy deployment, and the client sees one unbroken stream."""
+
+    resume: bool = Field(
+        True, description="Continue a broken stream elsewhere; off: a break ends the stream with an error."
+    )
+    max_resumes: int = Field(
+        2, ge=0, description="Continuations one stream may start; a later break ends it with an error."
+    )
+    inter_token_timeout_s: float | None = Field(
+        30.0, gt=0, description="No chunk for this long (after the first) is a break; null: no limit."
+    )
+    inexact_continuation: InexactContinuation = Field(
+        "error",
+        description="Deployments with no exact continuation (OpenAI, Azure, TGI): best_effort or error.",
+    )
+
+
 class GroupSettings(_Strict):
     strategy: Strategy | None = None
     in_tier: InTierStrategy | None = None
+    failback: FailbackMode | None = None
 
 
 class FailoverSettings(_Strict):
@@ -146,12 +379,23 @@ class FailoverSettings(_Strict):
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     redis_url: str | None = None
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    failback: FailbackSettings = Field(default_factory=FailbackSettings)
+    drain: DrainSettings = Field(default_factory=DrainSettings)
+    shift: ShiftSettings = Field(default_factory=ShiftSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
 
     def group_strategy(self, group: str) -> tuple[Strategy, InTierStrategy]:
         override = self.groups.get(group)
         strategy = (override.strategy if override else None) or self.strategy
         in_tier = (override.in_tier if override else None) or self.in_tier
         return strategy, in_tier
+
+    def group_failback(self, group: str) -> FailbackMode:
+        override = self.groups.get(group)
+        return (override.failback if override else None) or self.failback.mode
 
 
 class HealthOverrides(_Strict):
@@ -185,7 +429,10 @@ class DeploymentFailoverConfig(_Strict):
 def _format_error(root: str, error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        path = ".".join([root, *(str(p) for p in item["loc"])])
+        path = root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        if (item.get("ctx") or {}).get("secret"):
+            parts.append(f"{path}: {item['msg']}")  # the value is a secret (see AlertSettings)
+            continue
         value = item.get("input")
         shown = "<missing>" if item["type"] == "missing" else repr(value)
         if len(shown) > 80:

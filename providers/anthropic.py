@@ -1,6 +1,9 @@
 """Anthropic (``anthropic/``): ``GET {api_base}/v1/models`` with ``x-api-key``.
 
 The models list is free and needs the same key and ``anthropic-version`` header as messages.
+
+A broken stream continues here exactly from an assistant prefill: LiteLLM sends a trailing
+assistant message as Anthropic's prefill, which the model continues (``providers.continuation``).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers.base import ProbeTarget
+from litellm_failover.providers.continuation import ASSISTANT_PREFILL
 from litellm_failover.providers.openai_compatible import ModelsListAdapter
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -18,6 +22,7 @@ class AnthropicAdapter(ModelsListAdapter):
     default_api_base = "https://api.anthropic.com"
     api_base_env = ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")
     api_key_env = ("ANTHROPIC_API_KEY",)
+    continuation_rule = ASSISTANT_PREFILL
 
     def models_url(self, api_base: str, api_version: str | None) -> str:
         parts = urlsplit(api_base)

@@ -5,6 +5,9 @@ The data-plane models list needs an ``api-version``; without one in ``litellm_pa
 version that has the endpoint. Only key authentication is probed; a deployment that uses Entra
 ID tokens should set ``model_info.failover.health_url`` to an endpoint it can read, or
 ``probe: false``.
+
+Like OpenAI's, Azure's chat API has no exact continuation of a broken stream (best effort only,
+under ``streams.inexact_continuation``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from litellm_failover.providers import litellm_param
 from litellm_failover.providers.base import ProbeTarget
+from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION
 from litellm_failover.providers.openai_compatible import ModelsListAdapter
 
 DEFAULT_API_VERSION = "2024-10-21"
@@ -22,6 +26,7 @@ class AzureAdapter(ModelsListAdapter):
     kind = "azure"
     api_base_env = ("AZURE_API_BASE",)
     api_key_env = ("AZURE_API_KEY",)
+    continuation_rule = NO_EXACT_CONTINUATION
 
     def api_version(self, litellm_params: dict, where: str) -> str | None:
         version = litellm_param(litellm_params, "api_version", where=where, env=("AZURE_API_VERSION",))

@@ -14,6 +14,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # settings imports this module; the reverse import is for type hints only
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from litellm_failover.providers.continuation import Continuation
     from litellm_failover.providers.probe_client import ProbeClient
     from litellm_failover.settings import DeploymentFailoverConfig
 
@@ -165,6 +169,19 @@ class ProviderAdapter(Protocol):
 
     def new_prober(self, target: ProbeTarget) -> Prober:
         """A fresh prober for one deployment, with its own between-rounds memory."""
+        ...
+
+    @property
+    def continues_exactly(self) -> bool:
+        """Whether ``continuation`` gives back the uninterrupted answer (see ``providers.continuation``)."""
+        ...
+
+    def continuation(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation:
+        """The request that asks this kind for the rest of ``partial``, an answer to ``messages``
+        that broke mid-stream elsewhere; ``request_extra`` holds the client request's own extra
+        body fields (``continue_final_message`` when it was continuing a prefix itself)."""
         ...
 
 

@@ -2,48 +2,70 @@
 
 Failover is about what happens when a GPU node misbehaves, and a real vLLM can't be told to
 hang, lie on ``/health`` or drop a stream on cue. This server speaks the part of vLLM's API the
-plugin touches (chat completions with vLLM's continuation parameters, ``/v1/models``,
-``/health``, Prometheus ``/metrics`` under vLLM's metric names) plus the GPU node's NVML sidecar
-(``/gpu-status``, ``/gpu-memory``), and lets a drill switch faults at run time through
-``/control/*``.
+plugin touches (chat completions with vLLM's continuation parameters, the stateful Responses API
+in ``fake_responses``, ``/v1/models``, ``/health``, Prometheus ``/metrics`` under vLLM's metric
+names) plus the GPU node's NVML sidecar (``/gpu-status``, ``/gpu-memory``), and lets a drill
+switch faults at run time through ``/control/*``.
 
-Answers are deterministic so that a continued generation can be checked character for
-character: the answer to a message list is a fixed word sequence seeded from a hash of the
-messages, one word per streamed chunk.
+Answers are deterministic (``fake_text``) so that a continued generation can be checked
+character for character: the answer to a message list is a fixed word sequence seeded from a
+hash of the messages, one word per streamed chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-DEFAULT_MODEL = "fake-model"
-DEFAULT_WORDS = 24
-DEFAULT_TOKENS_PER_S = 200.0
-
-# 64 plain words: enough variety that two answers rarely look alike, short enough to read.
-# fmt: off
-VOCAB: tuple[str, ...] = (
-    "amber", "anchor", "arrow", "aspen", "basil", "beacon", "birch", "breeze",
-    "canyon", "cedar", "cinder", "clover", "comet", "coral", "cotton", "delta",
-    "dune", "ember", "falcon", "fern", "fjord", "flint", "garnet", "glacier",
-    "harbor", "hazel", "heron", "indigo", "island", "jasper", "juniper", "kestrel",
-    "lagoon", "lantern", "lichen", "maple", "meadow", "mesa", "nectar", "nimbus",
-    "oasis", "onyx", "orchid", "pebble", "pine", "prairie", "quartz", "quill",
-    "raven", "reef", "river", "saffron", "sierra", "spruce", "summit", "thistle",
-    "tundra", "umber", "valley", "willow", "yarrow", "zenith", "zephyr", "harvest",
+from litellm_failover.providers.fake_responses import (
+    RESPONSES_PATH,
+    PlannedResponse,
+    ResponseNotFound,
+    ResponsesRequest,
+    ResponseStore,
+    StreamEvents,
+    parse_responses_request,
+    plan_response,
 )
-# fmt: on
+from litellm_failover.providers.fake_text import (
+    DEFAULT_WORDS,
+    VOCAB,
+    RequestError,
+    answer_pieces,
+    content_text,
+    continuation_pieces,
+    expected_answer,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_TOKENS_PER_S",
+    "DEFAULT_WORDS",
+    "FAULT_MODES",
+    "VOCAB",
+    "FakeVLLM",
+    "Fault",
+    "FaultError",
+    "RequestError",
+    "answer_pieces",
+    "content_text",
+    "continuation_pieces",
+    "expected_answer",
+    "parse_fault",
+]
+
+DEFAULT_MODEL = "fake-model"
+DEFAULT_TOKENS_PER_S = 200.0
+RECEIVED_KEPT = 64
 
 # Fault mode -> {param: (type, default)}. Modes without params take none; anything else is a 400.
 FAULT_MODES: dict[str, dict[str, tuple[type, float | int]]] = {
@@ -56,7 +78,8 @@ FAULT_MODES: dict[str, dict[str, tuple[type, float | int]]] = {
 }
 
 _CHAT_PATH = "/v1/chat/completions"
-_ENDPOINTS = frozenset({_CHAT_PATH, "/v1/models", "/health", "/metrics", "/gpu-status", "/gpu-memory"})
+_GENERATION_PATHS = frozenset({_CHAT_PATH, RESPONSES_PATH})
+_ENDPOINTS = _GENERATION_PATHS | {"/v1/models", "/health", "/metrics", "/gpu-status", "/gpu-memory"}
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _NAME_HEADER = "x-fake-vllm-name"
 _METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -74,14 +97,6 @@ class FaultError(ValueError):
     """A fault request names an unknown mode or a bad parameter (answered as HTTP 400)."""
 
     def __init__(self, message: str, param: str = "mode") -> None:
-        super().__init__(message)
-        self.param = param
-
-
-class RequestError(ValueError):
-    """A chat request that vLLM would refuse with 400; ``param`` names the offending field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
 
@@ -136,68 +151,6 @@ def _coerce_param(mode: str, name: str, kind: type, raw: object) -> float | int:
             f"fault mode {mode!r}: parameter {name!r} must be a non-negative {what}, got {raw!r}", name
         )
     return value
-
-
-# --- deterministic answers -------------------------------------------------------------------
-
-
-def content_text(content: object) -> str:
-    """The text of a message's content, whether a string, OpenAI content parts or None."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
-        return "\n".join(texts)
-    return ""
-
-
-def _seed(messages: Sequence[Mapping[str, Any]]) -> bytes:
-    # Only role and text count, so extra fields a client or the plugin adds (name, ids, cache
-    # hints) don't change the answer between an original request and its continuation.
-    canonical = [[m.get("role"), content_text(m.get("content"))] for m in messages]
-    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False, separators=(",", ":")).encode()).digest()
-
-
-def answer_pieces(messages: Sequence[Mapping[str, Any]], words: int = DEFAULT_WORDS) -> list[str]:
-    """The streamed pieces of the answer: the first word alone, later ones with a leading space.
-
-    Joining the pieces gives the full answer, so a stream cut after k chunks is a prefix of it.
-    A hash per index (not a PRNG) keeps the sequence stable across Python versions.
-    """
-    seed = _seed(messages)
-    pieces = []
-    for index in range(words):
-        digest = hashlib.sha256(seed + index.to_bytes(4, "big")).digest()
-        word = VOCAB[int.from_bytes(digest[:4], "big") % len(VOCAB)]
-        pieces.append(word if index == 0 else " " + word)
-    return pieces
-
-
-def expected_answer(messages: Sequence[Mapping[str, Any]], words: int = DEFAULT_WORDS) -> str:
-    """The full uninterrupted answer the server gives to ``messages``."""
-    return "".join(answer_pieces(messages, words))
-
-
-def continuation_pieces(pieces: Sequence[str], prefix: str) -> list[str]:
-    """What is left of the answer after an assistant ``prefix``, split at piece boundaries.
-
-    If the prefix is a character prefix of the answer the rest follows exactly (a cut inside a
-    word continues with the rest of that word). Otherwise the prefix came from elsewhere, and
-    the answer continues after as many words as the prefix has.
-    """
-    answer = "".join(pieces)
-    if answer.startswith(prefix):
-        offset = len(prefix)
-    else:
-        offset = len("".join(pieces[: len(prefix.split())]))
-    rest: list[str] = []
-    position = 0
-    for piece in pieces:
-        end = position + len(piece)
-        if end > offset:
-            rest.append(piece[max(0, offset - position) :])
-        position = end
-    return rest
 
 
 # --- chat requests ---------------------------------------------------------------------------
@@ -386,6 +339,12 @@ class FakeVLLM:
         self._running = 0
         self._waiting = 0
         self._counters = _Counters()
+        # What /v1/responses stored, by response id: vLLM keeps it in process memory, so a
+        # restarted (or different) node does not know a conversation it did not serve.
+        self.responses = ResponseStore()
+        # The last generation requests as parsed (in-process servers only): tests check what a
+        # node was sent, e.g. a warm-up's prefix and max_tokens, not only that it was called.
+        self.received: deque[ChatRequest | ResponsesRequest] = deque(maxlen=RECEIVED_KEPT)
         # Outcomes a handler decides itself ("aborted", "client_disconnected"), by id(request).
         self._outcomes: dict[int, str] = {}
 
@@ -532,6 +491,7 @@ class FakeVLLM:
         app = web.Application(middlewares=[self._middleware])
         app.on_response_prepare.append(self._stamp_name)
         app.router.add_post(_CHAT_PATH, self._chat)
+        app.router.add_post(RESPONSES_PATH, self._responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -574,7 +534,7 @@ class FakeVLLM:
 
         Completions held here count as waiting in ``/metrics``, like requests queued in vLLM.
         """
-        queued = int(endpoint == _CHAT_PATH)
+        queued = int(endpoint in _GENERATION_PATHS)
         self._waiting += queued
         try:
             while not self._stopping:
@@ -643,6 +603,7 @@ class FakeVLLM:
             message = str(exc) if isinstance(exc, RequestError) else f"request body is not valid JSON: {exc}"
             param = exc.param if isinstance(exc, RequestError) else None
             return web.json_response(error_body(message, 400, param=param), status=400)
+        self.received.append(chat)
         generation = plan_generation(chat, self.words)
         self._running += 1
         try:
@@ -705,6 +666,63 @@ class FakeVLLM:
             if chat.include_usage:
                 await send(None, usage=generation.usage)
             await response.write(b"data: [DONE]\n\n")
+        except ConnectionError:
+            self._outcomes[id(request)] = "client_disconnected"
+        return response
+
+    # --- responses (stateful, like vLLM's) ------------------------------------------------------
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        if self._mode() in ("http_500", "health_lie"):
+            return self._fail(RESPONSES_PATH)
+        try:
+            parsed = parse_responses_request(json.loads(await request.read()), self.model)
+            self.received.append(parsed)
+            planned = plan_response(parsed, self.responses, self.words)
+        except ResponseNotFound as exc:
+            return web.json_response(error_body(str(exc), 404, param="response_id"), status=404)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and RequestError alike
+            message = str(exc) if isinstance(exc, RequestError) else f"request body is not valid JSON: {exc}"
+            param = exc.param if isinstance(exc, RequestError) else None
+            return web.json_response(error_body(message, 400, param=param), status=400)
+        self._running += 1
+        try:
+            if parsed.stream:
+                response = await self._stream_response(request, planned)
+            else:
+                await _Pacer(self.tokens_per_s).until(len(planned.pieces))
+                response = web.json_response(planned.body(planned.final_status))
+        finally:
+            self._running -= 1
+        if parsed.store and self._outcomes.get(id(request)) is None:
+            # Stored only once complete: a response cut mid-stream is not one vLLM keeps.
+            self.responses.put(planned.body(planned.final_status), planned.messages)
+        return response
+
+    async def _stream_response(self, request: web.Request, planned: PlannedResponse) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        events = StreamEvents(planned)
+
+        async def send(event: tuple[str, dict[str, Any]]) -> None:
+            kind, payload = event
+            await response.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
+
+        try:
+            for event in events.opening():
+                await send(event)
+            pacer = _Pacer(self.tokens_per_s)
+            for sent, piece in enumerate(planned.pieces):
+                if await self._dropped(request, sent):
+                    return response
+                await pacer.until(sent + 1)
+                await send(events.delta(piece))
+            if await self._dropped(request, len(planned.pieces)):
+                return response
+            for event in events.closing():
+                await send(event)
         except ConnectionError:
             self._outcomes[id(request)] = "client_disconnected"
         return response

@@ -30,6 +30,7 @@ from litellm_failover.providers.base import (
     ProbeThresholds,
     Severity,
 )
+from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION, ContinuingAdapter
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import latency_check
 from litellm_failover.providers.self_hosted import check_url
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from litellm_failover.settings import DeploymentFailoverConfig
 
 
-class ModelsListAdapter:
+class ModelsListAdapter(ContinuingAdapter):
     """A hosted, OpenAI-style API: ``GET {api_base}/models`` with a Bearer key (if any)."""
 
     kind = "openai-compatible"
@@ -46,6 +47,9 @@ class ModelsListAdapter:
     default_api_base: str | None = None
     api_base_env: tuple[str, ...] = ()
     api_key_env: tuple[str, ...] = ()
+    # An unknown server behind ``openai/`` may be a vLLM, but nothing says it continues a message
+    # in place: only a deployment declared ``provider: vllm`` (or sglang) is continued exactly.
+    continuation_rule = NO_EXACT_CONTINUATION
 
     def models_url(self, api_base: str, api_version: str | None) -> str:
         parts = urlsplit(api_base)  # keep a query a gateway may need; append to the path

@@ -29,6 +29,7 @@ from litellm_failover.providers.base import (
     ProbeThresholds,
     Severity,
 )
+from litellm_failover.providers.continuation import ContinuationRule, ContinuingAdapter
 from litellm_failover.providers.gpu import GpuOutcome, GpuReader, gpu_reader_for
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Series, parse_metrics, read_all, sample_names
@@ -82,14 +83,15 @@ def check_url(value: str | None, where: str) -> str | None:
     return value
 
 
-class SelfHostedAdapter:
+class SelfHostedAdapter(ContinuingAdapter):
     """An inference engine that serves ``/health`` and Prometheus ``/metrics`` at its root."""
 
     self_hosted = True
 
-    def __init__(self, kind: str, metrics: EngineMetrics) -> None:
+    def __init__(self, kind: str, metrics: EngineMetrics, *, continuation: ContinuationRule) -> None:
         self.kind = kind
         self.metrics = metrics
+        self.continuation_rule = continuation
 
     def default_target(
         self,

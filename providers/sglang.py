@@ -3,10 +3,13 @@
 ``sglang:token_usage`` is the fraction of the KV-cache token pool in use, SGLang's equivalent of
 vLLM's KV-cache usage. Without ``--enable-metrics`` the ``metrics`` check fails ("...missing"),
 on purpose: a node whose load nobody can see is not trusted with traffic.
+
+SGLang's chat API takes vLLM's ``continue_final_message``, so a broken stream continues here exactly.
 """
 
 from __future__ import annotations
 
+from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE
 from litellm_failover.providers.prometheus import Series
 from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
 
@@ -16,4 +19,4 @@ METRICS = EngineMetrics(
     kv_usage=Series(("sglang:token_usage",), "max", ratio=True),
 )
 
-ADAPTER = SelfHostedAdapter("sglang", METRICS)
+ADAPTER = SelfHostedAdapter("sglang", METRICS, continuation=CONTINUE_FINAL_MESSAGE)

@@ -3,10 +3,14 @@
 ``vllm:kv_cache_usage_perc`` is a 0-1 fraction despite its name; vLLM before the V1 engine
 called it ``vllm:gpu_cache_usage_perc``, still read as a fallback. With data parallelism each
 engine reports its own label set: request counts are summed, usage takes the fullest engine.
+
+A stream that broke elsewhere continues here exactly: the partial answer is sent as the final
+assistant message with ``continue_final_message`` (``providers.continuation``).
 """
 
 from __future__ import annotations
 
+from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE
 from litellm_failover.providers.prometheus import Series
 from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
 
@@ -16,4 +20,4 @@ METRICS = EngineMetrics(
     kv_usage=Series(("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"), "max", ratio=True),
 )
 
-ADAPTER = SelfHostedAdapter("vllm", METRICS)
+ADAPTER = SelfHostedAdapter("vllm", METRICS, continuation=CONTINUE_FINAL_MESSAGE)

@@ -499,3 +499,147 @@ def test_process_with_a_start_fault_is_up_but_unhealthy() -> None:
         assert node.state()["fault"] == {"mode": "http_500"}
         with pytest.raises(httpx.HTTPStatusError):
             httpx.get(f"{node.url}/health", timeout=5).raise_for_status()
+
+
+# --- responses (stateful, like vLLM's) -------------------------------------------------------
+
+
+async def chained(client: openai.AsyncOpenAI, texts: list[str]) -> tuple[list, list[dict]]:
+    """A Responses API chain: each turn names the previous response; returns responses and the
+    conversation the node built from them."""
+    responses, conversation = [], []
+    for text in texts:
+        previous = {"previous_response_id": responses[-1].id} if responses else {}
+        response = await client.responses.create(model="m", input=text, **previous)
+        conversation += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": response.output_text},
+        ]
+        responses.append(response)
+    return responses, conversation
+
+
+async def test_responses_chain_like_vllm_and_answer_deterministically(
+    client: openai.AsyncOpenAI, server: FakeVLLM
+) -> None:
+    responses, conversation = await chained(client, ["first", "second", "third"])
+    for turn, response in enumerate(responses):
+        assert response.output_text == expected_answer(conversation[: 2 * turn + 1])
+        assert response.status == "completed" and response.id.startswith("resp_")
+    assert responses[1].previous_response_id == responses[0].id
+    assert responses[2].usage.output_tokens == 24 and responses[2].usage.input_tokens == sum(
+        len(m["content"].split()) for m in conversation[:5]
+    )
+    # The same conversation sent in full (as the plugin rebuilds it) gets the same answer.
+    whole = await client.responses.create(model="m", input=conversation[:5])
+    assert whole.output_text == responses[2].output_text
+    parts = [{"role": "user", "content": [{"type": "input_text", "text": "first"}]}]
+    assert (await client.responses.create(model="m", input=parts)).output_text == responses[0].output_text
+    assert len(server.responses) == 5
+    instructed = await client.responses.create(model="m", input="first", instructions="be brief")
+    assert instructed.output_text == expected_answer(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "first"}]
+    )
+
+
+async def test_responses_unknown_to_a_node_are_a_404(client: openai.AsyncOpenAI, server: FakeVLLM) -> None:
+    responses, _ = await chained(client, ["hello"])
+    async with FakeVLLM("node-b", tokens_per_s=0) as other:
+        sdk = openai.AsyncOpenAI(base_url=other.api_base, api_key="fake", max_retries=0, timeout=5)
+        with pytest.raises(openai.NotFoundError) as info:
+            await sdk.responses.create(model="m", input="more", previous_response_id=responses[0].id)
+        await sdk.close()
+        assert f"Response with id '{responses[0].id}' not found." in str(info.value)
+        assert other.state()["requests"]["by_status"] == {"404": 1}
+
+
+async def test_responses_stream_named_events_and_store_the_whole_answer(
+    client: openai.AsyncOpenAI, server: FakeVLLM
+) -> None:
+    stream = await client.responses.create(model="m", input="stream it", stream=True)
+    events = [event async for event in stream]
+    kinds = [event.type for event in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    deltas = [event.delta for event in events if event.type == "response.output_text.delta"]
+    final = events[-1].response
+    assert len(deltas) == 24 and "".join(deltas) == final.output_text
+    assert final.output_text == expected_answer([{"role": "user", "content": "stream it"}])
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    follow = await client.responses.create(model="m", input="next", previous_response_id=final.id)
+    assert follow.output_text == expected_answer(
+        [
+            {"role": "user", "content": "stream it"},
+            {"role": "assistant", "content": final.output_text},
+            {"role": "user", "content": "next"},
+        ]
+    )
+
+
+async def test_responses_store_false_truncation_and_cuts_are_not_kept(
+    http: aiohttp.ClientSession, client: openai.AsyncOpenAI, server: FakeVLLM
+) -> None:
+    unstored = await client.responses.create(model="m", input="forget me", store=False)
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.create(model="m", input="x", previous_response_id=unstored.id)
+    short = await client.responses.create(model="m", input="hi", max_output_tokens=3)
+    assert short.status == "incomplete" and short.incomplete_details.reason == "max_output_tokens"
+    assert short.output_text == "".join(answer_pieces([{"role": "user", "content": "hi"}])[:3])
+    server.set_fault("drop_midstream", after_chunks=2)
+    body = {"model": "m", "input": "cut me", "stream": True}
+    async with http.post(f"{server.api_base}/responses", json=body) as response:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    server.clear_fault()
+    assert len(server.responses) == 1  # only the truncated-but-complete answer
+    assert [type(r).__name__ for r in server.received] == ["ResponsesRequest"] * 4
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b'{"model": "m"}', 400, "'input'"),
+        (b'{"model": "m", "input": [{"role": "wizard", "content": "x"}]}', 400, "role"),
+        (b'{"model": "m", "input": [{"type": "function_call_output"}]}', 400, "message item"),
+        (b'{"model": "m", "input": "x", "max_output_tokens": 0}', 400, "max_output_tokens"),
+        (b'{"model": "m", "input": "x", "previous_response_id": "resp_gone"}', 404, "not found"),
+        (b"{nope", 400, "not valid JSON"),
+    ],
+)
+async def test_bad_responses_requests_get_openai_errors(
+    http: aiohttp.ClientSession, server: FakeVLLM, body: bytes, status: int, needle: str
+) -> None:
+    async with http.post(f"{server.api_base}/responses", data=body) as response:
+        assert response.status == status
+        error = (await response.json())["error"]
+    assert needle in error["message"] and error["code"] == status
+
+
+async def test_responses_obey_faults(client: openai.AsyncOpenAI, server: FakeVLLM) -> None:
+    server.set_fault("http_500")
+    with pytest.raises(openai.InternalServerError):
+        await client.responses.create(model="m", input="x")
+    server.clear_fault()
+    assert (await client.responses.create(model="m", input="x")).status == "completed"
+    assert server.state()["requests"]["by_endpoint"] == {"/v1/responses": 2}
+
+
+def test_a_restarted_process_has_forgotten_its_responses() -> None:
+    with FakeVLLMProcess("proc-r", port=free_port()) as node:
+        sdk = openai.OpenAI(base_url=node.api_base, api_key="fake", max_retries=0, timeout=5)
+        first = sdk.responses.create(model="m", input="remember this")
+        assert sdk.responses.create(model="m", input="ok?", previous_response_id=first.id).output_text
+        node.restart()
+        with pytest.raises(openai.NotFoundError):
+            sdk.responses.create(model="m", input="ok?", previous_response_id=first.id)
+        sdk.close()

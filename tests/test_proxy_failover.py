@@ -31,6 +31,8 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str, **failove
     settings = {
         "database_url": database_url,
         "health": {"interval_s": 0.25, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0},
+        # Failback hold-down and ramp steps (tests/test_switching*.py) short enough for the waits.
+        "failback": {"hold_down_s": 0.5, "step_interval_s": 0.5},
     }
     settings.update(failover)
     return {
@@ -182,7 +184,8 @@ async def test_faults_move_traffic_as_designed_behind_the_proxy(proxy, nodes):
 
 async def test_a_stream_cutting_primary_is_ejected_behind_the_proxy(nodes, tmp_path):
     database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
-    config = proxy_config(nodes, database_url, strategy="round-robin")
+    # Resuming off: the cuts reach the client here (tests/test_streams_proxy.py resumes them).
+    config = proxy_config(nodes, database_url, strategy="round-robin", streams={"resume": False})
     with ProxyProcess(config, tmp_path) as proxy:
         proxy.database_url = database_url
         await wait_state(proxy, "p1", "healthy")

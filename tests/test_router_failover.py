@@ -22,6 +22,7 @@ from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
 from litellm_failover.store.queries import list_events
 
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
+FAST_FAILBACK = {"hold_down_s": 0.5, "step_interval_s": 0.5}
 
 
 def deployments(servers: dict[str, object], timeout: float = 5.0, probe: bool = True) -> list[dict]:
@@ -60,6 +61,8 @@ def make_plugin(tmp_path):
         router_kwargs.setdefault("num_retries", 2)
         router = litellm.Router(model_list=model_list, retry_after=0, **router_kwargs)
         merged = {"database_url": f"sqlite+aiosqlite:///{tmp_path}/events.db", "health": FAST_HEALTH}
+        # Failback and slow start (tests/test_switching*.py) short enough to end within the waits.
+        merged["failback"] = FAST_FAILBACK
         merged.update(settings or {})
         plugin = attach(router, merged)
         made.append(plugin)
@@ -203,7 +206,9 @@ async def test_standby_takes_over_when_the_whole_primary_tier_fails(servers, mak
 
 
 async def test_a_stream_cutting_primary_is_ejected_after_a_few_cuts(servers, make_plugin):
-    router, plugin = make_plugin(deployments(servers), {"strategy": "round-robin"})
+    # Resuming off: the cuts reach the client here (tests/test_streams_router.py resumes them).
+    settings = {"strategy": "round-robin", "streams": {"resume": False}}
+    router, plugin = make_plugin(deployments(servers), settings)
     async with plugin:
         servers["p1"].set_fault("drop_midstream", after_chunks=2)
         send = router_sender(router, "chat")

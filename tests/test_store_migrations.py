@@ -26,6 +26,7 @@ from litellm_failover.store.writer import StoreWriter
 pytest_plugins = ["services"]
 
 TABLES = {"failover_events", "failover_deployment_state", "failover_sessions", "failover_messages"}
+TABLES |= {"failover_commands", "failover_command_results", "failover_control_replicas"}  # 0003
 
 
 async def _tables(url: str) -> set[str]:
@@ -63,7 +64,7 @@ async def test_sqlite_round_trip_creates_the_directory(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/store.db"
     await upgrade_database(url)
     assert (tmp_path / "nested" / "dir" / "store.db").is_file()
-    assert await current_revision(url) == head_revision() == "0002"
+    assert await current_revision(url) == head_revision() == "0003"
     assert await _tables(url) == TABLES | {VERSION_TABLE}
     assert await _indexes(url) == {
         "ix_failover_events_created_at",

@@ -2,6 +2,8 @@
 
 This reads ``failover_deployment_state``, so it works from any machine that can reach the
 database, without access to a running proxy; the state is as fresh as the writer's last flush.
+``--live`` (or ``--redis-url``) asks the running proxies instead, each answering with its routing
+state now (``litellm_failover.cli.operate``), which also works for a fleet with no shared database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from litellm_failover.cli.db import add_url_argument, print_rows, report_error, resolve_url
+from litellm_failover.cli.operate import add_transport_arguments, live_status
 from litellm_failover.store.engine import redact_url
 from litellm_failover.store.queries import list_deployment_states
 
@@ -99,6 +102,8 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    if args.live or args.redis_url:  # the running proxies, through the operator commands' transport
+        return await live_status(args)
     url = resolve_url(args)
     try:
         rows = await list_deployment_states(url)
@@ -113,4 +118,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("status", help="Show every deployment's recorded state and its checks.")
     add_url_argument(parser)
     parser.add_argument("--json", action="store_true", help="one JSON object per deployment per line")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="ask the running proxies now (through Redis with --redis-url, else the database)",
+    )
+    parser.add_argument("--group", default=None, help="with --live: only this model group")
+    add_transport_arguments(parser)
     parser.set_defaults(handler=_status)

@@ -178,7 +178,59 @@ class MessageRecord(Base):
     )
 
 
+COMMAND_ID_LENGTH = 64
+"""Command ids are uuid4 hex (32 characters); room for a caller's own longer form."""
+
+
+class CommandRecord(Base):
+    """An operator command for the running replicas (``litellm_failover.control``), in the order
+    issued: ``id`` is what replicas poll by (each remembers the highest it has seen), while
+    ``command_id`` is the name results and Redis acknowledgements use."""
+
+    __tablename__ = "failover_commands"
+
+    id: Mapped[int] = mapped_column(MessageId, primary_key=True, autoincrement=True)
+    command_id: Mapped[str] = mapped_column(String(COMMAND_ID_LENGTH), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
+    args: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    issued_by: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False, default="")
+
+    __table_args__ = (UniqueConstraint("command_id", name="uq_failover_commands_command_id"),)
+
+
+class CommandResultRecord(Base):
+    """What one replica did with one command: ``outcome`` applied (``ok``), refused (the plugin
+    said no: an unknown group, a shift already running), expired or error; and why."""
+
+    __tablename__ = "failover_command_results"
+
+    command_id: Mapped[str] = mapped_column(String(COMMAND_ID_LENGTH), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # applied|refused|expired|error
+    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ControlReplicaRecord(Base):
+    """A running replica listening for commands, refreshed by its heartbeat: the CLI waits for
+    the answers of the replicas whose ``expires_at`` is still ahead, and no longer."""
+
+    __tablename__ = "failover_control_replicas"
+
+    instance_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 events_table = FailoverEventRecord.__table__
 deployment_state_table = DeploymentStateRecord.__table__
 sessions_table = SessionRecord.__table__
 messages_table = MessageRecord.__table__
+commands_table = CommandRecord.__table__
+command_results_table = CommandResultRecord.__table__
+control_replicas_table = ControlReplicaRecord.__table__

@@ -1,0 +1,218 @@
+"""The operator command: what the CLI sends and what every replica checks before applying it.
+
+One model, one set of rules, used on both ends: the CLI refuses bad input before anything is sent
+(exit 2), and a replica checks again what it receives, since a row in ``failover_commands`` or a
+message on the Redis channel can come from anything that can write there. What only a running
+replica can know (does this group exist, is a shift already running on it) is for the plugin's
+own methods to refuse; see ``dispatch``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import re
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status"]
+KINDS: tuple[Kind, ...] = ("drain", "undrain", "failover", "failback", "shift", "status")
+
+DEPLOYMENT_KINDS = frozenset({"drain", "undrain"})
+"""Kinds whose target is a deployment id; the others (but status) name a model group."""
+
+STANDING = {"drain": "deployment", "undrain": "deployment", "failover": "group", "failback": "group"}
+"""Kinds that leave a standing state a replica starting later must take over: the latest of
+drain/undrain per deployment, of failover/failback per group (see ``ControlPlane``)."""
+
+MAX_TARGET = 255  # the store's identifier columns
+MAX_STEPS = 100
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class CommandError(ValueError):
+    """Input that is not a valid command; the message names the option or field and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One operator command. ``args`` holds only what the kind takes, already validated:
+    drain ``{"timeout_s": float}`` (optional), shift ``{"to", "steps", "interval_s"}``."""
+
+    kind: Kind
+    target: str
+    args: dict[str, Any] = field(default_factory=dict)
+    command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    issued_by: str = ""
+
+    def describe(self) -> str:
+        """A short human form: ``shift chat --to s1 --steps 5,25,50,100 --interval 60``."""
+        parts = [self.kind] + ([self.target] if self.target else [])
+        if "to" in self.args:
+            parts.append(f"--to {self.args['to']}")
+        if "steps" in self.args:
+            parts.append("--steps " + ",".join(f"{step:g}" for step in self.args["steps"]))
+        if "interval_s" in self.args:
+            parts.append(f"--interval {self.args['interval_s']:g}")
+        if self.args.get("timeout_s") is not None:
+            parts.append(f"--timeout {self.args['timeout_s']:g}")
+        return " ".join(parts)
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-able form (``issued_at`` as epoch seconds) for Redis and for JSON output."""
+        return {
+            "command_id": self.command_id,
+            "kind": self.kind,
+            "target": self.target,
+            "args": dict(self.args),
+            "issued_at": self.issued_at.timestamp(),
+            "issued_by": self.issued_by,
+        }
+
+
+def default_issuer() -> str:
+    """``user@host`` of whoever runs the CLI: the audit trail's answer to "who drained it?"."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"[:MAX_TARGET]
+
+
+def _name(value: Any, what: str, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise CommandError(f"{what}: must be a string (got {value!r})")
+    if _CONTROL_CHARS.search(value):
+        raise CommandError(f"{what}: must not contain control characters (got {value[:80]!r})")
+    text = value.strip(" ")
+    if not text and not allow_empty:
+        raise CommandError(f"{what}: must not be empty")
+    if len(text) > MAX_TARGET:
+        raise CommandError(f"{what}: at most {MAX_TARGET} characters (got {len(text)})")
+    return text
+
+
+def _seconds(value: Any, what: str) -> float:
+    """A positive, finite number of seconds (a string may carry a unit: 500ms, 30s, 5m, 1h)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise CommandError(f"{what}: not a duration (got {value!r}; use e.g. 60, 30s, 5m)")
+        number = float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise CommandError(f"{what}: must be a number of seconds (got {value!r})")
+    if not math.isfinite(number) or number <= 0:
+        raise CommandError(f"{what}: must be more than 0 seconds (got {value!r})")
+    return number
+
+
+def parse_steps(value: str | Sequence[Any], what: str = "--steps") -> list[float]:
+    """``"5,25,50,100"`` (or a list) as percentages: increasing, each in (0, 100], ending at 100."""
+    items: Sequence[Any]
+    if isinstance(value, str):
+        items = [item.strip().removesuffix("%") for item in value.split(",")]
+        if not value.strip():
+            raise CommandError(f"{what}: must list the steps, e.g. 5,25,50,100")
+    elif isinstance(value, Sequence):
+        items = value
+    else:
+        raise CommandError(f"{what}: must be a list of percentages (got {value!r})")
+    if not items:
+        raise CommandError(f"{what}: must list the steps, e.g. 5,25,50,100")
+    if len(items) > MAX_STEPS:
+        raise CommandError(f"{what}: at most {MAX_STEPS} steps (got {len(items)})")
+    steps: list[float] = []
+    for item in items:
+        try:
+            if isinstance(item, bool):
+                raise ValueError
+            step = float(item)
+        except (TypeError, ValueError):
+            raise CommandError(f"{what}: {item!r} is not a number (use e.g. 5,25,50,100)") from None
+        if not math.isfinite(step) or step <= 0 or step > 100:
+            raise CommandError(f"{what}: each step is a percentage above 0 and at most 100 (got {item!r})")
+        if steps and step <= steps[-1]:
+            raise CommandError(f"{what}: steps must increase ({steps[-1]:g} then {step:g} in {_show(value)})")
+        steps.append(step)
+    if steps[-1] != 100:
+        raise CommandError(f"{what}: the last step must be 100 (got {steps[-1]:g} in {_show(value)})")
+    return steps
+
+
+def _show(value: str | Sequence[Any]) -> str:
+    return value if isinstance(value, str) else ",".join(str(item) for item in value)
+
+
+def build_command(
+    kind: str,
+    target: str = "",
+    args: Mapping[str, Any] | None = None,
+    *,
+    command_id: str | None = None,
+    issued_at: datetime | None = None,
+    issued_by: str | None = None,
+) -> Command:
+    """Validate a command and return it; ``CommandError`` names the option or field at fault.
+
+    Field names in messages are the CLI's (``--steps``), since that is where bad input is typed;
+    a replica that refuses a command it received reports the same words.
+    """
+    if kind not in KINDS:
+        raise CommandError(f"unknown command {kind!r} (known: {', '.join(KINDS)})")
+    raw = dict(args or {})
+    what = "DEPLOYMENT_ID" if kind in DEPLOYMENT_KINDS else "GROUP"
+    name = _name(target, what, allow_empty=kind == "status")
+    clean: dict[str, Any] = {}
+    if kind == "drain":
+        timeout = raw.pop("timeout_s", None)
+        if timeout is not None:
+            clean["timeout_s"] = _seconds(timeout, "--timeout")
+    elif kind == "shift":
+        for required, option in (("to", "--to"), ("steps", "--steps"), ("interval_s", "--interval")):
+            if raw.get(required) is None:
+                raise CommandError(f"shift: {option} is required")
+        clean["to"] = _name(raw.pop("to"), "--to")
+        clean["steps"] = parse_steps(raw.pop("steps"))
+        clean["interval_s"] = _seconds(raw.pop("interval_s"), "--interval")
+    if raw:
+        raise CommandError(f"{kind}: unexpected arguments {sorted(raw)}")
+    moment = issued_at or datetime.now(UTC)
+    return Command(
+        kind=cast(Kind, kind),
+        target=name,
+        args=clean,
+        command_id=_name(command_id, "command_id") if command_id is not None else uuid.uuid4().hex,
+        issued_at=moment if moment.tzinfo else moment.replace(tzinfo=UTC),
+        issued_by=(issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
+    )
+
+
+def from_wire(data: Mapping[str, Any]) -> Command:
+    """The inverse of ``Command.to_wire``, validated again (the sender may not be our CLI)."""
+    issued = data.get("issued_at")
+    if isinstance(issued, datetime):
+        moment = issued
+    elif isinstance(issued, (int, float)) and not isinstance(issued, bool) and math.isfinite(issued):
+        moment = datetime.fromtimestamp(issued, UTC)
+    else:
+        raise CommandError(f"issued_at: must be a time (got {issued!r})")
+    args = data.get("args") or {}
+    if not isinstance(args, Mapping):
+        raise CommandError(f"args: must be an object (got {args!r})")
+    return build_command(
+        str(data.get("kind", "")),
+        data.get("target", ""),
+        args,
+        command_id=str(data.get("command_id") or ""),
+        issued_at=moment,
+        issued_by=str(data.get("issued_by") or ""),
+    )

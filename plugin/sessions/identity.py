@@ -1,0 +1,121 @@
+"""Which session a request belongs to, read from wherever LiteLLM put the caller's hint.
+
+The order is the public contract: the ``x-session-id`` header, ``metadata.session_id``,
+LiteLLM's own ``litellm_session_id``, then (opt-in) the OpenAI ``user`` field. A request with
+none of them is not part of a session.
+
+Where each arrives (checked on LiteLLM 1.108.7, in the kwargs the Router hands
+``async_filter_deployments`` and the proxy hands ``async_pre_call_hook``):
+
+- header: the proxy keeps the client's headers, lower-cased, in ``proxy_server_request.headers``;
+  from Python, ``extra_headers={"x-session-id": ...}`` stays in the Router's request kwargs.
+- ``metadata.session_id``: ``metadata`` for chat completions (Router and proxy); the proxy moves
+  a Responses API request's LiteLLM metadata to ``litellm_metadata``.
+- ``litellm_session_id`` and ``user``: top-level keys on both paths.
+
+Only the winning candidate is validated: a bad ``user`` does not fail a request whose header
+already names its session. The id is used as given (no normalisation), so a client sees its own
+id in ``sessions show`` and in events.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SESSION_ID_CHARS = 256
+SESSION_HEADER = "x-session-id"
+
+HEADER_SOURCE = f"the {SESSION_HEADER} header"
+METADATA_SOURCE = "metadata.session_id"
+LITELLM_SOURCE = "litellm_session_id"
+USER_SOURCE = "the user field"
+
+
+class SessionIdError(ValueError):
+    """A session id the plugin refuses: too long, not a string, or with control characters.
+
+    ``status_code`` 400 makes LiteLLM's Router raise it at once instead of retrying (it retries
+    nothing whose status says "the request is wrong"), and the proxy answer it as a 400.
+    """
+
+    status_code = 400
+
+    def __init__(self, source: str, problem: str, value: object) -> None:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"invalid session id in {source}: {problem} (got {shown})")
+        self.source = source
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class SessionId:
+    value: str
+    source: str
+
+
+def check_session_id(raw: object, source: str) -> str | None:
+    """The id, or None for an empty one; raises ``SessionIdError`` naming ``source``."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise SessionIdError(source, f"must be a string, not {type(raw).__name__}", raw)
+    if not raw:
+        return None
+    if len(raw) > MAX_SESSION_ID_CHARS:
+        raise SessionIdError(source, f"{len(raw)} characters, the limit is {MAX_SESSION_ID_CHARS}", raw)
+    if not raw.isprintable():  # fast path: printable text has no control characters
+        for position, char in enumerate(raw):
+            if unicodedata.category(char) == "Cc":
+                raise SessionIdError(
+                    source, f"control character U+{ord(char):04X} at position {position}", raw
+                )
+    return raw
+
+
+def _header(kwargs: Mapping[str, Any]) -> object:
+    request = kwargs.get("proxy_server_request")
+    if isinstance(request, Mapping):
+        headers = request.get("headers")
+        if isinstance(headers, Mapping) and SESSION_HEADER in headers:
+            return headers[SESSION_HEADER]
+    extra = kwargs.get("extra_headers")
+    if isinstance(extra, Mapping) and extra:
+        for name, value in extra.items():
+            if isinstance(name, str) and name.lower() == SESSION_HEADER:
+                return value
+    return None
+
+
+def _metadata(kwargs: Mapping[str, Any]) -> object:
+    for key in ("metadata", "litellm_metadata"):
+        metadata = kwargs.get(key)
+        if isinstance(metadata, Mapping) and metadata.get("session_id") is not None:
+            return metadata["session_id"]
+    return None
+
+
+def identify(kwargs: Mapping[str, Any], *, use_user_field: bool) -> SessionId | None:
+    """The request's session, or None; raises ``SessionIdError`` for a bad winning candidate.
+
+    Candidates are read one by one, so the common case (a header, or no session at all) costs a
+    handful of dict lookups on the hot path.
+    """
+    value = check_session_id(_header(kwargs), HEADER_SOURCE)
+    if value is not None:
+        return SessionId(value, HEADER_SOURCE)
+    value = check_session_id(_metadata(kwargs), METADATA_SOURCE)
+    if value is not None:
+        return SessionId(value, METADATA_SOURCE)
+    value = check_session_id(kwargs.get("litellm_session_id"), LITELLM_SOURCE)
+    if value is not None:
+        return SessionId(value, LITELLM_SOURCE)
+    if use_user_field:
+        value = check_session_id(kwargs.get("user"), USER_SOURCE)
+        if value is not None:
+            return SessionId(value, USER_SOURCE)
+    return None

@@ -1,0 +1,144 @@
+"""Reading and re-stamping LiteLLM stream chunks (``ModelResponseStream``), with no I/O.
+
+The resuming stream hands the client chunks from several upstream streams; what makes them one
+stream is here: every chunk carries the first one's ``id``, ``created`` and ``model``, a
+continuation's opening role chunk is not repeated, and the one usage chunk sums every part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one chunk says, read once: each attribute of LiteLLM's ``Delta`` and choice costs
+    most of a microsecond to read, and a stream hands over hundreds of chunks a second."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    opening: bool = False  # the assistant role and nothing else: a stream's first chunk
+    tool_calls: bool = False
+
+
+def read(chunk: Any) -> Reading:
+    usage = _usage(chunk)
+    choices = getattr(chunk, "choices", None)
+    if not choices:
+        return Reading(usage=usage)
+    choice = choices[0]
+    reason = getattr(choice, "finish_reason", None) or None
+    delta = getattr(choice, "delta", None)
+    content = getattr(delta, "content", None) if delta is not None else None
+    if content:  # text: neither an opening nor a tool call (the rest need not be read)
+        return Reading(text=str(content), finish_reason=reason, usage=usage)
+    tool_calls = delta is not None and bool(
+        getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None)
+    )
+    opening = (
+        delta is not None
+        and not tool_calls
+        and reason is None
+        and usage is None
+        and getattr(delta, "role", None) is not None
+    )
+    return Reading(finish_reason=reason, usage=usage, opening=opening, tool_calls=tool_calls)
+
+
+def _usage(chunk: Any) -> Usage | None:
+    # LiteLLM keeps a chunk's usage as a pydantic extra; reading a missing one through getattr
+    # raises and catches inside pydantic, which costs more than all the other reads together.
+    extra = getattr(chunk, "__pydantic_extra__", None)
+    usage = extra.get("usage") if isinstance(extra, dict) else getattr(chunk, "usage", None)
+    return usage if isinstance(usage, Usage) else None
+
+
+def delta_text(chunk: Any) -> str:
+    return read(chunk).text
+
+
+def finish_reason(chunk: Any) -> str | None:
+    return read(chunk).finish_reason
+
+
+def strip_prefix(chunk: Any, pending: str) -> str:
+    """Drop from the chunk's text the part of ``pending`` (text the client already has) it starts
+    with; return what is still pending. A mismatch ends the skipping: nothing is dropped that
+    the client does not already have."""
+    text = delta_text(chunk)
+    matched = 0
+    while matched < len(text) and matched < len(pending) and text[matched] == pending[matched]:
+        matched += 1
+    if matched:
+        chunk.choices[0].delta.content = text[matched:]
+    if matched < len(text):
+        return ""  # the text went its own way (or the prefix is used up): stop skipping
+    return pending[matched:]
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """The identity of the client's stream, taken from its first chunk."""
+
+    id: str
+    created: int
+    model: str | None
+
+    @classmethod
+    def of(cls, chunk: Any) -> Stamp:
+        return cls(id=str(chunk.id), created=int(chunk.created), model=getattr(chunk, "model", None))
+
+    def apply(self, chunk: Any) -> None:
+        if chunk.id != self.id:
+            chunk.id = self.id
+        if chunk.created != self.created:
+            chunk.created = self.created
+        if self.model is not None and getattr(chunk, "model", None) != self.model:
+            chunk.model = self.model
+
+    def finish_chunk(self, reason: str) -> ModelResponseStream:
+        choice = StreamingChoices(index=0, delta=Delta(), finish_reason=reason)
+        return ModelResponseStream(id=self.id, created=self.created, model=self.model, choices=[choice])
+
+    def usage_chunk(self, usage: Usage) -> ModelResponseStream:
+        return ModelResponseStream(
+            id=self.id, created=self.created, model=self.model, choices=[], usage=usage
+        )
+
+
+def sum_usage(usages: Iterable[Usage]) -> Usage:
+    """Token counts added up over the parts of one stream (the details of a single part's
+    usage, such as cached tokens, do not add up meaningfully and are left out)."""
+    prompt = completion = 0
+    for usage in usages:
+        prompt += int(usage.prompt_tokens or 0)
+        completion += int(usage.completion_tokens or 0)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def served_by(stream: Any) -> str | None:
+    """The deployment a LiteLLM stream comes from, as LiteLLM records it (its hidden params
+    follow LiteLLM's own pre-content fallback to another deployment)."""
+    hidden = getattr(stream, "_hidden_params", None)
+    model_id = hidden.get("model_id") if isinstance(hidden, dict) else None
+    return str(model_id) if model_id else None
+
+
+def provider_finished(stream: Any, chunk: Any) -> bool:
+    """Whether a chunk with a ``finish_reason`` is the provider's, not LiteLLM's stand-in.
+
+    When an upstream ends with neither a finish reason nor ``[DONE]`` (a clean close mid-answer),
+    LiteLLM's ``CustomStreamWrapper`` makes up a ``finish_reason: "stop"`` chunk: truncation
+    presented as success. It records the chunks it assembles the logged answer from, and keeps
+    that stand-in out of them, which is the one way to tell the two apart from outside. A stream
+    without that record (not a LiteLLM wrapper) is taken at its word.
+    """
+    recorded = getattr(stream, "chunks", None)
+    if not isinstance(recorded, list):
+        return True
+    return any(seen is chunk for seen in recorded[-3:])

@@ -1,0 +1,329 @@
+"""``StreamResumer``: the plugin's side of mid-stream failover.
+
+``ResumingStream`` decides *when* a stream broke; this decides *where and how* it goes on, with
+the plugin's state: the routing table picks the next deployment (never one that failed this
+stream or this request: the attempt ledger's exclusions plus the stream's own), the target's
+provider adapter builds the continuation, and the Router sends it. Events, outcomes and the
+stitched answer go back to the plugin.
+
+Two entry points wrap a stream:
+
+- Router (``attach()``): ``install`` wraps the Router instance's ``acompletion``. LiteLLM offers
+  SDK callers no hook that can replace a stream (``async_post_call_success_deployment_hook`` is
+  not called for streams, the proxy's iterator hook only runs in the proxy), so the instance
+  attribute is the one place; ``uninstall`` (``plugin.detach()``) puts the method back.
+- Proxy: the handler's ``async_post_call_streaming_iterator_hook`` hands the proxy's chunk
+  iterator to ``proxy_stream``.
+
+A continuation is sent to one named deployment (``model=<deployment id>``, no retries, no
+fallbacks): the plugin has already chosen it, and a retry of a dead target must go elsewhere,
+which is this module's loop, not LiteLLM's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import litellm
+from litellm.types.utils import Usage
+
+from litellm_failover.classify import classify
+from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.outlier import Outcome
+from litellm_failover.providers import get_adapter, infer_kind
+from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION, Continuation
+from litellm_failover.streams import chunks as ck
+from litellm_failover.streams.request import StreamRequest
+from litellm_failover.streams.resume import Part, ResumingStream, StreamBreak, describe_error
+
+if TYPE_CHECKING:
+    from litellm_failover.plugin import FailoverPlugin
+    from litellm_failover.providers.base import ProviderAdapter
+
+logger = logging.getLogger("litellm_failover")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A deployment a stream may continue on, with the adapter that knows how."""
+
+    deployment_id: str
+    kind: str | None
+    adapter: ProviderAdapter | None
+
+    @property
+    def exact(self) -> bool:
+        return self.adapter is not None and self.adapter.continues_exactly
+
+    def continuation(self, request: StreamRequest, partial: str) -> Continuation:
+        if not partial:
+            # Nothing reached the client yet: the request itself, which every kind answers exactly.
+            return Continuation(messages=[dict(m) for m in request.messages], exact=True)
+        if self.adapter is None:
+            built = NO_EXACT_CONTINUATION.build(request.messages, partial, request.request_extra)
+        else:
+            built = self.adapter.continuation(request.messages, partial, request.request_extra)
+        if built.exact and request.structured:
+            return Continuation(built.messages, False, built.extra_body, built.skip_prefix)
+        return built
+
+
+class StreamResumer:
+    def __init__(self, plugin: FailoverPlugin) -> None:
+        self.settings = plugin.settings.streams
+        self._plugin = plugin
+        self._router = plugin.router
+        self._call = plugin.router.acompletion  # the Router's own, never the wrapped one
+        self._installed: Any = None  # the Router's wrapped acompletion, while installed
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._targets = {
+            dep_id: _target(dep_id, record.spec) for dep_id, record in plugin.core.health.items()
+        }
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Make ``router.acompletion(stream=True)`` return resuming streams (the SDK path)."""
+        if self._installed is not None:
+            return
+        call = self._call
+
+        async def acompletion(model: str, messages: list[Any], stream: bool = False, **kwargs: Any) -> Any:
+            if not stream:
+                return await call(model=model, messages=messages, stream=stream, **kwargs)
+            # The stream's request is known to the attempt ledger by this key (see ``attempts``).
+            kwargs.setdefault("litellm_trace_id", str(uuid.uuid4()))
+            response = await call(model=model, messages=messages, stream=True, **kwargs)
+            return self.wrap(response, model, messages, kwargs)
+
+        self._router.acompletion = acompletion  # type: ignore[method-assign]
+        self._installed = acompletion
+
+    def uninstall(self) -> None:
+        if self._installed is not None and vars(self._router).get("acompletion") is self._installed:
+            del self._router.acompletion  # the class's method shows through again
+        self._installed = None
+
+    def wrap(self, response: Any, group: Any, messages: Any, kwargs: Mapping[str, Any]) -> Any:
+        """A resuming stream over ``response``, or ``response`` itself when it is not a chat
+        stream of a group this plugin routes."""
+        if (
+            not isinstance(group, str)
+            or group not in self._plugin.core.tables
+            or not isinstance(messages, Sequence)
+            or not hasattr(response, "__aiter__")
+        ):
+            return response
+        request = StreamRequest.from_kwargs(group, messages, kwargs)
+        return ResumingStream(self, response, request, deployment=_picked(kwargs))
+
+    async def proxy_stream(self, response: Any, request_data: Mapping[str, Any]) -> AsyncIterator[Any]:
+        """The proxy's chunk iterator, resuming (``async_post_call_streaming_iterator_hook``)."""
+        stream = self.wrap(response, request_data.get("model"), request_data.get("messages"), request_data)
+        if stream is response:
+            async for chunk in response:
+                yield chunk
+            return
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()
+
+    # -- what a resuming stream asks ------------------------------------------------------
+
+    def choose(self, request: StreamRequest, failed: set[str], partial: str) -> Target | str:
+        """The deployment the stream continues on, or why there is none. A deployment that can
+        continue exactly goes first; one that cannot only under ``inexact_continuation``."""
+        plugin = self._plugin
+        table = plugin.core.tables.get(request.group)
+        if table is None:
+            return f"group {request.group!r} is not routed by the plugin"
+        exclude = frozenset(failed) | plugin.ledger.excluded(plugin.ledger.resolve(request.request_keys))
+        inexact = frozenset(
+            dep_id
+            for dep_id in plugin.core.groups.get(request.group, ())
+            if partial and (request.structured or not self._target(dep_id).exact)
+        )
+        chosen = table.pick(exclude | inexact)
+        if chosen is None and inexact - exclude:
+            if self.settings.inexact_continuation == "best_effort":
+                chosen = table.pick(exclude)
+            else:
+                kinds = sorted({str(self._target(d).kind) for d in inexact - exclude})
+                return (
+                    f"the deployments left ({', '.join(kinds)}) cannot continue it exactly "
+                    "and streams.inexact_continuation is 'error'"
+                )
+        if chosen is None:
+            return f"no other healthy deployment in group {request.group!r}"
+        return self._target(chosen)
+
+    def _target(self, deployment_id: str) -> Target:
+        return self._targets.get(deployment_id) or Target(deployment_id, None, None)
+
+    async def open(
+        self, request: StreamRequest, target: Target, partial: str, tokens_sent: int, resume: int
+    ) -> tuple[Any, tuple[str, ...], Continuation]:
+        """Start the continuation on ``target``; its first chunk is already read when this
+        returns (the Router reads it ahead). A failure is reported, then raised."""
+        continuation = target.continuation(request, partial)
+        key = f"failover-resume-{uuid.uuid4().hex}"
+        kwargs = request.continuation_kwargs(continuation.messages, continuation.extra_body, tokens_sent)
+        kwargs.update(
+            model=target.deployment_id,
+            stream=True,
+            num_retries=0,
+            disable_fallbacks=True,
+            litellm_trace_id=key,
+            metadata={"failover_resume": {"request_id": request.request_id, "resume": resume}},
+        )
+        self._plugin.ledger.record_pick(key, target.deployment_id)
+        timeout = self.settings.inter_token_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                stream = await self._call(**kwargs)
+        except Exception as exc:
+            stalled = isinstance(exc, TimeoutError)
+            cause = f"no first chunk within {timeout:g}s" if stalled else describe_error(exc)
+            outcome = Outcome.TIMEOUT if stalled else classify(exc)
+            self.report_break(Part(target.deployment_id, (key,), []), StreamBreak(cause, outcome, exc))
+            logger.info("continuing a stream on %s failed: %s", target.deployment_id, cause)
+            raise
+        return stream, (key,), continuation
+
+    def report_break(self, part: Part, broke: StreamBreak) -> None:
+        """The deployment cut this stream: an outcome for outlier detection (counted once per
+        request, whichever of this and LiteLLM's failure log reports it first)."""
+        if part.deployment is None:
+            return
+        logger.info("stream broke on %s: %s", part.deployment, broke.cause)
+        self._plugin.attempt_failed(part.deployment, broke.outcome, part.request_keys, broke.cause)
+
+    def resumed(
+        self, stream: ResumingStream, broke: StreamBreak, source: str | None, details: dict[str, Any]
+    ) -> None:
+        """The continuation's first chunk is here: the ``stream_resumed`` event. ``gap_ms`` is the
+        silence the client saw (from its last chunk before the break to this one, an inter-token
+        timeout included); ``resume_ms`` the part of it spent continuing, after the break was seen."""
+        plugin = self._plugin
+        target = stream.parts[-1].deployment
+        now = time.monotonic()
+        since = broke.silent_since if broke.silent_since is not None else broke.at
+        chars = details["chars_sent"]
+        plugin.core.emit(
+            FailoverEvent(
+                event_type=EventType.STREAM_RESUMED.value,
+                model_group=stream.request.group,
+                deployment_id=target,
+                from_deployment=source,
+                to_deployment=target,
+                reason=f"stream broke on {source} after {chars} characters; continued on {target}",
+                request_id=stream.request.request_id,
+                instance_id=plugin.core.instance_id,
+                details={
+                    "from": source,
+                    "to": target,
+                    "chars_sent": chars,
+                    "gap_ms": round((now - since) * 1000, 1),
+                    "resume_ms": round((now - broke.at) * 1000, 1),
+                    "resume": stream.resumes,
+                    "exact": details["exact"],
+                    "kind": details["kind"],
+                    "cause": plugin.redact(broke.cause),
+                },
+            )
+        )
+
+    def broken(self, stream: ResumingStream, broke: StreamBreak, part: Part, partial: str, why: str) -> str:
+        """Nothing can continue the stream: the ``stream_broken`` event and the client's message."""
+        plugin = self._plugin
+        cause = plugin.redact(broke.cause)
+        message = (
+            f"the stream broke on {part.deployment} after {len(partial)} characters ({cause}) "
+            f"and could not be continued: {why}"
+        )
+        plugin.core.emit(
+            FailoverEvent(
+                event_type=EventType.STREAM_BROKEN.value,
+                model_group=stream.request.group,
+                deployment_id=part.deployment,
+                from_deployment=part.deployment,
+                reason=message,
+                request_id=stream.request.request_id,
+                instance_id=plugin.core.instance_id,
+                details={"chars_sent": len(partial), "resumes": stream.resumes, "cause": cause, "why": why},
+            )
+        )
+        return message
+
+    def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None:
+        """A resumed stream finished: the request is done for the ledger, and the session (if
+        any) records the stitched answer, as it would an uninterrupted one."""
+        plugin = self._plugin
+        request = stream.request
+        plugin.ledger.finish(plugin.ledger.resolve(request.request_keys))
+        final = stream.parts[-1].deployment
+        if final is None or stamp is None:
+            return
+        answer = litellm.ModelResponse(
+            id=stamp.id,
+            created=stamp.created,
+            model=stamp.model,
+            choices=[
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+        )
+        kwargs = {
+            "litellm_call_id": request.call_id,
+            "litellm_trace_id": request.trace_id,
+            "call_type": "acompletion",
+        }
+        task = asyncio.get_running_loop().create_task(plugin.session_answered(final, kwargs, answer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def total_usage(self, parts: Sequence[Part]) -> Usage:
+        """Usage summed over the parts. A part that broke never sent its own: its completion is
+        the chunks it sent (one token each on vLLM, SGLang and TGI) and its prompt is counted
+        with LiteLLM's tokenizer for the deployment's model."""
+        usages = []
+        for part in parts:
+            if part.usage is not None:
+                usages.append(part.usage)
+                continue
+            prompt = await asyncio.to_thread(self._prompt_tokens, part)
+            usages.append(Usage(prompt_tokens=prompt, completion_tokens=part.content_chunks))
+        return ck.sum_usage(usages)
+
+    def _prompt_tokens(self, part: Part) -> int:
+        record = self._plugin.core.health.get(part.deployment or "")
+        model = record.spec.model if record is not None else ""
+        try:
+            return int(litellm.token_counter(model=model, messages=part.messages))
+        except Exception:  # an unknown tokenizer must not cost the client its usage chunk
+            return 0
+
+
+def _picked(kwargs: Mapping[str, Any]) -> str | None:
+    """The deployment the proxy's Router picked, from the request it routed (``metadata.model_info``),
+    for when the stream itself does not say (another callback's iterator wraps it)."""
+    metadata = kwargs.get("metadata")
+    info = metadata.get("model_info") if isinstance(metadata, Mapping) else None
+    picked = info.get("id") if isinstance(info, Mapping) else None
+    return str(picked) if picked else None
+
+
+def _target(deployment_id: str, spec: Any) -> Target:
+    try:
+        kind = infer_kind(spec.litellm_params, spec.failover.provider, "model_info.failover.provider")
+        adapter = get_adapter(kind)
+    except Exception:  # a kind the plugin cannot tell: continued by the best effort only
+        return Target(deployment_id, None, None)
+    return Target(deployment_id, kind, adapter)

@@ -1,0 +1,167 @@
+"""How an endpoint kind continues a partial streamed answer (mid-stream failover, issue 5).
+
+A stream that breaks after some text reached the client goes on on another deployment. What
+that deployment is asked differs by kind, and each adapter holds one of these rules:
+
+- ``ContinueFinalMessage`` (vLLM, SGLang): the partial answer becomes the final assistant message
+  and the server continues it in place (``continue_final_message: true`` with
+  ``add_generation_prompt: false``). The chat template is rendered without closing that message,
+  so the model picks up at the exact character: the stitched answer is the uninterrupted one
+  (greedy decoding) or one the model could have given (sampling).
+- ``AssistantPrefill`` (Anthropic): a trailing assistant message is a prefill the model continues.
+  Anthropic refuses a prefill that ends in whitespace, so trailing whitespace is cut from it and
+  the continuation's own leading whitespace, already sent, is dropped (``skip_prefix``).
+- ``NoExactContinuation`` (OpenAI, Azure, OpenAI-compatible, TGI): these APIs always open a new
+  assistant turn, so nothing guarantees that the continuation starts where the text stopped. The
+  best effort shows the model what it wrote and asks it to go on; ``exact`` is False and the
+  plugin's ``streams.inexact_continuation`` decides whether that is used at all.
+
+Rules are pure functions of the request: no I/O, no settings (this package must not import
+``settings``; see ``providers/__init__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# What the best effort asks of a model that cannot continue a message in place.
+BEST_EFFORT_INSTRUCTION = (
+    "Your previous answer was cut off. Continue it exactly where it stopped: output only the "
+    "missing rest, without repeating any of the text above and without any preamble."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """The request that asks a deployment for the rest of a partial answer.
+
+    ``messages`` replace the request's messages; ``extra_body`` is merged over the request's own;
+    ``skip_prefix`` is text the client already has that the continuation is expected to start
+    with (dropped where it matches, character by character).
+    """
+
+    messages: list[dict[str, Any]]
+    exact: bool
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    skip_prefix: str = ""
+
+
+class ContinuationRule(Protocol):
+    """One way of continuing; ``exact`` says whether the result is the uninterrupted answer."""
+
+    exact: bool
+
+    def build(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation: ...
+
+
+def message_text(content: object) -> str:
+    """The text of a message's content: a string, or OpenAI content parts joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = (p for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+        return "".join(str(part.get("text", "")) for part in parts)
+    return ""
+
+
+def _split_prefix(
+    messages: Sequence[Mapping[str, Any]], partial: str, *, continuing: bool
+) -> tuple[list[dict[str, Any]], str]:
+    """The history, and the assistant text the model goes on from: ``partial``, after the
+    client's own trailing assistant prefix when the client was continuing one itself."""
+    history = [dict(m) for m in messages]
+    if continuing and history and history[-1].get("role") == "assistant":
+        return history[:-1], message_text(history[-1].get("content")) + partial
+    return history, partial
+
+
+class ContinueFinalMessage:
+    """vLLM's and SGLang's ``continue_final_message``."""
+
+    exact = True
+
+    def build(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation:
+        continuing = bool(request_extra.get("continue_final_message"))
+        history, prefix = _split_prefix(messages, partial, continuing=continuing)
+        return Continuation(
+            messages=[*history, {"role": "assistant", "content": prefix}],
+            exact=True,
+            extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        )
+
+
+class AssistantPrefill:
+    """Anthropic's assistant prefill: the model continues a trailing assistant message."""
+
+    exact = True
+
+    def build(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation:
+        # A trailing assistant message to Anthropic is always a prefill, so always continued.
+        history, prefix = _split_prefix(messages, partial, continuing=True)
+        kept = prefix.rstrip()
+        # The whitespace cut off is the tail of what the client already has (Anthropic refuses a
+        # client's own prefill ending in whitespace, so none of it is theirs); the model writes it
+        # again at the start of the continuation.
+        prefill = [{"role": "assistant", "content": kept}] if kept else []
+        return Continuation(messages=[*history, *prefill], exact=True, skip_prefix=prefix[len(kept) :])
+
+
+class NoExactContinuation:
+    """APIs that always open a new assistant turn: a best effort, never exact."""
+
+    exact = False
+
+    def __init__(self, instruction: str = BEST_EFFORT_INSTRUCTION) -> None:
+        self.instruction = instruction
+
+    def build(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation:
+        copied = [dict(m) for m in messages]
+        copied.append({"role": "assistant", "content": partial})
+        copied.append({"role": "user", "content": self.instruction})
+        return Continuation(messages=copied, exact=False)
+
+
+CONTINUE_FINAL_MESSAGE = ContinueFinalMessage()
+ASSISTANT_PREFILL = AssistantPrefill()
+NO_EXACT_CONTINUATION = NoExactContinuation()
+
+
+class ContinuingAdapter:
+    """The part of ``ProviderAdapter`` that continues broken streams, by the kind's rule; an
+    adapter class sets ``continuation_rule`` (or an instance does, for one kind of engine)."""
+
+    continuation_rule: ContinuationRule = NO_EXACT_CONTINUATION
+
+    @property
+    def continues_exactly(self) -> bool:
+        return self.continuation_rule.exact
+
+    def continuation(
+        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+    ) -> Continuation:
+        return self.continuation_rule.build(messages, partial, request_extra)
+
+
+__all__ = [
+    "ASSISTANT_PREFILL",
+    "BEST_EFFORT_INSTRUCTION",
+    "CONTINUE_FINAL_MESSAGE",
+    "NO_EXACT_CONTINUATION",
+    "AssistantPrefill",
+    "Continuation",
+    "ContinuationRule",
+    "ContinueFinalMessage",
+    "ContinuingAdapter",
+    "NoExactContinuation",
+    "message_text",
+]
