@@ -38,7 +38,7 @@ from litellm_failover.alerts.delivery import (
 from litellm_failover.alerts.message import AlertMessage, build_message
 from litellm_failover.alerts.policy import ALERT_FAILED, Admission, AlertPolicy
 from litellm_failover.events import FailoverEvent, utcnow
-from litellm_failover.store.writer import _RateLimit
+from litellm_failover.wakeups import RateLimit, wake
 
 if TYPE_CHECKING:
     from litellm_failover.settings import AlertSettings
@@ -99,9 +99,9 @@ class Alerter:
         self._sends: asyncio.Semaphore | None = None
         self._stopping = False
         self._stopped = False
-        self._drop_log = _RateLimit(_DROP_LOG_INTERVAL_S)
-        self._error_log = _RateLimit(_ERROR_LOG_INTERVAL_S)
-        self._bug_log = _RateLimit(_ERROR_LOG_INTERVAL_S)
+        self._drop_log = RateLimit(_DROP_LOG_INTERVAL_S)
+        self._error_log = RateLimit(_ERROR_LOG_INTERVAL_S)
+        self._bug_log = RateLimit(_ERROR_LOG_INTERVAL_S)
 
     @property
     def enabled(self) -> bool:
@@ -137,15 +137,7 @@ class Alerter:
                 logger.exception("alerting: handling a %s event failed", getattr(event, "event_type", "?"))
 
     def _wake(self, event: asyncio.Event | None) -> None:
-        if event is None or event.is_set():
-            return
-        try:
-            if threading.get_ident() == self._loop_thread:
-                event.set()
-            elif self._loop is not None:
-                self._loop.call_soon_threadsafe(event.set)
-        except RuntimeError:  # the loop is closed: nothing left to wake
-            pass
+        wake(event, self._loop, self._loop_thread)
 
     def _log_drop(self, event: FailoverEvent) -> None:
         if not self._drop_log.allow():

@@ -48,6 +48,7 @@ from litellm_failover.store.engine import (
 from litellm_failover.store.migrate import upgrade_engine
 from litellm_failover.store.rows import event_row, message_row, session_row, state_row
 from litellm_failover.store.statements import insert_events, insert_messages, upsert_sessions, upsert_states
+from litellm_failover.wakeups import RateLimit, wake
 
 logger = logging.getLogger("litellm_failover.store")
 
@@ -69,27 +70,6 @@ def _is_row_error(exc: BaseException) -> bool:
     if isinstance(exc, (DataError, IntegrityError)):
         return True
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
-
-
-class _RateLimit:
-    """At most one log line per interval; counts what it held back, so the next line can say so."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._next = 0.0
-        self.suppressed = 0
-
-    def allow(self, force: bool = False) -> bool:
-        now = time.monotonic()
-        if force or now >= self._next:
-            self._next = now + self.interval_s
-            return True
-        self.suppressed += 1
-        return False
-
-    def reset(self) -> None:
-        self._next = 0.0
-        self.suppressed = 0
 
 
 class StoreWriter:
@@ -148,10 +128,10 @@ class StoreWriter:
         self._stopped = False
         self._backoff_s = 0.0
         self._drop_logs = {
-            "events": _RateLimit(_DROP_LOG_INTERVAL_S),
-            "messages": _RateLimit(_DROP_LOG_INTERVAL_S),
+            "events": RateLimit(_DROP_LOG_INTERVAL_S),
+            "messages": RateLimit(_DROP_LOG_INTERVAL_S),
         }
-        self._error_log = _RateLimit(_ERROR_LOG_INTERVAL_S)
+        self._error_log = RateLimit(_ERROR_LOG_INTERVAL_S)
         self._logged_error: str | None = None
 
     # ------------------------------------------------------------------ hot path
@@ -191,15 +171,7 @@ class StoreWriter:
         self._wake(self._pending)
 
     def _wake(self, event: asyncio.Event | None) -> None:
-        if event is None or event.is_set():
-            return
-        try:
-            if threading.get_ident() == self._loop_thread:
-                event.set()
-            elif self._loop is not None:
-                self._loop.call_soon_threadsafe(event.set)
-        except RuntimeError:  # the loop is closed: the rows stay queued, nothing to wake
-            pass
+        wake(event, self._loop, self._loop_thread)
 
     def _log_drop(self, queue: RowQueue[Any], kind: str) -> None:
         limit = self._drop_logs[kind]

@@ -1,0 +1,48 @@
+"""Two small tools of the background workers (store writer, alert dispatcher) that the hot path feeds.
+
+``RateLimit`` keeps a repeated warning to one log line per interval and counts what it held
+back, so the next line can say so. ``wake`` sets an ``asyncio.Event`` of a worker's loop from
+any thread: LiteLLM runs some callbacks in threads, and ``Event.set`` is only safe on its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+
+class RateLimit:
+    """At most one log line per interval; counts what it held back, so the next line can say so."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._next = 0.0
+        self.suppressed = 0
+
+    def allow(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now >= self._next:
+            self._next = now + self.interval_s
+            return True
+        self.suppressed += 1
+        return False
+
+    def reset(self) -> None:
+        self._next = 0.0
+        self.suppressed = 0
+
+
+def wake(
+    event: asyncio.Event | None, loop: asyncio.AbstractEventLoop | None, loop_thread: int | None
+) -> None:
+    """Set ``event`` (of ``loop``, running in thread ``loop_thread``) from whichever thread we are in."""
+    if event is None or event.is_set():
+        return
+    try:
+        if threading.get_ident() == loop_thread:
+            event.set()
+        elif loop is not None:
+            loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # the loop is closed: whatever was queued stays queued, nothing to wake
+        pass
