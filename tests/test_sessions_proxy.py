@@ -2,7 +2,8 @@
 
 Fake vLLM nodes run as processes: a primary tier (p1, p2, round-robin inside it) and a standby
 (s1). Clients name their session with the ``x-session-id`` header or ``metadata.session_id``;
-what the plugin stored and decided is read back from its SQLite store.
+what the plugin stored and decided is read back from its store: a SQLite file, and a PostgreSQL
+schema of the test's own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from litellm_failover.store.conversations import list_sessions, load_messages
 from litellm_failover.store.queries import list_events
 
 pytestmark = pytest.mark.proxy
+pytest_plugins = ["services", "store_fixtures"]
 
 ORDER = {"p1": 1, "p2": 1, "s1": 2}
 
@@ -38,8 +40,8 @@ def nodes():
 
 
 @pytest.fixture
-def proxy(nodes, tmp_path):
-    database_url = f"sqlite+aiosqlite:///{tmp_path}/store.db"
+def proxy(nodes, tmp_path, store_url):
+    database_url = store_url
     with ProxyProcess(proxy_config(nodes, database_url, in_tier="round-robin"), tmp_path) as process:
         process.database_url = database_url
         yield process
