@@ -18,6 +18,7 @@ from typing import Any
 import litellm
 import pytest
 from control_support import run_cli
+from fake_nodes import serving
 from waiting import wait_until
 
 from litellm_failover import attach
@@ -44,16 +45,14 @@ def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 async def servers() -> AsyncIterator[dict[str, FakeVLLM]]:
     # p1 streams slowly (about 1 s an answer) so a drain can meet a stream in flight.
-    started = {
-        "p1": FakeVLLM("p1", words=30, tokens_per_s=30),
-        "p2": FakeVLLM("p2", tokens_per_s=0),
-        "s1": FakeVLLM("s1", tokens_per_s=0),
-    }
-    for server in started.values():
-        await server.start()
-    yield started
-    for server in started.values():
-        await server.stop()
+    async with serving(
+        {
+            "p1": FakeVLLM("p1", words=30, tokens_per_s=30),
+            "p2": FakeVLLM("p2", tokens_per_s=0),
+            "s1": FakeVLLM("s1", tokens_per_s=0),
+        }
+    ) as started:
+        yield started
 
 
 def model_list(servers: dict[str, FakeVLLM], names: tuple[str, ...]) -> list[dict[str, Any]]:

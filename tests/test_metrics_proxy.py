@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+from fake_nodes import running
 from metrics_scrape import scrape, state_of, value
 from test_proxy_failover import proxy_config as failover_proxy_config
 from waiting import free_port, wait_until
@@ -70,12 +71,8 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], tmp_path, callbacks: list[st
 
 @pytest.fixture
 def nodes():
-    started = {name: FakeVLLMProcess(name, tokens_per_s=400) for name in ("p1", "s1")}
-    for node in started.values():
-        node.start()
-    yield started
-    for node in started.values():
-        node.stop()
+    with running({name: FakeVLLMProcess(name, tokens_per_s=400) for name in ("p1", "s1")}) as started:
+        yield started
 
 
 def start_proxy(config: dict, tmp_path) -> ProxyProcess:

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 
 import pytest
+from fake_nodes import running
 from openai import AsyncOpenAI
 from waiting import wait_until
 
@@ -58,12 +59,8 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str, **failove
 
 @pytest.fixture
 def nodes():
-    started = {name: FakeVLLMProcess(name, tokens_per_s=400) for name in ORDER}
-    for node in started.values():
-        node.start()
-    yield started
-    for node in started.values():
-        node.stop()
+    with running({name: FakeVLLMProcess(name, tokens_per_s=400) for name in ORDER}) as started:
+        yield started
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import litellm
 import pytest
+from fake_nodes import running
 from litellm.responses.utils import ResponsesAPIRequestUtils
 from openai import AsyncOpenAI
 from test_router_failover import deployments
@@ -27,12 +28,8 @@ HEALTH = {"interval_s": 0.25, "failure_interval_s": 0.05, "max_probe_latency_s":
 
 @pytest.fixture
 def nodes():
-    started = {name: FakeVLLMProcess(name, tokens_per_s=0) for name in ("p1", "p2")}
-    for node in started.values():
-        node.start()
-    yield started
-    for node in started.values():
-        node.stop()
+    with running({name: FakeVLLMProcess(name, tokens_per_s=0) for name in ("p1", "p2")}) as started:
+        yield started
 
 
 class Chain:

@@ -13,6 +13,7 @@ from collections import Counter
 
 import litellm
 import pytest
+from fake_nodes import serving
 from waiting import wait_until
 
 from litellm_failover import attach
@@ -45,12 +46,8 @@ def deployments(servers: dict[str, object], timeout: float = 5.0, probe: bool = 
 
 @pytest.fixture
 async def servers():
-    started = {name: FakeVLLM(name, tokens_per_s=0) for name in ("p1", "p2", "s1")}
-    for server in started.values():
-        await server.start()
-    yield started
-    for server in started.values():
-        await server.stop()
+    async with serving({name: FakeVLLM(name, tokens_per_s=0) for name in ("p1", "p2", "s1")}) as started:
+        yield started
 
 
 @pytest.fixture

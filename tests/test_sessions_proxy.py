@@ -14,6 +14,7 @@ import hashlib
 import openai
 import pytest
 from chat_sessions import Conversation
+from fake_nodes import running
 from openai import AsyncOpenAI
 from test_proxy_failover import proxy_config
 from waiting import wait_until
@@ -31,12 +32,8 @@ ORDER = {"p1": 1, "p2": 1, "s1": 2}
 
 @pytest.fixture
 def nodes():
-    started = {name: FakeVLLMProcess(name, tokens_per_s=0) for name in ORDER}
-    for node in started.values():
-        node.start()
-    yield started
-    for node in started.values():
-        node.stop()
+    with running({name: FakeVLLMProcess(name, tokens_per_s=0) for name in ORDER}) as started:
+        yield started
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections import Counter
 import litellm
 import pytest
 from chat_sessions import Conversation
+from fake_nodes import serving
 from test_router_failover import FAST_HEALTH, deployments
 from waiting import wait_until
 
@@ -27,12 +28,8 @@ from litellm_failover.store.queries import list_events
 
 @pytest.fixture
 async def servers():
-    started = {name: FakeVLLM(name, tokens_per_s=0) for name in ("p1", "p2", "s1")}
-    for server in started.values():
-        await server.start()
-    yield started
-    for server in started.values():
-        await server.stop()
+    async with serving({name: FakeVLLM(name, tokens_per_s=0) for name in ("p1", "p2", "s1")}) as started:
+        yield started
 
 
 pytest_plugins = ["services"]

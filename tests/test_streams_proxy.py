@@ -13,6 +13,7 @@ import statistics
 
 import openai
 import pytest
+from fake_nodes import running
 from streams_support import QUESTION, AtWords, Frozen, prefix, read_stream
 from waiting import wait_until
 
@@ -57,12 +58,8 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str) -> dict:
 
 @pytest.fixture(scope="module")
 def nodes():
-    started = {name: FakeVLLMProcess(name, tokens_per_s=200) for name in TIERS}
-    for node in started.values():
-        node.start()
-    yield started
-    for node in started.values():
-        node.stop()
+    with running({name: FakeVLLMProcess(name, tokens_per_s=200) for name in TIERS}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

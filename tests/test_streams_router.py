@@ -11,6 +11,7 @@ import statistics
 
 import litellm
 import pytest
+from fake_nodes import serving
 from streams_support import QUESTION, AtWords, ClosingVLLM, Frozen, prefix, read_stream
 from waiting import wait_until
 
@@ -46,12 +47,8 @@ def model_list(servers: dict[str, object], *, model: str = "hosted_vllm/fake-mod
 
 @pytest.fixture
 async def servers():
-    started = {name: FakeVLLM(name, tokens_per_s=0) for name in TIERS}
-    for server in started.values():
-        await server.start()
-    yield started
-    for server in started.values():
-        await server.stop()
+    async with serving({name: FakeVLLM(name, tokens_per_s=0) for name in TIERS}) as started:
+        yield started
 
 
 @pytest.fixture
