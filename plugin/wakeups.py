@@ -1,4 +1,4 @@
-"""Two small tools of the background workers (store writer, alert dispatcher) that the hot path feeds.
+"""Two small tools of the background workers (store writer, alerts, fleet link, control plane).
 
 ``RateLimit`` keeps a repeated warning to one log line per interval and counts what it held
 back, so the next line can say so. ``wake`` sets an ``asyncio.Event`` of a worker's loop from
@@ -27,6 +27,14 @@ class RateLimit:
             return True
         self.suppressed += 1
         return False
+
+    def due(self) -> int | None:
+        """``allow()`` for a caller whose line says how many were held back: that count (and it
+        starts again from zero), or None to stay quiet."""
+        if not self.allow():
+            return None
+        held, self.suppressed = self.suppressed, 0
+        return held
 
     def reset(self) -> None:
         self._next = 0.0

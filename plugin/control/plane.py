@@ -38,8 +38,8 @@ from litellm_failover.control.commands import DEPLOYMENT_KINDS, STANDING, Comman
 from litellm_failover.control.dispatch import CommandResult, apply_command
 from litellm_failover.events import FailoverEvent
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
-from litellm_failover.fleet.sync import Throttle
 from litellm_failover.store.engine import describe_error, redact
+from litellm_failover.wakeups import RateLimit
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -120,7 +120,7 @@ class ControlPlane:
         self.recent: deque[dict[str, Any]] = deque(maxlen=_RECENT)
         self.restored: list[dict[str, Any]] = []
         self.errors: dict[str, str | None] = {"database": None, "redis": None}  # the last, if failing
-        self._warnings = {"database": Throttle(_WARN_INTERVAL_S), "redis": Throttle(_WARN_INTERVAL_S)}
+        self._warnings = {"database": RateLimit(_WARN_INTERVAL_S), "redis": RateLimit(_WARN_INTERVAL_S)}
 
     # -- lifecycle ------------------------------------------------------------------------
 

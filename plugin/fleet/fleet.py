@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from litellm_failover.fleet.apply import FleetApplier
 from litellm_failover.fleet.messages import Envelope, MessageError, Payload, Pin, decode, encode, make
-from litellm_failover.fleet.sync import RedisLink, Throttle
+from litellm_failover.fleet.sync import RedisLink
 from litellm_failover.settings import FleetSettings
+from litellm_failover.wakeups import RateLimit
 
 logger = logging.getLogger("litellm_failover.fleet")
 
@@ -47,8 +48,8 @@ class Fleet:
         self.applied = 0
         self.ignored: Counter[str] = Counter()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._warn = Throttle(_WARN_INTERVAL_S)
-        self._warn_same_id = Throttle(_SAME_ID_WARN_INTERVAL_S)
+        self._warn = RateLimit(_WARN_INTERVAL_S)
+        self._warn_same_id = RateLimit(_SAME_ID_WARN_INTERVAL_S)
 
     # -- out ------------------------------------------------------------------------------
 

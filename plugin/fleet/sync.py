@@ -38,6 +38,7 @@ from redis.exceptions import RedisError
 from litellm_failover.events import utcnow
 from litellm_failover.settings import FailoverConfigError, FleetSettings
 from litellm_failover.store.engine import redact, redact_url
+from litellm_failover.wakeups import RateLimit
 
 logger = logging.getLogger("litellm_failover.fleet")
 
@@ -52,27 +53,6 @@ _FIRST_BACKOFF_S = 0.1
 _ERROR_LOG_INTERVAL_S = 60.0
 
 Receiver = Callable[[bytes | str, str], None]  # (raw message, "pubsub" | "keys")
-
-
-class Throttle:
-    """Lets a repeated warning out at most once per interval; ``due()`` returns how many were held
-    back since the last one (to say so in the line that is logged), or None to stay quiet."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._next_at = 0.0
-        self._held = 0
-
-    def due(self) -> int | None:
-        now = time.monotonic()
-        if now < self._next_at:
-            self._held += 1
-            return None
-        held, self._held, self._next_at = self._held, 0, now + self.interval_s
-        return held
-
-    def reset(self) -> None:
-        self._next_at, self._held = 0.0, 0
 
 
 def _glob_escape(text: str) -> str:
@@ -128,7 +108,7 @@ class RedisLink:
         self.resync_keys = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
-        self._error_log = Throttle(_ERROR_LOG_INTERVAL_S)
+        self._error_log = RateLimit(_ERROR_LOG_INTERVAL_S)
 
     def key(self, subject: str | None) -> str | None:
         return None if subject is None else self.key_prefix + subject
