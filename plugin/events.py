@@ -37,6 +37,10 @@ class EventType(StrEnum):
     # Mid-stream failover (litellm_failover.streams).
     STREAM_RESUMED = "stream_resumed"  # a stream that broke continued on another deployment
     STREAM_BROKEN = "stream_broken"  # a stream broke and could not be continued: the client saw an error
+    # Fault injection for drills (litellm_failover.chaos); never one per injected request.
+    CHAOS_INJECTED = "chaos_injected"  # an operator started a fault on a deployment
+    CHAOS_CLEARED = "chaos_cleared"  # an operator ended it (or replaced it); details: injected count
+    CHAOS_EXPIRED = "chaos_expired"  # it reached its end time; details: injected count
 
 
 def utcnow() -> datetime:

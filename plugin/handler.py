@@ -21,12 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from litellm_failover.chaos.effects import before_attempt
 from litellm_failover.classify import classify
 
 if TYPE_CHECKING:
     from litellm_failover.plugin import FailoverPlugin
 
 logger = logging.getLogger("litellm_failover")
+
+_MOCKABLE_CALLS = frozenset({"acompletion", "completion"})
+"""Call types whose ``mock_response`` LiteLLM raises from inside the call when it is an exception."""
 
 
 def _deployment_id(data: Mapping[str, Any]) -> str | None:
@@ -104,6 +108,28 @@ class FailoverHandler(CustomLogger):
 
             raise HTTPException(status_code=400, detail=str(exc)) from None
         return data
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict | None:
+        """Fault injection (``chaos inject``): runs per attempt once its deployment is picked, in
+        the proxy and the Router. A chat completion's injected error is raised from inside
+        LiteLLM's call (``mock_response``), so LiteLLM's per-attempt failure hook, its retries
+        and the plugin's outlier detection see an ordinary failed attempt; other calls, which
+        take no ``mock_response``, fail here, reported to the plugin first. With no fault
+        active this is one attribute read."""
+        plugin = self.plugin
+        if plugin is None or not plugin.chaos.armed:
+            return None
+        deployment_id = _deployment_id(kwargs)
+        if deployment_id is None:
+            return None
+        error = await before_attempt(plugin.chaos, deployment_id, str(kwargs.get("model") or ""))
+        if error is None:
+            return None
+        if getattr(call_type, "value", call_type) in _MOCKABLE_CALLS:
+            kwargs["mock_response"] = error
+            return kwargs
+        plugin.attempt_failed(deployment_id, classify(error), _request_keys(kwargs), str(error))
+        raise error
 
     # -- outcomes -------------------------------------------------------------------------
 

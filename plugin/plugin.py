@@ -21,6 +21,7 @@ import litellm
 
 from litellm_failover.alerts import Alerter
 from litellm_failover.attempts import AttemptLedger, request_key
+from litellm_failover.chaos import ChaosInjector
 from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import DeploymentSpec, read_model_list
@@ -105,6 +106,9 @@ class FailoverPlugin:
         self.metrics.install()
         # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
         self.streams = StreamResumer(self)
+        # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
+        groups = {dep_id: record.spec.group for dep_id, record in self.core.health.items()}
+        self.chaos = ChaosInjector(settings.chaos, groups, self.core.emit, self.instance_id)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
         self.handler.plugin = self
@@ -142,6 +146,7 @@ class FailoverPlugin:
         await self.prober.stop()
         await self.switching.stop()
         await self.control.stop()
+        self.chaos.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         await self.sessions.stop()
@@ -306,6 +311,44 @@ class FailoverPlugin:
     def draining(self) -> frozenset[str]:
         return self.switching.draining()
 
+    # -- fault injection (drills; see litellm_failover.chaos) ------------------------------
+
+    def chaos_inject(
+        self,
+        deployment_id: str,
+        kind: str,
+        probability: float,
+        *,
+        duration_s: float | str | None = None,
+        until: Any = None,
+        status: int | None = None,
+        delay_s: float | str | None = None,
+        after_chunks: int | None = None,
+        source: str = "api",
+        issued_by: str = "",
+    ) -> dict:
+        """Inject ``kind`` (error, latency, stream_cut) into ``probability`` of the attempts on
+        ``deployment_id`` until ``until`` or for ``duration_s``. ``OperatorError``, nothing
+        injected, when chaos is disabled, the deployment unknown or the input bad."""
+        return self.chaos.inject(
+            deployment_id,
+            kind,
+            probability,
+            duration_s=duration_s,
+            until=until,
+            status=status,
+            delay_s=delay_s,
+            after_chunks=after_chunks,
+            source=source,
+            issued_by=issued_by,
+        )
+
+    def chaos_clear(
+        self, deployment_id: str | None = None, *, source: str = "api", issued_by: str = ""
+    ) -> dict:
+        """End the faults on ``deployment_id`` (None: on every deployment)."""
+        return self.chaos.clear(deployment_id, source=source, issued_by=issued_by)
+
     # -- inspection -----------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -321,6 +364,7 @@ class FailoverPlugin:
         status["alerts"] = self.alerter.stats()
         status["control"] = self.control.status()
         status["metrics"] = self.metrics.stats()
+        status["chaos"] = self.chaos.status()
         return status
 
 

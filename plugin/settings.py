@@ -356,6 +356,17 @@ class StreamSettings(_Strict):
     )
 
 
+class ChaosSettings(_Strict):
+    """Fault injection for drills (issue 5): errors, added latency and stream cuts on chosen
+    deployments, started with ``litellm-failover chaos inject``. Off unless enabled here, so a
+    production config that does not say so refuses every chaos command."""
+
+    enabled: bool = Field(False, description="Accept chaos inject/clear commands on this replica.")
+    max_duration_s: float = Field(
+        3600.0, gt=0, description="Longest a fault may last; a longer --for or --until is refused."
+    )
+
+
 class GroupSettings(_Strict):
     strategy: Strategy | None = None
     in_tier: InTierStrategy | None = None
@@ -386,6 +397,7 @@ class FailoverSettings(_Strict):
     drain: DrainSettings = Field(default_factory=DrainSettings)
     shift: ShiftSettings = Field(default_factory=ShiftSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 
     def group_strategy(self, group: str) -> tuple[Strategy, InTierStrategy]:
         override = self.groups.get(group)

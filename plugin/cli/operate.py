@@ -204,6 +204,32 @@ def _print_live(delivery: Delivery) -> None:
                     Text(str(deployment.get("reason") or "")),
                 )
         console.print(table)
+        faults = (result.details.get("chaos") or {}).get("active") or []
+        if faults:
+            console.print(_chaos_table(result.instance_id, faults))
+
+
+def _chaos_table(instance_id: str, faults: list[dict[str, Any]]) -> Table:
+    """Active injected faults (``chaos inject``): a drill must never be mistaken for an outage."""
+    table = Table(title=Text(f"{instance_id} chaos (injected faults)"), title_justify="left")
+    for column in ("deployment", "fault", "probability", "ends (UTC)", "injected", "by"):
+        table.add_column(column, no_wrap=True)
+    for fault in faults:
+        kind = fault.get("kind", "")
+        what = {
+            "error": f"error {fault.get('status', '')}",
+            "latency": f"latency {_cell(fault.get('delay_s'))}s",
+            "stream_cut": f"stream_cut after {fault.get('after_chunks', '')} chunks",
+        }.get(kind, str(kind))
+        table.add_row(
+            Text(str(fault.get("deployment_id", ""))),
+            Text(what, style="magenta"),
+            f"p={_cell(fault.get('probability'))}",
+            Text(str(fault.get("ends_at", "")).replace("+00:00", "")),
+            _cell(fault.get("injected")),
+            Text(str(fault.get("issued_by") or fault.get("source") or "")),
+        )
+    return table
 
 
 async def live_status(args: argparse.Namespace) -> int:

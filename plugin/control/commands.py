@@ -19,11 +19,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status"]
-KINDS: tuple[Kind, ...] = ("drain", "undrain", "failover", "failback", "shift", "status")
+from litellm_failover.chaos.faults import FaultInputError, iso, parse_fault_args
 
-DEPLOYMENT_KINDS = frozenset({"drain", "undrain"})
+Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status", "chaos_inject", "chaos_clear"]
+KINDS: tuple[Kind, ...] = (
+    "drain",
+    "undrain",
+    "failover",
+    "failback",
+    "shift",
+    "status",
+    "chaos_inject",
+    "chaos_clear",
+)
+
+DEPLOYMENT_KINDS = frozenset({"drain", "undrain", "chaos_inject", "chaos_clear"})
 """Kinds whose target is a deployment id; the others (but status) name a model group."""
+OPTIONAL_TARGET = frozenset({"status", "chaos_clear"})
+"""Kinds whose target may be empty: every group (status), every deployment (chaos_clear)."""
 
 STANDING = {"drain": "deployment", "undrain": "deployment", "failover": "group", "failback": "group"}
 """Kinds that leave a standing state a replica starting later must take over: the latest of
@@ -43,7 +56,9 @@ class CommandError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Command:
     """One operator command. ``args`` holds only what the kind takes, already validated:
-    drain ``{"timeout_s": float}`` (optional), shift ``{"to", "steps", "interval_s"}``."""
+    drain ``{"timeout_s": float}`` (optional), shift ``{"to", "steps", "interval_s"}``,
+    chaos_inject ``{"kind", "probability", "until"}`` (epoch seconds) and the fault kind's own
+    ``status`` / ``delay_s`` / ``after_chunks`` (see ``litellm_failover.chaos.faults``)."""
 
     kind: Kind
     target: str
@@ -54,6 +69,8 @@ class Command:
 
     def describe(self) -> str:
         """A short human form: ``shift chat --to s1 --steps 5,25,50,100 --interval 60``."""
+        if self.kind.startswith("chaos_"):
+            return _describe_chaos(self)
         parts = [self.kind] + ([self.target] if self.target else [])
         if "to" in self.args:
             parts.append(f"--to {self.args['to']}")
@@ -75,6 +92,23 @@ class Command:
             "issued_at": self.issued_at.timestamp(),
             "issued_by": self.issued_by,
         }
+
+
+def _describe_chaos(command: Command) -> str:
+    """``chaos inject p1 --kind error --probability 0.5 --until 2026-...Z --status 503``."""
+    parts = ["chaos", command.kind.removeprefix("chaos_")] + ([command.target] if command.target else [])
+    args = command.args
+    if "kind" in args:
+        parts += [f"--kind {args['kind']}", f"--probability {args['probability']:g}"]
+        parts.append(f"--until {iso(args['until'])}")
+    for key, option, unit in (
+        ("status", "--status", ""),
+        ("delay_s", "--delay", "s"),
+        ("after_chunks", "--after-chunks", ""),
+    ):
+        if args.get(key) is not None:
+            parts.append(f"{option} {args[key]:g}{unit}")
+    return " ".join(parts)
 
 
 def default_issuer() -> str:
@@ -170,9 +204,17 @@ def build_command(
         raise CommandError(f"unknown command {kind!r} (known: {', '.join(KINDS)})")
     raw = dict(args or {})
     what = "DEPLOYMENT_ID" if kind in DEPLOYMENT_KINDS else "GROUP"
-    name = _name(target, what, allow_empty=kind == "status")
+    name = _name(target, what, allow_empty=kind in OPTIONAL_TARGET)
+    moment = issued_at or datetime.now(UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     clean: dict[str, Any] = {}
-    if kind == "drain":
+    if kind == "chaos_inject":
+        try:
+            clean = parse_fault_args(raw, moment)
+        except FaultInputError as exc:
+            raise CommandError(str(exc)) from None
+        raw = {}
+    elif kind == "drain":
         timeout = raw.pop("timeout_s", None)
         if timeout is not None:
             clean["timeout_s"] = _seconds(timeout, "--timeout")
@@ -185,13 +227,12 @@ def build_command(
         clean["interval_s"] = _seconds(raw.pop("interval_s"), "--interval")
     if raw:
         raise CommandError(f"{kind}: unexpected arguments {sorted(raw)}")
-    moment = issued_at or datetime.now(UTC)
     return Command(
         kind=cast(Kind, kind),
         target=name,
         args=clean,
         command_id=_name(command_id, "command_id") if command_id is not None else uuid.uuid4().hex,
-        issued_at=moment if moment.tzinfo else moment.replace(tzinfo=UTC),
+        issued_at=moment,
         issued_by=(issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
     )
 

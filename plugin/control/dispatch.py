@@ -41,6 +41,14 @@ class OperatorTarget(Protocol):
         self, group: str, to: str, steps: Sequence[float], interval_s: float, *, source: str = "api"
     ) -> dict: ...
 
+    def chaos_inject(
+        self, deployment_id: str, kind: str, probability: float, *, until: Any = None, **options: Any
+    ) -> dict: ...
+
+    def chaos_clear(
+        self, deployment_id: str | None = None, *, source: str = "api", issued_by: str = ""
+    ) -> dict: ...
+
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
@@ -145,6 +153,20 @@ def _call(target: Any, command: Command, source: str) -> Any:
             )
         case "status":
             return live_status(target, command.target)
+        case "chaos_inject":
+            return target.chaos_inject(
+                command.target,
+                args["kind"],
+                args["probability"],
+                until=args["until"],
+                status=args.get("status"),
+                delay_s=args.get("delay_s"),
+                after_chunks=args.get("after_chunks"),
+                source=source,
+                issued_by=command.issued_by,
+            )
+        case "chaos_clear":
+            return target.chaos_clear(command.target or None, source=source, issued_by=command.issued_by)
     raise ValueError(f"unknown command {command.kind!r}")  # pragma: no cover (validated before)
 
 
@@ -175,4 +197,10 @@ def live_status(target: Any, group: str = "") -> dict[str, Any]:
             ]
         }
     count = sum(len(info["deployments"]) for info in compact.values())
-    return {"message": f"{len(compact)} groups, {count} deployments", "groups": compact}
+    live: dict[str, Any] = {"message": f"{len(compact)} groups, {count} deployments", "groups": compact}
+    chaos = status.get("chaos") if isinstance(status, dict) else None
+    if isinstance(chaos, dict):  # active faults of this replica (``chaos inject``), in this view
+        members = {d["deployment_id"] for info in compact.values() for d in info["deployments"]}
+        active = [f for f in chaos.get("active", []) if not group or f.get("deployment_id") in members]
+        live["chaos"] = {"enabled": chaos.get("enabled", False), "active": active}
+    return live

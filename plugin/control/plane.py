@@ -341,7 +341,7 @@ class ControlPlane:
             FailoverEvent(
                 event_type=OPERATOR_COMMAND_EVENT,
                 model_group=group,
-                deployment_id=command.target if command.kind in DEPLOYMENT_KINDS else None,
+                deployment_id=(command.target or None) if command.kind in DEPLOYMENT_KINDS else None,
                 reason=f"{prefix}{command.describe()} by {command.issued_by or 'unknown'}: "
                 f"{result.outcome}: {result.message}",
                 instance_id=self.instance_id,

@@ -123,7 +123,7 @@ class ResumingStream:
             while True:
                 part = self.parts[-1]
                 broke: StreamBreak | None = None
-                iterator = upstream.__aiter__()
+                iterator = resumer.chaos_cut(upstream.__aiter__(), part.deployment)
                 while True:
                     try:
                         chunk = await watch.next(iterator)

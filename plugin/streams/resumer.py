@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import litellm
 from litellm.types.utils import Usage
 
+from litellm_failover.chaos.effects import cut_after
 from litellm_failover.classify import classify
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.outlier import Outcome
@@ -197,6 +198,13 @@ class StreamResumer:
             logger.info("continuing a stream on %s failed: %s", target.deployment_id, cause)
             raise
         return stream, (key,), continuation
+
+    def chaos_cut(self, iterator: Any, deployment: str | None) -> Any:
+        """Fault injection (``chaos inject --kind stream_cut``): a cut drawn for this part ends it
+        after N chunks as a dropped connection would; otherwise ``iterator`` itself."""
+        chaos = self._plugin.chaos
+        fault = chaos.draw(deployment, "stream_cut") if chaos.armed else None
+        return iterator if fault is None else cut_after(iterator, fault)
 
     def report_break(self, part: Part, broke: StreamBreak) -> None:
         """The deployment cut this stream: an outcome for outlier detection (counted once per
