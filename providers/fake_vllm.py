@@ -75,6 +75,9 @@ FAULT_MODES: dict[str, dict[str, tuple[type, float | int]]] = {
     "drop_midstream": {"after_chunks": (int, 3)},
     "health_lie": {},
     "gpu_pressure": {},
+    # /health and the GPU sidecar report failure while generation still works: every probe
+    # ejects the node, yet it could serve (the drill's "every node down" panic-mode scenario).
+    "health_fail": {},
 }
 
 _CHAT_PATH = "/v1/chat/completions"
@@ -483,6 +486,13 @@ class FakeVLLM:
             "xid_errors": 0,
             "ecc_errors": 0,
         }
+        if self._mode() == "health_fail":
+            return {
+                "healthy": False,
+                "reason": "injected fault health_fail",
+                "read_at": time.time(),
+                "gpus": [gpu],
+            }
         return {"healthy": True, "reason": "", "read_at": time.time(), "gpus": [gpu]}
 
     # --- app ---------------------------------------------------------------------------------
@@ -561,7 +571,7 @@ class FakeVLLM:
         return web.json_response(error_body(message, 500), status=500)
 
     async def _health(self, request: web.Request) -> web.Response:
-        if self._mode() == "http_500":
+        if self._mode() in ("http_500", "health_fail"):
             return self._fail("/health")
         return web.Response(status=200)
 

@@ -81,3 +81,6 @@ def register(subparsers: Any) -> None:
     )
     add_delivery_arguments(clear)
     clear.set_defaults(handler=_send, kind="chaos_clear")
+    from litellm_failover.drill.cli import register as register_drill  # ``chaos drill``
+
+    register_drill(actions)

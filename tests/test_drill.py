@@ -1,0 +1,151 @@
+"""``litellm-failover chaos drill`` end to end: real fake vLLM processes, a real LiteLLM proxy, the
+openai SDK as client, run through the real CLI entry point (``litellm_failover.cli.main``).
+
+- The plugin profile on two scenarios (SIGKILL of the primary, streams dropped mid-answer) passes:
+  exit 0, zero client errors and broken streams, the standby answering within a second of the
+  kill, the failback ramp in the configured steps, and a report.json that matches the schema.
+- Plain LiteLLM on the mid-stream drop loses streams and the drill says so with exit 1: the
+  drill can fail, it does not just print green.
+- Bad input exits 2 with a message naming the option and the value.
+- The ramp check itself passes a stepped failback and fails a jump, a cut-short ramp and a
+  failback with no steps; the ``health_fail`` fault (panic-mode scenario) fails probes but serves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+
+from litellm_failover.cli import main
+from litellm_failover.drill.load import Outcome
+from litellm_failover.drill.report_schema import validate
+from litellm_failover.drill.timeline import Phases, check_ramp, plain_ramp_ok
+from litellm_failover.providers.fake_vllm import FakeVLLM
+
+SCALE = "0.4"
+
+
+def drill(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    out = tmp_path / "report"
+    code = main(["chaos", "drill", "--out", str(out), "--duration-scale", SCALE, "--no-progress", *args])
+    report = json.loads((out / "report.json").read_text())
+    return code, report
+
+
+@pytest.mark.proxy
+def test_plugin_profile_loses_nothing_on_a_kill_and_on_midstream_drops(tmp_path):
+    code, report = drill(tmp_path, "--scenarios", "sigkill_primary,midstream_drop", "--concurrency", "6")
+    validate(report)
+    assert report["profile"] == "plugin"
+    by_name = {sc["name"]: sc for sc in report["scenarios"]}
+    assert list(by_name) == ["sigkill_primary", "midstream_drop"]
+    for sc in by_name.values():
+        assert sc["failures"] == [] and sc["status"] == "passed", sc["failures"]
+        assert sc["requests"] > 50 and sc["streams"] > 20
+        assert (sc["client_errors"], sc["broken_streams"]) == (0, 0)
+        served = sc["timeline"]["served"]
+        assert sum(served["s1"]) > 0 and sum(served["p1"]) > 0  # failed over, then came back
+    kill = by_name["sigkill_primary"]
+    assert kill["time_to_first_standby_s"] is not None and kill["time_to_first_standby_s"] <= 1.0
+    assert kill["ramp_ok"] is True
+    steps = [e["percent"] for e in kill["events"] if e["type"] == "failback_step"]
+    assert steps == [10.0, 50.0, 100.0]
+    assert by_name["midstream_drop"]["resumed_streams"] > 0
+    assert report["passed"] is True and code == 0
+    assert report["config"]["litellm_settings"]["callbacks"] == ["litellm_failover.proxy_handler"]
+    assert (tmp_path / "report" / "report.html").exists()
+
+
+@pytest.mark.proxy
+def test_plain_litellm_breaks_streams_on_midstream_drops_and_the_drill_fails(tmp_path):
+    args = ("--scenarios", "midstream_drop", "--profile", "plain", "--concurrency", "6")
+    code, report = drill(tmp_path, *args)
+    validate(report)
+    (sc,) = report["scenarios"]
+    assert sc["broken_streams"] > 0 and sc["status"] == "failed"
+    assert any("stream(s) broke" in failure for failure in sc["failures"])
+    assert report["passed"] is False and code == 1
+    assert "failover_settings" not in report["config"]
+    fallbacks = report["config"]["router_settings"]["fallbacks"]
+    assert fallbacks == [{"midstream_drop": ["midstream_drop-fallback"]}]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--scenarios", "sigkill_primary,nope"], "--scenarios: unknown scenario(s) 'nope'; known: sigkill"),
+        (["--profile", "fancy"], "--profile must be one of plugin, plain, got 'fancy'"),
+        (["--duration-scale", "fast"], "--duration-scale must be a number from 0.05 to 20, got 'fast'"),
+        (["--duration-scale", "0"], "--duration-scale must be a number from 0.05 to 20, got 0.0"),
+        (["--concurrency", "0"], "--concurrency must be an integer from 1 to 256, got 0"),
+        (["--concurrency", "2.5"], "--concurrency must be an integer from 1 to 256, got '2.5'"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_option(tmp_path, capsys, args, named):
+    out = tmp_path / "report"
+    assert main(["chaos", "drill", "--out", str(out), "--no-progress", *args]) == 2
+    assert named in capsys.readouterr().err
+    assert not out.exists()
+
+
+async def test_health_fail_fails_the_probes_but_still_serves():
+    """The fault the panic-mode scenario needs: /health and the GPU sidecar fail, generation works."""
+    async with FakeVLLM("n1") as server:
+        server.set_fault("health_fail")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/health") as response:
+                assert response.status == 500
+            async with http.get(f"{server.url}/gpu-status") as response:
+                status = await response.json()
+                assert status["healthy"] is False and "health_fail" in status["reason"]
+        client = openai.AsyncOpenAI(base_url=server.api_base, api_key="none", max_retries=0)
+        question = [{"role": "user", "content": "still there?"}]
+        answer = await client.chat.completions.create(model="fake-model", messages=question)
+        assert answer.choices[0].message.content == server.answer_for(question)
+        await client.close()
+        server.clear_fault()
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/health") as response:
+            assert response.status == 200
+
+
+def _answers(node_at: list[tuple[float, str]]) -> list[Outcome]:
+    return [
+        Outcome(index=i, stream=False, start=t, first_byte=t + 0.1, end=t + 0.1, ok=True, served_by=node,
+                error=None, broken=False, first_byte_by={node: t + 0.1})
+        for i, (t, node) in enumerate(node_at)
+    ]  # fmt: skip
+
+
+def _traffic(start: float, end: float, share_of_p1: float) -> list[tuple[float, str]]:
+    """20 answers a second; every ``1/share``-th one by p1 (deterministic, no sampling noise)."""
+    count = round((end - start) * 20)
+    every = round(1 / share_of_p1) if share_of_p1 else 0
+    return [(start + i / 20, "p1" if every and i % every == 0 else "s1") for i in range(count)]
+
+
+def test_the_ramp_check_passes_a_ramp_and_fails_a_jump():
+    """The same check the drill applies, on answers laid out as a ramp and as a jump."""
+    phases = Phases(fault_at=1.0, restored_at=5.0, end_at=12.0)
+    events = [
+        {"t": t, "type": "failback_step", "percent": p} for t, p in ((6.0, 10.0), (8.0, 50.0), (10.0, 100.0))
+    ]
+    ramp = (
+        _traffic(5.0, 6.0, 0) + _traffic(6.0, 8.0, 0.1) + _traffic(8.0, 10.0, 0.5) + _traffic(10.0, 12.0, 1)
+    )
+    assert check_ramp(_answers(ramp), "p1", phases, events, (10, 50, 100)) == (True, [])
+    jump = _traffic(5.0, 6.0, 0) + _traffic(6.0, 12.0, 1)
+    ok, problems = check_ramp(_answers(jump), "p1", phases, events, (10, 50, 100))
+    assert not ok and "got 100% of" in problems[0] and "while the ramp was at 10%" in problems[0]
+    ok, problems = check_ramp(_answers(jump), "p1", phases, events[:2], (10, 50, 100))
+    assert not ok and "reached only 10%, 50% of 10%, 50%, 100%" in problems[0]
+    aborted = [{"t": 5.5, "type": "failback_step", "percent": 10.0, "step": 1}]
+    aborted += [{**event, "step": n} for n, event in enumerate(events, 1)]
+    assert check_ramp(_answers(ramp), "p1", phases, aborted, (10, 50, 100)) == (True, [])
+    assert plain_ramp_ok(_answers(ramp), "p1", phases) is True  # without events (plain profile)
+    assert plain_ramp_ok(_answers(jump), "p1", phases) is False
+    ok, problems = check_ramp(_answers(jump), "p1", phases, [], (10, 50, 100))
+    assert not ok and "with no failback ramp step recorded" in problems[0]
