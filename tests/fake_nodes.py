@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 from litellm_failover.providers.fake_vllm import FakeVLLM
 from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
@@ -33,3 +34,28 @@ def running(nodes: dict[str, FakeVLLMProcess]) -> Iterator[dict[str, FakeVLLMPro
     finally:
         for node in nodes.values():
             node.stop()
+
+
+def tiered_model_list(
+    nodes: Mapping[str, Any],
+    tiers: Mapping[str, int],
+    *,
+    model: str = "hosted_vllm/fake-model",
+    api_key: str | None = None,
+    probe: bool = True,
+    timeout_s: float = 10,
+) -> list[dict[str, Any]]:
+    """One ``chat`` deployment per node, its id the node's name and its tier ``tiers[name]``:
+    the model list most Router and proxy tests share. ``probe=False`` leaves detection to
+    traffic (``model_info.failover.probe``), as Router tests without a prober want."""
+    deployments = []
+    for name, node in nodes.items():
+        params: dict[str, Any] = {"model": model, "api_base": node.api_base}
+        if api_key is not None:
+            params["api_key"] = api_key
+        params.update(order=tiers[name], timeout=timeout_s, stream_timeout=timeout_s)
+        info: dict[str, Any] = {"id": name}
+        if not probe:
+            info["failover"] = {"probe": False}
+        deployments.append({"model_name": "chat", "litellm_params": params, "model_info": info})
+    return deployments

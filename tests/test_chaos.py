@@ -23,7 +23,7 @@ from typing import Any
 import litellm
 import pytest
 from control_support import run_cli
-from fake_nodes import serving
+from fake_nodes import serving, tiered_model_list
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
 
@@ -60,21 +60,7 @@ async def servers() -> AsyncIterator[dict[str, FakeVLLM]]:
 
 
 def model_list(servers: dict[str, FakeVLLM]) -> list[dict[str, Any]]:
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": "hosted_vllm/fake-model",
-                "api_base": server.api_base,
-                "api_key": "fake",
-                "order": TIERS[name],
-                "timeout": 10,
-                "stream_timeout": 10,
-            },
-            "model_info": {"id": name, "failover": {"probe": False}},
-        }
-        for name, server in servers.items()
-    ]
+    return tiered_model_list(servers, TIERS, api_key="fake", probe=False)
 
 
 @pytest.fixture

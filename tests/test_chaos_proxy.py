@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 from control_support import run_cli
-from fake_nodes import running
+from fake_nodes import running, tiered_model_list
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
 
@@ -32,20 +32,7 @@ TIERS = {"p1": 1, "p2": 2}
 
 def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str) -> dict[str, Any]:
     return {
-        "model_list": [
-            {
-                "model_name": "chat",
-                "litellm_params": {
-                    "model": "hosted_vllm/fake-model",
-                    "api_base": node.api_base,
-                    "order": TIERS[name],
-                    "timeout": 10,
-                    "stream_timeout": 10,
-                },
-                "model_info": {"id": name},
-            }
-            for name, node in nodes.items()
-        ],
+        "model_list": tiered_model_list(nodes, TIERS),
         "litellm_settings": {"callbacks": ["litellm_failover.proxy_handler"]},
         "router_settings": {"num_retries": 2, "retry_after": 0},
         "failover_settings": {

@@ -11,7 +11,7 @@ import statistics
 
 import litellm
 import pytest
-from fake_nodes import serving
+from fake_nodes import serving, tiered_model_list
 from streams_support import QUESTION, AtWords, ClosingVLLM, Frozen, prefix, read_stream
 from waiting import wait_until
 
@@ -28,21 +28,7 @@ TIERS = {"p1": 1, "p2": 2, "s1": 3}
 
 
 def model_list(servers: dict[str, object], *, model: str = "hosted_vllm/fake-model") -> list[dict]:
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": model,
-                "api_base": server.api_base,
-                "api_key": "fake",
-                "order": TIERS[name],
-                "timeout": 10,
-                "stream_timeout": 10,
-            },
-            "model_info": {"id": name, "failover": {"probe": False}},
-        }
-        for name, server in servers.items()
-    ]
+    return tiered_model_list(servers, TIERS, model=model, api_key="fake", probe=False)
 
 
 @pytest.fixture
