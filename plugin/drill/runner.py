@@ -27,6 +27,7 @@ from litellm_failover.drill.load import TOKENS_PER_S, WORDS, Outcome, client_for
 from litellm_failover.drill.profiles import (
     PROFILES,
     RAMP_STEPS,
+    STEP_INTERVAL_S,
     build_config,
     database_url,
     deployment_id,
@@ -36,7 +37,7 @@ from litellm_failover.drill.profiles import (
 from litellm_failover.drill.progress import Progress
 from litellm_failover.drill.report_schema import SCHEMA
 from litellm_failover.drill.scenarios import SCENARIO_NAMES, SCENARIOS, Scenario, ScenarioContext
-from litellm_failover.drill.timeline import Phases, analyse, event_row, share_in
+from litellm_failover.drill.timeline import Phases, analyse, event_row, first_answer_by, share_in
 from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
 from litellm_failover.proxy_process import ProxyProcess
 
@@ -273,14 +274,23 @@ async def _run_scenario(
         progress.phase("recovery")
         await scenario.restore(ctx)
         restored_at = elapsed()
+        ramp_judged = scenario.check_ramp and options.profile == "plugin"
         full_share = 1.0 / len(scenario.primary_nodes()) if restored in scenario.primary_nodes() else 1.0
         recovery_min = restored_at + RECOVERY_MIN_S * scale
         recovery_max = restored_at + RECOVERY_MAX_S * scale
+        # With a ramp to judge, a full share is not enough to stop: a short window at 50 % can
+        # look like 100 % by chance. The ramp cannot end before its steps have run from the
+        # node's first answer back, so recovery waits at least that long.
+        ramp_span = (len(RAMP_STEPS) - 1) * STEP_INTERVAL_S * scale if ramp_judged else 0.0
         while elapsed() < recovery_max and not load.done():
             now = elapsed()
             if now >= recovery_min:
                 if not scenario.failback:
                     break
+                back = first_answer_by(run.outcomes, restored, restored_at, sent_after=True)
+                if back is None or now < restored_at + back + ramp_span:
+                    await asyncio.sleep(POLL_S)
+                    continue
                 share, n = share_in(run.outcomes, restored, now - RECOVERED_WINDOW_S, now)
                 if share is not None and n >= 3 and share >= RECOVERED_FRACTION * full_share:
                     break
