@@ -394,7 +394,7 @@ class ControlPlane:
     # -- background -----------------------------------------------------------------------
 
     async def _every(self, interval_s: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        while True:
+        while self._running:  # ``stop`` also cancels: this ends a round whose cancel was lost
             await asyncio.sleep(interval_s)
             try:
                 await action()
@@ -429,7 +429,10 @@ class ControlPlane:
         (throttled) and return None, so the caller tries again next round. None results come
         back as True, so None always means "failed"."""
         try:
-            result = await asyncio.wait_for(work, limit_s)
+            # Not ``wait_for``: on Python 3.11 it can swallow a cancellation that arrives just as
+            # the call completes, and ``stop`` would then wait forever for a loop that went on.
+            async with asyncio.timeout(limit_s):
+                result = await work
         except Exception as exc:
             if what == "database":
                 error = describe_error(exc)
