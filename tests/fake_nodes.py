@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -59,3 +59,22 @@ def tiered_model_list(
             info["failover"] = {"probe": False}
         deployments.append({"model_name": "chat", "litellm_params": params, "model_info": info})
     return deployments
+
+
+async def wait_all_healthy(database_url: str, ids: Iterable[str], *, within_s: float = 15) -> None:
+    """Wait until a proxy's plugin has stored every deployment in ``ids`` as healthy: its probes
+    have run and its writer has flushed, so a test starts from a settled routing table."""
+    from waiting import wait_until
+
+    from litellm_failover.store.queries import list_deployment_states
+
+    wanted = dict.fromkeys(ids, "healthy")
+
+    async def all_healthy() -> bool:
+        try:
+            rows = await list_deployment_states(database_url)
+        except Exception:
+            return False  # the table appears with the plugin's first flush
+        return {row["deployment_id"]: row["state"] for row in rows} == wanted
+
+    await wait_until(all_healthy, timeout=within_s, what=f"{', '.join(wanted)} healthy")

@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 from control_support import run_cli
-from fake_nodes import running, tiered_model_list
+from fake_nodes import running, tiered_model_list, wait_all_healthy
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
 
@@ -23,7 +23,7 @@ from litellm_failover.loadgen import openai_sender
 from litellm_failover.providers.fake_text import DEFAULT_WORDS, expected_answer
 from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
 from litellm_failover.proxy_process import ProxyProcess
-from litellm_failover.store.queries import list_deployment_states, list_events
+from litellm_failover.store.queries import list_events
 
 pytestmark = pytest.mark.proxy
 
@@ -70,14 +70,7 @@ def proxy(nodes, tmp_path_factory):
 
 @pytest.fixture
 async def client(proxy):
-    async def all_healthy() -> bool:
-        try:
-            rows = await list_deployment_states(proxy.database_url)
-        except Exception:
-            return False  # the table appears with the plugin's first flush
-        return {row["deployment_id"]: row["state"] for row in rows} == dict.fromkeys(TIERS, "healthy")
-
-    await wait_until(all_healthy, timeout=15, what="p1 and p2 healthy")
+    await wait_all_healthy(proxy.database_url, TIERS)
     sdk = openai.AsyncOpenAI(base_url=proxy.url, api_key=proxy.master_key, max_retries=0, timeout=30)
     yield sdk
     await sdk.close()
