@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from litellm_failover.providers.fake_vllm import FakeVLLM
 from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.proxy_process import ProxyProcess
 
 
 @asynccontextmanager
@@ -78,3 +80,13 @@ async def wait_all_healthy(database_url: str, ids: Iterable[str], *, within_s: f
         return {row["deployment_id"]: row["state"] for row in rows} == wanted
 
     await wait_until(all_healthy, timeout=within_s, what=f"{', '.join(wanted)} healthy")
+
+
+@contextmanager
+def proxy_running(config: dict[str, Any], workdir: Path, database_url: str) -> Iterator[ProxyProcess]:
+    """A real ``litellm --config`` proxy for a test, stopped afterwards whatever happened; its
+    ``database_url`` (the plugin's store) rides along for the test to read events back."""
+    process = ProxyProcess(config, workdir)
+    process.database_url = database_url  # type: ignore[attr-defined]
+    with process:
+        yield process

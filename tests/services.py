@@ -109,6 +109,19 @@ def redis_base_url() -> str:
 
 
 @pytest.fixture
+async def channel(redis_base_url: str) -> AsyncIterator[str]:
+    """A fleet channel (and Redis key prefix) of this test's own: its fleet state and control
+    keys are deleted afterwards."""
+    from litellm_failover.control import redis_channel
+    from litellm_failover.fleet.sync import clear_state
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield name
+    await clear_state(redis_base_url, name)
+    await redis_channel.clear_control(redis_base_url, name)
+
+
+@pytest.fixture
 def postgres_schema_url() -> Iterator[str]:
     """A URL whose connections work in a fresh schema of their own, dropped after the test."""
     base = require_postgres()

@@ -14,7 +14,6 @@ import json
 import math
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -30,9 +29,8 @@ from waiting import wait_until
 from litellm_failover import attach
 from litellm_failover.chaos import parse_fault_args
 from litellm_failover.chaos.faults import FaultInputError
-from litellm_failover.control import CommandError, build_command, redis_channel
+from litellm_failover.control import CommandError, build_command
 from litellm_failover.control.db_channel import fetch_commands
-from litellm_failover.fleet.sync import clear_state
 from litellm_failover.loadgen import RequestResult, router_sender
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.providers.fake_text import DEFAULT_WORDS, expected_answer
@@ -399,14 +397,6 @@ async def test_chaos_commands_are_refused_by_a_replica_that_has_chaos_off(
     assert "refused  chaos is disabled: set failover_settings.chaos.enabled: true" in out.out
     assert await run_cli("chaos", "clear", "p1", "--url", url) == 1
     assert active(plugin) == [] and events(plugin, "chaos_injected") == []
-
-
-@pytest.fixture
-async def channel(redis_base_url: str) -> AsyncIterator[str]:
-    name = f"test_chaos_{uuid.uuid4().hex[:12]}"
-    yield name
-    await clear_state(redis_base_url, name)
-    await redis_channel.clear_control(redis_base_url, name)
 
 
 @pytest.mark.redis

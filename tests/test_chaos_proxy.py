@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 from control_support import run_cli
-from fake_nodes import running, tiered_model_list, wait_all_healthy
+from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
 
@@ -61,11 +61,8 @@ def nodes():
 def proxy(nodes, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("chaos-proxy")
     database_url = f"sqlite+aiosqlite:///{workdir}/events.db"
-    process = ProxyProcess(proxy_config(nodes, database_url), workdir)
-    process.database_url = database_url
-    process.start()
-    yield process
-    process.stop()
+    with proxy_running(proxy_config(nodes, database_url), workdir, database_url) as process:
+        yield process
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,8 +21,7 @@ from fake_nodes import serving
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.control import ControlPlane, redis_channel
-from litellm_failover.fleet.sync import clear_state
+from litellm_failover.control import ControlPlane
 from litellm_failover.loadgen import RequestResult, messages_for, router_sender
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.providers.fake_vllm import FakeVLLM
@@ -181,14 +179,6 @@ async def test_cli_commands_steer_one_proxy_through_the_database(
     assert [e["details"]["outcome"] for e in commands][:3] == ["applied", "applied", "refused"]
     drains = await list_events(url, event_type="drain_started")
     assert [e["deployment_id"] for e in drains][:2] == ["p2", "p1"]
-
-
-@pytest.fixture
-async def channel(redis_base_url: str) -> AsyncIterator[str]:
-    name = f"test_control_e2e_{uuid.uuid4().hex[:12]}"
-    yield name
-    await clear_state(redis_base_url, name)
-    await redis_channel.clear_control(redis_base_url, name)
 
 
 @pytest.mark.redis

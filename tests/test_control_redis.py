@@ -8,7 +8,6 @@ channel of this test's own (its keys deleted afterwards). The CLI is the real en
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,6 @@ from litellm_failover.control import ControlPlane, redis_channel
 from litellm_failover.control.commands import Command
 from litellm_failover.control.plane import RESTORE_SOURCE
 from litellm_failover.fleet import Fleet, fleet_for
-from litellm_failover.fleet.sync import clear_state
 
 pytestmark = pytest.mark.redis
 pytest_plugins = ["services"]
@@ -32,14 +30,6 @@ pytest_plugins = ["services"]
 @pytest.fixture(autouse=True)
 def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
-
-
-@pytest.fixture
-async def channel(redis_base_url: str) -> AsyncIterator[str]:
-    name = f"test_control_{uuid.uuid4().hex[:12]}"
-    yield name
-    await clear_state(redis_base_url, name)
-    await redis_channel.clear_control(redis_base_url, name)
 
 
 Replica = tuple[ControlPlane, RecordingTarget, Fleet]

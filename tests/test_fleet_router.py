@@ -16,7 +16,6 @@ import asyncio
 import copy
 import json
 import time
-import uuid
 
 import litellm
 import pytest
@@ -27,7 +26,6 @@ from waiting import free_port, wait_until
 
 from litellm_failover import attach
 from litellm_failover.fleet.messages import SCHEMA_VERSION
-from litellm_failover.fleet.sync import clear_state
 from litellm_failover.loadgen import router_sender
 from litellm_failover.outlier import Outcome
 from litellm_failover.providers.fake_vllm import FakeVLLM
@@ -40,14 +38,6 @@ servers = test_router_failover.servers  # in-process fake vLLM servers p1, p2, s
 FAST = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 SLOW = {"interval_s": 30.0}
 ORDER = {"p1": 1, "p2": 1, "s1": 2}
-
-
-@pytest.fixture
-async def channel(redis_base_url):
-    """A channel (and key prefix) of this test's own; its state keys are deleted afterwards."""
-    name = f"test_fleet_{uuid.uuid4().hex[:12]}"
-    yield name
-    await clear_state(redis_base_url, name)
 
 
 def model_list(servers: dict[str, FakeVLLM], names: tuple[str, ...]) -> list[dict]:

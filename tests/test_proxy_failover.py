@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 import pytest
-from fake_nodes import running
+from fake_nodes import proxy_running, running
 from openai import AsyncOpenAI
 from waiting import wait_until
 
@@ -66,11 +66,8 @@ def nodes():
 @pytest.fixture
 def proxy(nodes, tmp_path):
     database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
-    process = ProxyProcess(proxy_config(nodes, database_url), tmp_path)
-    process.database_url = database_url
-    process.start()
-    yield process
-    process.stop()
+    with proxy_running(proxy_config(nodes, database_url), tmp_path, database_url) as process:
+        yield process
 
 
 def client_for(proxy: ProxyProcess) -> AsyncOpenAI:

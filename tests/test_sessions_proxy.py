@@ -14,7 +14,7 @@ import hashlib
 import openai
 import pytest
 from chat_sessions import Conversation
-from fake_nodes import running
+from fake_nodes import proxy_running, running
 from openai import AsyncOpenAI
 from test_proxy_failover import proxy_config
 from waiting import wait_until
@@ -38,9 +38,8 @@ def nodes():
 
 @pytest.fixture
 def proxy(nodes, tmp_path, store_url):
-    database_url = store_url
-    with ProxyProcess(proxy_config(nodes, database_url, in_tier="round-robin"), tmp_path) as process:
-        process.database_url = database_url
+    config = proxy_config(nodes, store_url, in_tier="round-robin")
+    with proxy_running(config, tmp_path, store_url) as process:
         yield process
 
 
