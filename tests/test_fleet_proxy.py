@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-import test_fleet_router
 import test_proxy_failover
 from openai import AsyncOpenAI
 from waiting import wait_until
@@ -25,9 +24,9 @@ from litellm_failover.store.queries import list_deployment_states, list_events
 pytestmark = [pytest.mark.proxy, pytest.mark.redis]
 pytest_plugins = ["services"]
 
-# Shared fixtures: fake vLLM processes p1, p2 (primary) and s1 (standby), and a channel per test.
+# Shared fixtures: fake vLLM processes p1, p2 (primary) and s1 (standby); the channel per test
+# comes from services.
 nodes = test_proxy_failover.nodes
-channel = test_fleet_router.channel
 proxy_config = test_proxy_failover.proxy_config
 
 
