@@ -52,6 +52,9 @@ class Prober:
         self._schedules: list[_Schedule] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.rounds = 0
+        # Told every report as it arrives, with the deployments it was for (the metrics'
+        # probe latency histogram); like the core's listeners, one that raises is logged.
+        self.report_listeners: list[Callable[[tuple[str, ...], ProbeReport], None]] = []
 
     @property
     def deployment_ids(self) -> list[str]:
@@ -121,6 +124,11 @@ class Prober:
                 self._core.apply_probe(deployment_id, report)
             except Exception:
                 logger.exception("applying the probe report of %s failed", deployment_id)
+        for listener in self.report_listeners:
+            try:
+                listener(deployment_ids, report)
+            except Exception:
+                logger.exception("probe report listener failed")
         return report
 
     async def _run(self, deployment_ids: tuple[str, ...], probe: ProbeFn) -> ProbeReport:

@@ -35,7 +35,16 @@ async def scrape(url: str, headers: Mapping[str, str] | None = None) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    """The sample with exactly these labels. A deployment's series also carry ``model_id``, always
+    equal to ``deployment`` (LiteLLM's join label): given ``deployment``, it is expected too."""
+    return samples.get((name, frozenset(with_model_id(labels).items())))
+
+
+def with_model_id(labels: Mapping[str, str]) -> dict[str, str]:
+    labels = dict(labels)
+    if "deployment" in labels:
+        labels.setdefault("model_id", labels["deployment"])
+    return labels
 
 
 def state_of(samples: Samples, group: str, deployment: str) -> str | None:
@@ -46,6 +55,7 @@ def state_of(samples: Samples, group: str, deployment: str) -> str | None:
         if name == "litellm_failover_deployment_state"
         and dict(labels).get("model_group") == group
         and dict(labels).get("deployment") == deployment
+        and dict(labels).get("model_id") == deployment
         and v == 1.0
     ]
     assert len(on) <= 1, f"{deployment} is in several states at once: {on}"

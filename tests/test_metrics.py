@@ -93,13 +93,10 @@ async def test_own_port_follows_a_deployment_out_and_back(servers, make_plugin):
 
             async def probed_healthy() -> bool:
                 s = await page()
-                return (
-                    state_of(s, "chat", "p1") == "healthy"
-                    and value(
-                        s, "litellm_failover_probe_latency_seconds", model_group="chat", deployment="p1"
-                    )
-                    is not None
+                probes = value(
+                    s, "litellm_failover_probe_latency_seconds_count", model_group="chat", deployment="p1"
                 )
+                return state_of(s, "chat", "p1") == "healthy" and bool(probes)
 
             await wait_until(probed_healthy, timeout=10, what="p1 probed and healthy on the page")
             s = await page()
@@ -186,7 +183,7 @@ async def test_failovers_are_counted_by_a_bounded_reason(make_plugin):
         if name == "litellm_failover_failovers_total"
     }
     assert counted == {"traffic": 1, "request": 1, "drain": 1, "other": 1, "refresh": 1}
-    assert value(s, "litellm_failover_deployment_ejection_count", model_group="chat", deployment="p1") == 1
+    assert value(s, "litellm_failover_deployment_ejections", model_group="chat", deployment="p1") == 1
 
     metrics.uninstall()
     assert metrics.counters not in core.listeners

@@ -1,15 +1,18 @@
 """``PluginCollector``: a prometheus_client custom collector that reads the plugin at scrape time.
 
 Nothing on the request path updates a metric: a scrape reads the health records, the current
-routing tables (immutable snapshots), the writer's counters and whatever optional providers the
-plugin has, and builds the families then. A pick costs the same with metrics on or off.
+routing tables (immutable snapshots), the writer's counters, the event counters and probe latency
+histogram (kept off the request path, see ``counters`` and ``probe_latency``) and whatever optional
+providers the plugin has, and builds the families then. A pick costs the same with metrics on or
+off. Every family is built from its entry in ``catalog``, which lists them all.
 
 Scrapes may run in another thread than the plugin's event loop (LiteLLM's /metrics renders in a
 worker thread, and so does the plugin's own port), so the collector only reads: attributes that
-are replaced whole (a record's ``state``, ``checks`` and ``last_probe_latency_s``, a group's
-table) and the immutable tables themselves. It calls nothing that prunes or mutates (no
-``effective_weight``, which expires the error window): weights come from the table, which was
-built on the loop. An optional provider that fails is skipped for that scrape and logged.
+are replaced whole (a record's ``state`` and ``checks``, a group's table), the immutable tables
+themselves, and copies the counters and the histogram take under their own locks. It calls
+nothing that prunes or mutates (no ``effective_weight``, which expires the error window): weights
+come from the table, which was built on the loop. An optional provider that fails is skipped for
+that scrape and logged.
 
 Optional providers, read with ``getattr`` so metrics of features built later appear once they
 exist (see ``MetricsSource``):
@@ -20,25 +23,29 @@ exist (see ``MetricsSource``):
   start multiplier (1.0 when absent);
 - ``draining() -> Collection[deployment_id]`` or a table's ``draining`` collection;
 - ``fleet.status()`` with ``connected``, ``published``, ``applied``, ``ignored``;
+- ``alerter.stats()`` with ``sent`` and ``failed``;
 - ``prober.rounds``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
+from litellm_failover import __version__
 from litellm_failover.health import HealthState
+from litellm_failover.metrics import catalog
 from litellm_failover.metrics.counters import EventCounters
-from litellm_failover.metrics.families import PREFIX, Family, Kind, Merge
+from litellm_failover.metrics.families import Family
+from litellm_failover.metrics.probe_latency import ProbeLatency
 
 logger = logging.getLogger("litellm_failover")
 
-DEPLOYMENT = ("model_group", "deployment")
-GROUP = ("model_group",)
 STATES = tuple(state.value for state in HealthState)
 
 # writer.stats() key -> the ``kind`` label of the writer's row counters.
@@ -60,9 +67,15 @@ class MetricsSource(Protocol):
 
 
 class PluginCollector:
-    def __init__(self, source: MetricsSource, counters: EventCounters | None = None) -> None:
+    def __init__(
+        self,
+        source: MetricsSource,
+        counters: EventCounters | None = None,
+        probe_latency: ProbeLatency | None = None,
+    ) -> None:
         self.source = source
         self.counters = counters or EventCounters()
+        self.probe_latency = probe_latency or ProbeLatency()
         self._warned: set[str] = set()
 
     # -- prometheus_client's collector protocol -------------------------------------------
@@ -85,47 +98,33 @@ class PluginCollector:
         for section in (
             self._deployment_families,
             self._group_families,
+            self._event_families,
             self._writer_families,
+            self._alert_families,
             self._fleet_families,
             self._prober_families,
+            self._build_families,
         ):
             families += self._call(section.__name__.strip("_"), section) or []
         return families
 
     def _deployment_families(self) -> list[Family]:
-        state = _gauge(
-            "deployment_state",
-            "1 for the deployment's current health state, 0 for the others.",
-            (*DEPLOYMENT, "state"),
-        )
-        weight = _gauge(
-            "deployment_effective_weight",
-            "Effective weight in the current routing table (0: not routed).",
-            DEPLOYMENT,
-        )
-        serving = _gauge(
-            "deployment_serving", "1 if the deployment is in its group's active tier.", DEPLOYMENT
-        )
-        tier = _gauge("deployment_tier", "The deployment's tier (litellm_params.order).", DEPLOYMENT)
-        ramp = _gauge("deployment_ramp_factor", "Slow-start traffic factor (1.0: full share).", DEPLOYMENT)
-        in_flight = _gauge("deployment_in_flight_requests", "Requests and streams in flight.", DEPLOYMENT)
-        draining = _gauge("deployment_draining", "1 while the deployment is draining.", DEPLOYMENT)
-        latency = _gauge(
-            "probe_latency_seconds", "Latency of the deployment's last active probe.", DEPLOYMENT
-        )
-        checks = _gauge(
-            "probe_check_ok", "1 if the check passed in the last probe round.", (*DEPLOYMENT, "check")
-        )
-        ejections = _gauge(
-            "deployment_ejection_count",
-            "Ejections counted for flap damping (decays after a healthy period).",
-            DEPLOYMENT,
-        )
+        state = Family(catalog.DEPLOYMENT_STATE)
+        weight = Family(catalog.DEPLOYMENT_EFFECTIVE_WEIGHT)
+        serving = Family(catalog.DEPLOYMENT_SERVING)
+        tier = Family(catalog.DEPLOYMENT_TIER)
+        ramp = Family(catalog.DEPLOYMENT_RAMP_FACTOR)
+        in_flight = Family(catalog.DEPLOYMENT_IN_FLIGHT_REQUESTS)
+        draining = Family(catalog.DEPLOYMENT_DRAINING)
+        latency = Family(catalog.PROBE_LATENCY_SECONDS)
+        checks = Family(catalog.PROBE_CHECK_OK)
+        ejections = Family(catalog.DEPLOYMENT_EJECTIONS)
 
         core = self.source.core
         in_flight_of = self._provided("in_flight_counts")
         ramp_of = self._provided("ramp_factors")
         drain_set = _ids(self._provided("draining"))
+        probed = self.probe_latency.snapshot()
         for group, ids in list(core.groups.items()):
             table = core.tables.get(group)
             weights: Mapping[str, float] = getattr(table, "weights", None) or {}
@@ -134,7 +133,7 @@ class PluginCollector:
             drained = drain_set if drain_set is not None else _ids(getattr(table, "draining", None))
             for deployment_id in ids:
                 record = core.health[deployment_id]
-                labels = (group, deployment_id)
+                labels = (group, deployment_id, deployment_id)  # model_id: LiteLLM's name for it
                 current = record.state.value
                 for name in STATES if current in STATES else (*STATES, current):
                     state.add(1.0 if name == current else 0.0, *labels, name)
@@ -149,54 +148,43 @@ class PluginCollector:
                     in_flight.add(in_flight_of.get(deployment_id, 0), *labels)
                 if drained is not None:
                     draining.add(1.0 if deployment_id in drained else 0.0, *labels)
-                if record.last_probe_latency_s is not None:
-                    latency.add(record.last_probe_latency_s, *labels)
+                if deployment_id in probed:
+                    latency.add_buckets(probed[deployment_id], *labels)
+                elif record.probed:
+                    latency.add_buckets(self.probe_latency.empty(), *labels)
                 for check in list(record.checks.values()):
                     checks.add(1.0 if check.ok else 0.0, *labels, check.name)
                 ejections.add(record.outlier.ejection_count, *labels)
         return [state, weight, serving, tier, ramp, in_flight, draining, latency, checks, ejections]
 
     def _group_families(self) -> list[Family]:
-        panic = _gauge("group_panic", "1 while the group routes to every member (panic mode).", GROUP)
-        active = _gauge("group_active_tier", "The tier the group serves from right now.", GROUP)
-        failovers = _counter(
-            "failovers",
-            "Failovers: changes of a group's serving deployments (reason: what caused them) and "
-            "requests served by other than their first pick (reason=request).",
-            (*GROUP, "reason"),
-        )
-        changes = _counter(
-            "state_changes", "Health state transitions, by the state entered.", (*DEPLOYMENT, "state")
-        )
+        panic = Family(catalog.GROUP_PANIC)
+        active = Family(catalog.GROUP_ACTIVE_TIER)
         for group, table in list(self.source.core.tables.items()):
             panic.add(1.0 if table.panic else 0.0, group)
             if table.active_tier is not None:
                 active.add(table.active_tier, group)
-        failover_counts, change_counts = self.counters.snapshot()
-        for (group, reason), count in failover_counts.items():
-            failovers.add(count, group, reason)
-        for (group, deployment, state), count in change_counts.items():
-            changes.add(count, group, deployment, state)
-        return [panic, active, failovers, changes]
+        return [panic, active]
+
+    def _event_families(self) -> list[Family]:
+        """The counters of ``EventCounters``: failovers, state changes, streams, drains."""
+        families = []
+        for spec, counts in self.counters.snapshot().items():
+            family = Family(spec)
+            for label_values, count in counts.items():
+                family.add(count, *label_values)
+            families.append(family)
+        return families
 
     def _writer_families(self) -> list[Family]:
         stats = self._call("writer.stats", lambda: self.source.writer.stats())
         if not stats:
             return []
-        depth = _gauge("writer_queue_depth", "Rows waiting for the database (all kinds).", merge=Merge.SUM)
-        written = _counter("writer_written_rows", "Rows written, by kind.", ("kind",), merge=Merge.SUM)
-        dropped = _counter(
-            "writer_dropped_rows",
-            "Rows dropped because the buffer was full or the writer stopped, by kind.",
-            ("kind",),
-            merge=Merge.SUM,
-        )
-        rejected = _counter(
-            "writer_rejected_rows", "Rows the database refused (dropped after a retry).", merge=Merge.SUM
-        )
-        connected = _gauge(
-            "writer_connected", "1 while the store writer reaches its database.", merge=Merge.MIN
-        )
+        depth = Family(catalog.WRITER_QUEUE_DEPTH)
+        written = Family(catalog.WRITER_WRITTEN_ROWS)
+        dropped = Family(catalog.WRITER_DROPPED_ROWS)
+        rejected = Family(catalog.WRITER_REJECTED_ROWS)
+        connected = Family(catalog.WRITER_CONNECTED)
         depth.add(stats.get("queued", 0))
         for key, kind in _WRITTEN.items():
             if key in stats:
@@ -209,6 +197,16 @@ class PluginCollector:
         connected.add(1.0 if stats.get("connected") else 0.0)
         return [depth, written, dropped, rejected, connected]
 
+    def _alert_families(self) -> list[Family]:
+        alerter = getattr(self.source, "alerter", None)
+        stats = self._call("alerter.stats", alerter.stats) if alerter is not None else None
+        if not stats:
+            return []
+        sent, failed = Family(catalog.ALERTS_SENT), Family(catalog.ALERTS_FAILED)
+        sent.add(stats.get("sent", 0))
+        failed.add(stats.get("failed", 0))
+        return [sent, failed]
+
     def _fleet_families(self) -> list[Family]:
         fleet = getattr(self.source, "fleet", None)
         if fleet is None:
@@ -216,14 +214,9 @@ class PluginCollector:
         status = self._call("fleet.status", fleet.status)
         if not status:
             return []
-        connected = _gauge("fleet_connected", "1 while this replica reaches Redis.", merge=Merge.MIN)
+        connected = Family(catalog.FLEET_CONNECTED)
         connected.add(1.0 if status.get("connected") else 0.0)
-        messages = _counter(
-            "fleet_messages",
-            "Fleet messages published by this replica, applied from others, or ignored.",
-            ("direction",),
-            merge=Merge.SUM,
-        )
+        messages = Family(catalog.FLEET_MESSAGES)
         for key in ("published", "applied", "ignored"):
             if isinstance(status.get(key), int | float):
                 messages.add(status[key], key)
@@ -233,9 +226,14 @@ class PluginCollector:
         rounds = getattr(getattr(self.source, "prober", None), "rounds", None)
         if rounds is None:
             return []
-        family = _counter("probe_rounds", "Active probe rounds completed.", merge=Merge.SUM)
+        family = Family(catalog.PROBE_ROUNDS)
         family.add(rounds)
         return [family]
+
+    def _build_families(self) -> list[Family]:
+        build = Family(catalog.BUILD_INFO)
+        build.add(1.0, *build_versions())
+        return [build]
 
     # -- optional providers ---------------------------------------------------------------
 
@@ -258,12 +256,18 @@ class PluginCollector:
             return None
 
 
-def _gauge(name: str, help: str, labels: tuple[str, ...] = (), *, merge: Merge = Merge.FIRST) -> Family:
-    return Family(PREFIX + name, Kind.GAUGE, help, labels, merge)
+@functools.cache
+def build_versions() -> tuple[str, str]:
+    """The ``version`` and ``litellm_version`` labels of ``build_info``: the installed
+    distributions' versions, read once (they can't change while the process runs)."""
+    return __version__, _distribution_version("litellm")
 
 
-def _counter(name: str, help: str, labels: tuple[str, ...] = (), *, merge: Merge = Merge.FIRST) -> Family:
-    return Family(PREFIX + name, Kind.COUNTER, help, labels, merge)
+def _distribution_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _mapping(value: Any) -> Mapping[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Counters that only events can give: failovers by reason, state changes by target state.
+"""Counters that only events can give: failovers by reason, state changes by target state,
+streams resumed and broken, drains started and completed.
 
 Everything else the metrics show is read from the plugin's state at scrape time; a count of
 failovers is not in any state, so ``EventCounters`` listens to the core's events
@@ -14,6 +15,15 @@ from collections import Counter
 from typing import Any
 
 from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.metrics.catalog import (
+    DRAINS_COMPLETED,
+    DRAINS_STARTED,
+    FAILOVERS,
+    STATE_CHANGES,
+    STREAMS_BROKEN,
+    STREAMS_RESUMED,
+    MetricSpec,
+)
 
 # The bounded set of reason labels. A transition's ``source`` (health.Transition) names what moved
 # a deployment; switching features name theirs in a failover event's ``details["source"]``.
@@ -25,12 +35,17 @@ REQUEST = "request"  # a request served by other than its first pick (request_fa
 REFRESH = "refresh"  # the serving set changed on a table rebuild no transition caused
 OTHER = "other"
 
+# Events counted by group alone, and by deployment (labels: model_group, deployment, model_id).
+_BY_GROUP = {EventType.STREAM_RESUMED: STREAMS_RESUMED, EventType.STREAM_BROKEN: STREAMS_BROKEN}
+_BY_DEPLOYMENT = {EventType.DRAIN_STARTED: DRAINS_STARTED, EventType.DRAIN_COMPLETED: DRAINS_COMPLETED}
+COUNTED = (FAILOVERS, STATE_CHANGES, *_BY_GROUP.values(), *_BY_DEPLOYMENT.values())
+
 
 class EventCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._failovers: Counter[tuple[str, str]] = Counter()  # (group, reason)
-        self._state_changes: Counter[tuple[str, str, str]] = Counter()  # (group, deployment, to_state)
+        # catalogue entry -> label values (in the entry's label order) -> count
+        self._counts: dict[MetricSpec, Counter[tuple[str, ...]]] = {spec: Counter() for spec in COUNTED}
         # The last transition per group: ``FailoverCore`` emits a transition's state_change event
         # and then, from the same call, the failover event it caused; this pairs the two.
         self._cause: dict[str, tuple[str | None, str]] = {}
@@ -38,19 +53,27 @@ class EventCounters:
     def __call__(self, event: FailoverEvent) -> None:
         """The ``FailoverCore.listeners`` entry: cheap, and never raises into the core."""
         kind = event.event_type
+        group = event.model_group
+        deployment = event.deployment_id or ""
         if kind == EventType.STATE_CHANGE:
             source = str(event.details.get("source", ""))
             to_state = str(event.details.get("to_state", "")) or OTHER
             with self._lock:
-                self._cause[event.model_group] = (event.deployment_id, source)
-                self._state_changes[(event.model_group, event.deployment_id or "", to_state)] += 1
+                self._cause[group] = (event.deployment_id, source)
+                self._counts[STATE_CHANGES][(group, deployment, deployment, to_state)] += 1
         elif kind == EventType.FAILOVER:
             reason = self._failover_reason(event)
-            with self._lock:
-                self._failovers[(event.model_group, reason)] += 1
+            self._count(FAILOVERS, group, reason)
         elif kind == EventType.REQUEST_FAILOVER:
-            with self._lock:
-                self._failovers[(event.model_group, REQUEST)] += 1
+            self._count(FAILOVERS, group, REQUEST)
+        elif kind in _BY_GROUP:
+            self._count(_BY_GROUP[kind], group)
+        elif kind in _BY_DEPLOYMENT:
+            self._count(_BY_DEPLOYMENT[kind], group, deployment, deployment)
+
+    def _count(self, spec: MetricSpec, *label_values: str) -> None:
+        with self._lock:
+            self._counts[spec][label_values] += 1
 
     def _failover_reason(self, event: FailoverEvent) -> str:
         declared = event.details.get("source")
@@ -58,12 +81,14 @@ class EventCounters:
             return _bounded(declared)
         if event.deployment_id is None:
             return REFRESH
-        deployment, source = self._cause.get(event.model_group, (None, ""))
+        with self._lock:
+            deployment, source = self._cause.get(event.model_group, (None, ""))
         return _bounded(source) if deployment == event.deployment_id else OTHER
 
-    def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str, str], int]]:
+    def snapshot(self) -> dict[MetricSpec, dict[tuple[str, ...], int]]:
+        """A copy of every count, for a scrape in another thread."""
         with self._lock:
-            return dict(self._failovers), dict(self._state_changes)
+            return {spec: dict(counts) for spec, counts in self._counts.items()}
 
 
 def _bounded(source: Any) -> str:

@@ -11,8 +11,9 @@
   holds this plugin's collector only (two plugins in one process need two ports).
 - In the proxy with neither: ``start`` logs a warning that says which setting to add.
 
-The failover and state-change counters come from the core's events (``install``); everything
-else is read at scrape time, so ``plugin.route`` does no metrics work.
+The event counters (failovers, state changes, streams, drains) come from the core's events and
+``probe_latency_seconds`` from the prober's reports (both wired by ``install``); everything else
+is read at scrape time, so ``plugin.route`` does no metrics work.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from litellm_failover.metrics.bridge import bridge_for
 from litellm_failover.metrics.collector import MetricsSource, PluginCollector
 from litellm_failover.metrics.counters import EventCounters
+from litellm_failover.metrics.probe_latency import ProbeLatency
 from litellm_failover.metrics.server import PATH, MetricsServer
 from litellm_failover.settings import MetricsSettings
 
@@ -65,7 +67,8 @@ class PluginMetrics:
         self.settings = settings
         self.source = source
         self.counters = EventCounters()
-        self.collector = PluginCollector(source, self.counters)
+        self.probe_latency = ProbeLatency()
+        self.collector = PluginCollector(source, self.counters, self.probe_latency)
         self.registry = CollectorRegistry(auto_describe=False)  # this plugin's alone
         self.registry.register(self.collector)
         self._default_registry = default_registry
@@ -86,12 +89,16 @@ class PluginMetrics:
         return self._server.url if self._server is not None else None
 
     def install(self) -> None:
-        """Count the core's events and join the default registry. Idempotent; off when disabled."""
+        """Count the core's events, observe the prober's reports and join the default registry.
+        Idempotent; off when disabled."""
         if self._installed or not self.enabled:
             return
         listeners = self.source.core.listeners
         if self.counters not in listeners:
             listeners.append(self.counters)
+        reports = self._report_listeners()
+        if reports is not None and self.probe_latency.observe not in reports:
+            reports.append(self.probe_latency.observe)
         bridge_for(self._default_registry).join(self.collector)
         self._installed = True
 
@@ -101,6 +108,9 @@ class PluginMetrics:
         listeners = self.source.core.listeners
         if self.counters in listeners:
             listeners.remove(self.counters)
+        reports = self._report_listeners()
+        if reports is not None and self.probe_latency.observe in reports:
+            reports.remove(self.probe_latency.observe)
         bridge_for(self._default_registry).leave(self.collector)
         self._installed = False
 
@@ -141,6 +151,11 @@ class PluginMetrics:
             "litellm_metrics": served,
             "litellm_metrics_note": why,
         }
+
+    def _report_listeners(self) -> list[Any] | None:
+        """The prober's report listeners (``probe_latency_seconds``); None for a source without
+        a prober (a Router whose deployments are all unprobed still has one, with no targets)."""
+        return getattr(getattr(self.source, "prober", None), "report_listeners", None)
 
     def _in_proxy(self) -> bool:
         """Whether this plugin routes for the LiteLLM proxy of this process (not a Python Router)."""

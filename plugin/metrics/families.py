@@ -1,79 +1,108 @@
 """Metric families as plain data, so two plugins' families can be merged before they are exported.
 
-A ``PluginCollector`` builds ``Family`` values; ``to_prometheus`` turns one into the
-prometheus_client family the registry renders. Keeping our own small type (rather than building
-prometheus_client objects straight away) is what lets the default-registry bridge merge the
-families of several plugins in one process by name and label values, with a rule per family.
+A ``PluginCollector`` builds a ``Family`` from a catalogue entry (``catalog.MetricSpec``: name,
+kind, help, labels and merge rule all come from there, so nothing is exported that the catalogue
+does not list) and fills in its samples; ``to_prometheus`` turns it into the prometheus_client
+family the registry renders. Keeping our own small type (rather than building prometheus_client
+objects straight away) is what lets the default-registry bridge merge the families of several
+plugins in one process by name and label values, with a rule per family.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
-PREFIX = "litellm_failover_"
+from litellm_failover.metrics.catalog import Kind, Merge, MetricSpec
 
 
-class Kind(StrEnum):
-    GAUGE = "gauge"
-    COUNTER = "counter"
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """One histogram series: cumulative counts per upper bound (``+Inf`` last) and the sum."""
+
+    cumulative: tuple[tuple[float, int], ...]
+    sum: float
 
 
-class Merge(StrEnum):
-    """How two plugins' samples with the same name and labels combine on the default registry.
-
-    ``FIRST``: they describe the same thing twice (two Routers serving one model group); the
-    first plugin's value is kept and the clash is logged. ``SUM``: per-plugin amounts (queued or
-    dropped rows) add up to the process's. ``MIN``: a "connected" flag is 1 only if every plugin's
-    is.
-    """
-
-    FIRST = "first"
-    SUM = "sum"
-    MIN = "min"
+Value = float | Buckets
 
 
 @dataclass(slots=True)
 class Family:
-    name: str  # full name; a counter's without the ``_total`` suffix
-    kind: Kind
-    help: str
-    labels: tuple[str, ...] = ()
-    merge: Merge = Merge.FIRST
-    samples: dict[tuple[str, ...], float] = field(default_factory=dict)
+    spec: MetricSpec
+    samples: dict[tuple[str, ...], Value] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     def add(self, value: float, *label_values: str) -> None:
         self.samples[label_values] = float(value)
 
+    def add_buckets(self, buckets: Buckets, *label_values: str) -> None:
+        self.samples[label_values] = buckets
+
     def to_prometheus(self) -> Metric:
-        cls = CounterMetricFamily if self.kind is Kind.COUNTER else GaugeMetricFamily
-        family = cls(self.name, self.help, labels=list(self.labels))
+        spec = self.spec
+        labels = list(spec.labels)
+        if spec.kind is Kind.HISTOGRAM:
+            histogram = HistogramMetricFamily(spec.name, spec.help, labels=labels)
+            for label_values, value in self.samples.items():
+                assert isinstance(value, Buckets)
+                bounds = [(_bound(le), float(count)) for le, count in value.cumulative]
+                histogram.add_metric(list(label_values), bounds, value.sum)
+            return histogram
+        if spec.kind is Kind.INFO:
+            # prometheus_client appends ``_info`` itself; the labels are the info's content.
+            info = InfoMetricFamily(spec.name.removesuffix("_info"), spec.help, labels=labels)
+            for label_values in self.samples:
+                info.add_metric(list(label_values), {})
+            return info
+        cls = CounterMetricFamily if spec.kind is Kind.COUNTER else GaugeMetricFamily
+        family = cls(spec.name, spec.help, labels=labels)  # a counter's ``_total`` is its own
         for label_values, value in self.samples.items():
+            assert not isinstance(value, Buckets)
             family.add_metric(list(label_values), value)
         return family
 
 
+def _bound(le: float) -> str:
+    return "+Inf" if le == float("inf") else repr(float(le))
+
+
 def merge_families(per_plugin: list[list[Family]]) -> tuple[list[Family], list[str]]:
-    """Merge several plugins' families by name; returns them and the clashes ``FIRST`` resolved."""
+    """Merge several plugins' families by name; returns them and the clashes ``FIRST`` resolved.
+    ``SUM`` and ``MIN`` apply to plain values; a histogram series two plugins both report is a
+    ``FIRST`` clash whatever its rule (the same deployment probed twice)."""
     merged: dict[str, Family] = {}
     clashes: list[str] = []
     for families in per_plugin:
         for family in families:
             into = merged.get(family.name)
             if into is None:
-                merged[family.name] = Family(
-                    family.name, family.kind, family.help, family.labels, family.merge, dict(family.samples)
-                )
+                merged[family.name] = Family(family.spec, dict(family.samples))
                 continue
             for key, value in family.samples.items():
-                if key not in into.samples:
+                held = into.samples.get(key)
+                if held is None:
                     into.samples[key] = value
-                elif into.merge is Merge.SUM:
-                    into.samples[key] += value
-                elif into.merge is Merge.MIN:
-                    into.samples[key] = min(into.samples[key], value)
+                elif isinstance(held, Buckets) or isinstance(value, Buckets):
+                    clashes.append(_series(family, key))
+                elif into.spec.merge is Merge.SUM:
+                    into.samples[key] = held + value
+                elif into.spec.merge is Merge.MIN:
+                    into.samples[key] = min(held, value)
                 else:
-                    clashes.append(f"{family.name}{dict(zip(family.labels, key, strict=True))}")
+                    clashes.append(_series(family, key))
     return list(merged.values()), clashes
+
+
+def _series(family: Family, key: tuple[str, ...]) -> str:
+    return f"{family.name}{dict(zip(family.spec.labels, key, strict=True))}"
