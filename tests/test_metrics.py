@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import logging
 import socket
 import time
@@ -22,7 +23,7 @@ from metrics_scrape import names, parse, scrape, state_of, value
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from waiting import wait_until
 
-from litellm_failover import FailoverConfigError, attach
+from litellm_failover import FailoverConfigError, __version__, attach
 from litellm_failover.events import FailoverEvent
 from litellm_failover.metrics import MetricsPortError, PluginCollector, PluginMetrics
 from litellm_failover.outlier import Outcome
@@ -409,3 +410,120 @@ async def test_scrapes_from_a_thread_while_the_loop_changes_state(make_plugin):
     scrapes = await scraper
     assert scrapes > 0 and flips > 0
     metrics.uninstall()
+
+
+# -- Prometheus conventions (issue 13): histogram, join label, event counters, build info -----
+
+
+def bucket(s, le: str, deployment: str) -> float | None:
+    name = "litellm_failover_probe_latency_seconds_bucket"
+    return value(s, name, model_group="chat", deployment=deployment, le=le)
+
+
+async def test_probe_latency_is_a_histogram_of_every_report(make_plugin):
+    plugin = make_plugin(model_list(("chat", "p1", 1, 1.0), ("chat", "p2", 1, 1.0), ("chat", "u1", 2, 1.0)))
+    plugin.core.health["u1"].probed = False  # a deployment with ``probe: false`` has no histogram
+    metrics = PluginMetrics(plugin, default_registry=CollectorRegistry())
+    metrics.install()
+    assert metrics.probe_latency.observe in plugin.prober.report_listeners
+    s = parse(generate_latest(metrics.registry).decode())
+    # Probed but not probed yet: the series exist at zero, so rate() sees them from the start.
+    assert bucket(s, "+Inf", "p1") == 0 and bucket(s, "0.005", "p1") == 0
+    assert value(s, "litellm_failover_probe_latency_seconds_count", model_group="chat", deployment="p1") == 0
+    assert bucket(s, "+Inf", "u1") is None
+
+    # What the prober does with each round's report: every listener is told, with the round's ids.
+    for listener in plugin.prober.report_listeners:
+        for latency in (0.003, 0.04, 0.04, 0.25, 30.0):
+            listener(("p1", "p2"), good_report(latency))
+    s = parse(generate_latest(metrics.registry).decode())
+    for deployment in ("p1", "p2"):
+        assert bucket(s, "0.005", deployment) == 1
+        assert bucket(s, "0.025", deployment) == 1
+        assert bucket(s, "0.05", deployment) == 3
+        assert bucket(s, "0.25", deployment) == 4  # a latency on a bound counts in that bucket
+        assert bucket(s, "10.0", deployment) == 4
+        assert bucket(s, "+Inf", deployment) == 5
+        labels = {"model_group": "chat", "deployment": deployment}
+        assert value(s, "litellm_failover_probe_latency_seconds_count", **labels) == 5
+        assert value(s, "litellm_failover_probe_latency_seconds_sum", **labels) == pytest.approx(30.333)
+    assert "litellm_failover_probe_latency_seconds" not in names(s)  # no gauge of the last probe
+
+    metrics.uninstall()
+    assert metrics.probe_latency.observe not in plugin.prober.report_listeners
+
+
+async def test_every_deployment_series_joins_litellms_model_id(make_plugin):
+    plugin = make_plugin(unprobed(("chat", "p1", 1, 1.0), ("chat", "s1", 2, 1.0)))
+    metrics = PluginMetrics(plugin, default_registry=CollectorRegistry())
+    metrics.install()
+    plugin.core.record_failure("p1", Outcome.CONNECT_ERROR)  # a state change counted per deployment
+    s = parse(generate_latest(metrics.registry).decode())
+    with_deployment = [dict(labels) for _name, labels in s if "deployment" in dict(labels)]
+    assert len(with_deployment) > 10
+    # LiteLLM labels a deployment ``model_id`` (= model_info.id), which is the plugin's id for it.
+    assert all(labels["model_id"] == labels["deployment"] for labels in with_deployment)
+    assert {labels["model_id"] for labels in with_deployment} == {"p1", "s1"}
+    metrics.uninstall()
+
+
+async def test_streams_drains_and_alerts_are_counted(make_plugin):
+    plugin = make_plugin(unprobed(("chat", "p1", 1, 1.0), ("chat", "p2", 1, 1.0)))
+    metrics = PluginMetrics(plugin, default_registry=CollectorRegistry())
+    metrics.install()
+    s = parse(generate_latest(metrics.registry).decode())
+    assert value(s, "litellm_failover_alerts_sent_total") == 0  # the plugin's alerter, no targets
+    assert value(s, "litellm_failover_alerts_failed_total") == 0
+    assert value(s, "litellm_failover_streams_resumed_total", model_group="chat") is None  # none yet
+
+    core = plugin.core
+    for event_type, deployment in (
+        ("stream_resumed", "p2"),
+        ("stream_resumed", "p2"),
+        ("stream_broken", "p1"),
+        ("drain_started", "p1"),
+        ("drain_completed", "p1"),
+        ("drain_started", "p2"),
+    ):
+        core.emit(FailoverEvent(event_type=event_type, model_group="chat", deployment_id=deployment))
+    s = parse(generate_latest(metrics.registry).decode())
+    assert value(s, "litellm_failover_streams_resumed_total", model_group="chat") == 2
+    assert value(s, "litellm_failover_streams_broken_total", model_group="chat") == 1
+    started = "litellm_failover_drains_started_total"
+    assert value(s, started, model_group="chat", deployment="p1") == 1
+    assert value(s, started, model_group="chat", deployment="p2") == 1
+    assert value(s, "litellm_failover_drains_completed_total", model_group="chat", deployment="p1") == 1
+    assert value(s, "litellm_failover_drains_completed_total", model_group="chat", deployment="p2") is None
+    metrics.uninstall()
+
+
+class WithAlerter(WithProviders):
+    def __init__(self, plugin, stats) -> None:
+        super().__init__(plugin, dict, {}, frozenset())
+        self.alerter = type("Alerter", (), {"stats": staticmethod(lambda: stats)})()
+
+
+async def test_alert_deliveries_come_from_the_alerters_counts(make_plugin):
+    plugin = make_plugin(unprobed(("chat", "p1", 1, 1.0)))
+    registry = CollectorRegistry()
+    registry.register(PluginCollector(WithAlerter(plugin, {"sent": 7, "failed": 2, "admitted": 9})))
+    s = parse(generate_latest(registry).decode())
+    assert value(s, "litellm_failover_alerts_sent_total") == 7
+    assert value(s, "litellm_failover_alerts_failed_total") == 2
+
+
+async def test_build_info_names_both_versions(make_plugin, caplog):
+    a = make_plugin(unprobed(("chat", "p1", 1, 1.0)))
+    b = make_plugin(unprobed(("embed", "e1", 1, 1.0)))
+    shared = CollectorRegistry()
+    ma, mb = PluginMetrics(a, default_registry=shared), PluginMetrics(b, default_registry=shared)
+    ma.install()
+    mb.install()
+    build = {"version": __version__, "litellm_version": importlib.metadata.version("litellm")}
+    assert value(parse(generate_latest(ma.registry).decode()), "litellm_failover_build_info", **build) == 1
+    with caplog.at_level(logging.WARNING, logger="litellm_failover"):
+        merged = parse(generate_latest(shared).decode())
+    assert value(merged, "litellm_failover_build_info", **build) == 1  # once, for the process
+    assert "build_info" not in caplog.text  # two plugins' build info is no clash
+    ma.uninstall()
+    mb.uninstall()
