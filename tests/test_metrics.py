@@ -21,11 +21,15 @@ import pytest
 from factories import bad_report, good_report, model_list
 from metrics_scrape import names, parse, scrape, state_of, value
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_until
 
 from litellm_failover import FailoverConfigError, __version__, attach
 from litellm_failover.events import FailoverEvent
 from litellm_failover.metrics import MetricsPortError, PluginCollector, PluginMetrics
+from litellm_failover.metrics.catalog import CATALOG
+from litellm_failover.metrics.counters import EventCounters
+from litellm_failover.metrics.probe_latency import ProbeLatency
 from litellm_failover.outlier import Outcome
 from litellm_failover.providers.fake_vllm import FakeVLLM
 
@@ -527,3 +531,39 @@ async def test_build_info_names_both_versions(make_plugin, caplog):
     assert "build_info" not in caplog.text  # two plugins' build info is no clash
     ma.uninstall()
     mb.uninstall()
+
+
+class Everything(WithAlerter):
+    """A source with every optional provider, so every catalogued family has samples."""
+
+    def __init__(self, plugin) -> None:
+        super().__init__(plugin, {"sent": 1, "failed": 0})
+        self._in_flight = lambda: {"p1": 1}
+        self.fleet = type(
+            "Fleet", (), {"status": staticmethod(lambda: {"connected": True, "published": 1})}
+        )()
+
+
+async def test_the_page_is_exactly_the_catalogue(make_plugin):
+    """Every family on the page is a catalogue entry of the same kind, and every entry is on it."""
+    plugin = make_plugin(model_list(("chat", "p1", 1, 1.0), ("chat", "p2", 1, 1.0)))
+    counters = EventCounters()
+    probe_latency = ProbeLatency()
+    registry = CollectorRegistry()
+    registry.register(PluginCollector(Everything(plugin), counters, probe_latency))
+    plugin.core.listeners.append(counters)
+    plugin.core.record_failure("p1", Outcome.CONNECT_ERROR)  # a state change and a failover
+    for event_type in ("stream_resumed", "stream_broken", "drain_started", "drain_completed"):
+        plugin.core.emit(FailoverEvent(event_type=event_type, model_group="chat", deployment_id="p2"))
+    plugin.core.apply_probe("p2", good_report(0.02))  # a check result
+    probe_latency.observe(("p2",), good_report(0.02))
+
+    page = {
+        family.name: family.type
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+    }
+    # The text format names a counter's family without ``_total``, and types an info a gauge.
+    expected = {
+        spec.name.removesuffix("_total"): "gauge" if spec.kind == "info" else spec.kind for spec in CATALOG
+    }
+    assert page == expected
