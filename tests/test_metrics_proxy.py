@@ -13,13 +13,17 @@ does: ``PluginMetrics(plugin)`` and ``await start()``. It steps aside when the p
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import aiohttp
 import pytest
 from fake_nodes import running
 from metrics_scrape import scrape, state_of, value
+from test_proxy_failover import client_for
 from test_proxy_failover import proxy_config as failover_proxy_config
 from waiting import free_port, wait_until
 
+from litellm_failover import __version__
 from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
 from litellm_failover.proxy_process import ProxyProcess
 
@@ -98,6 +102,28 @@ async def test_plugin_metrics_on_litellms_metrics_route(nodes, tmp_path):
         assert value(page, "litellm_failover_deployment_serving", model_group="chat", deployment="p1") == 1
         litellms_own = [name for name, _ in page if name.startswith("litellm_") and "failover" not in name]
         assert litellms_own  # the same page carries LiteLLM's own metrics
+        build = {"version": __version__, "litellm_version": importlib.metadata.version("litellm")}
+        assert value(page, "litellm_failover_build_info", **build) == 1
+
+        # One request: LiteLLM counts it under its ``model_id`` label, the plugin's series carry
+        # the same value, so ``on(model_id)`` joins the two.
+        await client_for(proxy).chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hello"}]
+        )
+
+        async def litellm_counted() -> set[str]:
+            return {
+                dict(labels)["model_id"]
+                for name, labels in await scrape(url, key)
+                if name == "litellm_deployment_success_responses_total" and "model_id" in dict(labels)
+            }
+
+        await wait_until(litellm_counted, timeout=10, what="LiteLLM's success counter with a model_id")
+        joined = await litellm_counted()
+        ours = {
+            dict(labels)["model_id"] for name, labels in page if name == "litellm_failover_deployment_tier"
+        }
+        assert ours == {"p1", "s1"} and joined and joined <= ours
 
         nodes["p1"].set_fault("http_500")
         await wait_until(lambda: shows("p1", "unhealthy"), timeout=15, what="p1 unhealthy on /metrics")
