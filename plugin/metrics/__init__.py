@@ -3,7 +3,8 @@
 ``PluginMetrics(plugin)`` is what the plugin wires: ``install()`` (listen to the core's events,
 join the default registry), ``await start()`` / ``await stop()`` (the own port, if
 ``failover_settings.metrics.port`` is set) and ``stats()`` for ``status``. ``PluginCollector``
-is the collector itself, for any object shaped like ``MetricsSource``.
+is the collector itself, for any object shaped like ``MetricsSource``. ``catalog.CATALOG`` lists
+every metric exported (name, kind, help, labels); the collector builds its families from it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ deployment's series carry ``model_id`` beside ``deployment`` (the same value: Li
 ``model_info.id``), because LiteLLM's own metrics label a deployment ``model_id``, so
 ``... * on(model_id) group_left litellm_deployment_state`` joins the two.
 
-This module imports nothing but the standard library, so a docs build can read it cheaply.
+This module itself imports only the standard library: it is data, for the exporter and the docs.
 """
 
 from __future__ import annotations
