@@ -567,3 +567,36 @@ async def test_the_page_is_exactly_the_catalogue(make_plugin):
         spec.name.removesuffix("_total"): "gauge" if spec.kind == "info" else spec.kind for spec in CATALOG
     }
     assert page == expected
+
+
+async def test_scrapes_from_a_thread_while_probes_and_events_are_counted(make_plugin):
+    """The histogram and the event counters are written on the loop and read by a scrape thread."""
+    plugin = make_plugin(model_list(*[("chat", f"d{i}", 1, 1.0) for i in range(20)]))
+    metrics = PluginMetrics(plugin, default_registry=CollectorRegistry())
+    metrics.install()
+    stop = time.monotonic() + 1.0
+
+    def scrape_repeatedly() -> int:
+        count = 0
+        while time.monotonic() < stop:
+            parse(generate_latest(metrics.registry).decode())
+            count += 1
+        return count
+
+    scraper = asyncio.get_running_loop().run_in_executor(None, scrape_repeatedly)
+    reports = 0
+    while time.monotonic() < stop:
+        deployment = f"d{reports % 20}"
+        for listener in plugin.prober.report_listeners:
+            listener((deployment,), good_report(0.001 * (reports % 50)))
+        plugin.core.emit(FailoverEvent(event_type="stream_resumed", model_group=f"g{reports % 7}"))
+        reports += 1
+        if reports % 50 == 0:
+            await asyncio.sleep(0)
+    assert await scraper > 0
+    s = parse(generate_latest(metrics.registry).decode())
+    counted = sum(
+        v for (name, _labels), v in s.items() if name == "litellm_failover_probe_latency_seconds_count"
+    )
+    assert counted == reports
+    metrics.uninstall()
