@@ -24,7 +24,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -164,16 +164,16 @@ def _settings_table(model: type[BaseModel], root: str, heading: str, top: str) -
     return "\n".join(out)
 
 
-def settings_markdown() -> str:
-    from litellm_failover.settings import FailoverSettings
+def settings_markdown(model: type[BaseModel] | None = None) -> str:
+    if model is None:
+        from litellm_failover.settings import FailoverSettings as model
+    return _settings_table(model, "failover_settings", "###", "Top level")
 
-    return _settings_table(FailoverSettings, "failover_settings", "###", "Top level")
 
-
-def deployment_settings_markdown() -> str:
-    from litellm_failover.settings import DeploymentFailoverConfig
-
-    return _settings_table(DeploymentFailoverConfig, "model_info.failover", "###", "Deployment keys")
+def deployment_settings_markdown(model: type[BaseModel] | None = None) -> str:
+    if model is None:
+        from litellm_failover.settings import DeploymentFailoverConfig as model
+    return _settings_table(model, "model_info.failover", "###", "Deployment keys")
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -226,8 +226,8 @@ def _argument_default(action: argparse.Action) -> str:
     return f"`{default}`"
 
 
-def cli_markdown() -> str:
-    commands = list(cli_commands())
+def cli_markdown(parser: argparse.ArgumentParser | None = None) -> str:
+    commands = list(cli_commands(parser))
     missing = [command for command, help_text, _ in commands if not help_text.strip()]
     missing += [
         f"{command} {_argument_name(action)}"
@@ -259,22 +259,26 @@ def cli_markdown() -> str:
 # -- events and metrics -------------------------------------------------------------------------
 
 
-def events_markdown() -> str:
-    from litellm_failover.events import EVENT_TYPES, EventType
+def events_markdown(types: Iterable[Any] | None = None, registry: Mapping[Any, Any] | None = None) -> str:
+    """``types``: every event type (an enum of strings); ``registry``: type -> EventDoc."""
+    if types is None or registry is None:
+        from litellm_failover.events import EVENT_TYPES, EventType
 
-    missing = [t.value for t in EventType if t not in EVENT_TYPES or not EVENT_TYPES[t].description.strip()]
+        types, registry = EventType, EVENT_TYPES
+    types = list(types)
+    missing = [t.value for t in types if t not in registry or not registry[t].description.strip()]
     missing += [
         f"{t.value}.details.{key}"
-        for t, doc in EVENT_TYPES.items()
+        for t, doc in registry.items()
         for key, meaning in doc.details.items()
         if not meaning.strip()
     ]
     _require(missing, "event types and details keys")
     out = ["| event_type | written when |", "| --- | --- |"]
-    out += [f"| [`{t.value}`](#{t.value}) | {_cell(EVENT_TYPES[t].description)} |" for t in EventType]
+    out += [f"| [`{t.value}`](#{t.value}) | {_cell(registry[t].description)} |" for t in types]
     out.append("")
-    for event_type in EventType:
-        doc = EVENT_TYPES[event_type]
+    for event_type in types:
+        doc = registry[event_type]
         out += [f"## `{event_type.value}` {{#{event_type.value}}}", "", doc.description, ""]
         if doc.details:
             out += ["| details key | meaning |", "| --- | --- |"]
@@ -285,12 +289,14 @@ def events_markdown() -> str:
     return "\n".join(out)
 
 
-def metrics_markdown() -> str:
-    from litellm_failover.metrics.catalog import CATALOG
-
-    _require([spec.name for spec in CATALOG if not spec.help.strip()], "metrics")
+def metrics_markdown(catalog: Iterable[Any] | None = None) -> str:
+    """``catalog``: metric specs with ``name``, ``kind``, ``help``, ``labels`` and ``buckets``."""
+    if catalog is None:
+        from litellm_failover.metrics.catalog import CATALOG as catalog
+    catalog = list(catalog)
+    _require([spec.name for spec in catalog if not spec.help.strip()], "metrics")
     out = ["| metric | type | labels | meaning |", "| --- | --- | --- | --- |"]
-    for spec in CATALOG:
+    for spec in catalog:
         labels = ", ".join(f"`{label}`" for label in spec.labels)
         meaning = spec.help
         if spec.buckets:
