@@ -293,7 +293,7 @@ ALERT_EVENT_TYPES = (
 
 
 class AlertSettings(_Strict):
-    """Notifications of failovers, failbacks, ramp aborts, drains and panic mode (issue 4).
+    """Notifications of failovers, failbacks, ramp aborts, drains and panic mode.
 
     The destinations are secrets: they are kept out of ``repr``, and a bad one is refused naming
     its key path and scheme, never its value.
@@ -377,7 +377,7 @@ class AlertSettings(_Strict):
 
 
 class MetricsSettings(_Strict):
-    """The plugin's Prometheus metrics (issue 4).
+    """The plugin's Prometheus metrics.
 
     They are always registered on prometheus_client's default registry, which the proxy's own
     ``/metrics`` serves when LiteLLM's ``prometheus`` callback is on. ``port`` adds a listener of
@@ -543,7 +543,7 @@ InexactContinuation = Literal["best_effort", "error"]
 
 
 class StreamSettings(_Strict):
-    """Mid-stream failover (issue 5): a stream that breaks after its first chunks continues on
+    """Mid-stream failover: a stream that breaks after its first chunks continues on
     another healthy deployment, and the client sees one unbroken stream."""
 
     resume: bool = Field(
@@ -580,7 +580,7 @@ class StreamSettings(_Strict):
 
 
 class ChaosSettings(_Strict):
-    """Fault injection for drills (issue 5): errors, added latency and stream cuts on chosen
+    """Fault injection for drills: errors, added latency and stream cuts on chosen
     deployments, started with ``litellm-failover chaos inject``. Off unless enabled here, so a
     production config that does not say so refuses every chaos command."""
 

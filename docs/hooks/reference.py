@@ -94,7 +94,9 @@ def _default(field: Any) -> str:
     value = field.get_default(call_default_factory=True)
     if value is None:
         return "none"
-    return f"`{json.dumps(value, ensure_ascii=False)}`" if not isinstance(value, str) else f"`{value}`"
+    if isinstance(value, str):
+        return f"`{value}`"
+    return f"`{json.dumps(value, ensure_ascii=False)}`"  # as YAML would say it: true, [10.0, 50.0]
 
 
 def _is_model(annotation: Any) -> bool:
