@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
         help="Inject a fault into a deployment's attempts on every running proxy, for a bounded time.",
         description="Inject errors, latency or mid-stream cuts into a share of a deployment's attempts.",
     )
-    inject.add_argument("target", metavar="DEPLOYMENT_ID")
+    inject.add_argument("target", metavar="DEPLOYMENT_ID", help="the deployment (its model_info.id)")
     inject.add_argument(
         "--kind", dest="fault_kind", metavar="KIND", help=f"the fault: {', '.join(FAULT_KINDS)}"
     )

@@ -248,9 +248,15 @@ async def _operate(args: argparse.Namespace) -> int:
     return print_delivery(outcome, as_json=args.json)
 
 
+_TARGET_HELP = {
+    "DEPLOYMENT_ID": "the deployment (its model_info.id)",
+    "GROUP": "the model group (model_name)",
+}
+
+
 def _parser(subparsers: Any, kind: str, help_text: str, target: str, build: Callable[..., dict]) -> Any:
     parser = subparsers.add_parser(kind, help=help_text, description=help_text)
-    parser.add_argument("target", metavar=target)
+    parser.add_argument("target", metavar=target, help=_TARGET_HELP[target])
     add_delivery_arguments(parser)
     parser.set_defaults(handler=_operate, kind=kind, build=build)
     return parser

@@ -179,13 +179,15 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="A session's pins and its messages in order.")
-    show.add_argument("session_id", metavar="SESSION_ID")
+    show.add_argument("session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)")
     add_url_argument(show)
     show.add_argument("--up-to", type=_seq, default=None, metavar="SEQ", help="only messages up to this seq")
     show.add_argument("--json", action="store_true", help="one JSON object per message per line")
     show.set_defaults(handler=_show)
 
     remove = commands.add_parser("delete", help="Delete a session (every model group) and all its messages.")
-    remove.add_argument("session_id", metavar="SESSION_ID")
+    remove.add_argument(
+        "session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)"
+    )
     add_url_argument(remove)
     remove.set_defaults(handler=_delete)
