@@ -170,7 +170,14 @@ class Worker:
     async def stop(self, grace_s: float, cancel_wait_s: float) -> None:
         """``finish(grace_s)``, then ``cancel(cancel_wait_s)`` what is left: at most the sum.
         The worker can be started again afterwards."""
-        await self.finish(grace_s)
+        try:
+            await self.finish(grace_s)
+        except asyncio.CancelledError:  # stop() itself cancelled: the task must not outlive it
+            for task in (self.task, *self._children):
+                if task is not None:
+                    task.cancel()
+            self.task = None
+            raise
         await self.cancel(cancel_wait_s)
         self.task = None
 
