@@ -88,7 +88,8 @@ class Worker:
 
     @property
     def started(self) -> bool:
-        """Started and not stopped since (the task may have ended on its own)."""
+        """A task was started and ``stop`` has not cleared it; it may have ended since (a writer
+        that ``finish``-ed and ``cancel``-ed stays started, so it is never started twice)."""
         return self.task is not None
 
     def start(self, body: Body, *, crash_message: Callable[[], str] | None = None) -> bool:

@@ -141,9 +141,9 @@ class ControlPlane:
             self._on_fleet_command(envelope)  # arrived while restoring: applied after it, in order
         await self._beat()  # listening from now on: a CLI run right after start waits for us
         beat, poll = self.settings.heartbeat_interval_s, self.settings.poll_interval_s
-        self._heartbeat.start(lambda: self._heartbeat.every(beat, self._beat, "control: heartbeat round"))
+        self._heartbeat.start(lambda: self._heartbeat.every(beat, self._beat, "control: background round"))
         if self._writer is not None:
-            self._poller.start(lambda: self._poller.every(poll, self.poll, "control: poll round"))
+            self._poller.start(lambda: self._poller.every(poll, self.poll, "control: background round"))
 
     async def stop(self) -> None:
         if not self._running:
