@@ -2,7 +2,8 @@
 
 ``RateLimit`` keeps a repeated warning to one log line per interval and counts what it held
 back, so the next line can say so. ``wake`` sets an ``asyncio.Event`` of a worker's loop from
-any thread: LiteLLM runs some callbacks in threads, and ``Event.set`` is only safe on its own loop.
+any thread: LiteLLM runs some callbacks in threads, and ``Event.set`` is only safe on its own loop
+(``litellm_failover.worker``, the workers' shared shape, wakes through it).
 """
 
 from __future__ import annotations

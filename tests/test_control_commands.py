@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from control_support import RecordingTarget, settings
 
+from litellm_failover.control.applier import SOURCE
 from litellm_failover.control.commands import CommandError, build_command, from_wire, parse_steps
 from litellm_failover.control.dispatch import CommandResult, apply_command, summarize
-from litellm_failover.control.plane import SOURCE
 from litellm_failover.fleet.messages import OperatorCommand, decode, encode, make
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import inspect, select
 from waiting import wait_until
 
 from litellm_failover.control import ControlPlane, build_command, db_channel
-from litellm_failover.control.plane import RESTORE_SOURCE
+from litellm_failover.control.applier import RESTORE_SOURCE
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.engine import create_engine, reading_engine
 from litellm_failover.store.migrate import current_revision, downgrade_database, upgrade_database

@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
 from litellm_failover.control import ControlPlane, redis_channel
+from litellm_failover.control.applier import RESTORE_SOURCE
 from litellm_failover.control.commands import Command
-from litellm_failover.control.plane import RESTORE_SOURCE
 from litellm_failover.fleet import Fleet, fleet_for
 
 pytestmark = pytest.mark.redis

@@ -3,8 +3,10 @@
 The core calls ``on_event`` for every event it emits, on the request path. That call only
 filters, applies the dedup/rate-limit policy and appends to a bounded queue: synchronous, O(1),
 no I/O, never raising. One background task hands each queued alert to every destination
-(apprise URLs and JSON webhooks), each destination retried on its own with exponential backoff;
-an alert a destination never took is recorded as an ``alert_failed`` event through ``emit``.
+(apprise URLs and JSON webhooks; ``alerts.sender``: each destination retried on its own with
+exponential backoff); an alert a destination never took is recorded as an ``alert_failed`` event
+through ``emit``. The task's start, stop and backoff are the plugin's one worker shape
+(``litellm_failover.worker``).
 
 Why this shape: a notification service that is slow or down must never delay routing, and a
 flood of events must never grow memory without bound; what is lost is counted (``stats()``)
@@ -17,37 +19,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from litellm_failover.alerts.delivery import (
-    AppriseTarget,
-    DeliveryError,
-    Target,
-    WebhookTarget,
-    build_targets,
-)
+from litellm_failover.alerts.delivery import AppriseTarget, Target, WebhookTarget, build_targets
 from litellm_failover.alerts.message import AlertMessage, build_message
 from litellm_failover.alerts.policy import ALERT_FAILED, Admission, AlertPolicy
-from litellm_failover.events import FailoverEvent, utcnow
-from litellm_failover.wakeups import RateLimit, wake
+from litellm_failover.alerts.sender import Sender, SendResult
+from litellm_failover.events import FailoverEvent
+from litellm_failover.wakeups import RateLimit
+from litellm_failover.worker import Backoff, Worker
 
 if TYPE_CHECKING:
     from litellm_failover.settings import AlertSettings
 
 logger = logging.getLogger("litellm_failover.alerts")
 
-MAX_CONCURRENT_SENDS = 8  # across all destinations: a burst must not open a hundred sockets
 APPRISE_THREADS = 4  # apprise's blocking sends run here, never in the loop's default executor
-_STOP_RETRY_S = 0.25  # while stopping, retries come this fast: stop() has a deadline
+_CANCEL_WAIT_S = 1.0  # after stop()'s deadline, for the cancelled deliveries to unwind
 _DROP_LOG_INTERVAL_S = 10.0
 _ERROR_LOG_INTERVAL_S = 60.0
 
@@ -78,29 +73,20 @@ class Alerter:
         self._lock = threading.Lock()  # held for O(1) bookkeeping only, never across I/O
         self._queue: deque[Admission] = deque()
         self._outstanding = 0  # admitted and not finished: queued, sending or waiting to retry
-        self._deliveries: set[asyncio.Task[None]] = set()
-
         self._admitted = 0
-        self._sent = 0
-        self._failed = 0
-        self._retries = 0
         self._dropped = 0
-        self._last_error: str | None = None
-        self._last_error_at: datetime | None = None
 
+        self._worker = Worker(
+            "litellm-failover-alerts",
+            logger,
+            Backoff(first_s=settings.retry_backoff_s, max_s=settings.retry_backoff_max_s),
+        )
+        self._sender = Sender(settings, self._worker)
         self._session: aiohttp.ClientSession | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._kick: asyncio.Event | None = None  # stop(): cut retry waits short
         self._progress: asyncio.Condition | None = None
-        self._sends: asyncio.Semaphore | None = None
-        self._stopping = False
         self._stopped = False
         self._drop_log = RateLimit(_DROP_LOG_INTERVAL_S)
-        self._error_log = RateLimit(_ERROR_LOG_INTERVAL_S)
         self._bug_log = RateLimit(_ERROR_LOG_INTERVAL_S)
 
     @property
@@ -131,13 +117,10 @@ class Alerter:
             if dropped:
                 self._log_drop(event)
             elif admission is not None:
-                self._wake(self._wakeup)
+                self._worker.wake()
         except Exception:  # a bug here must not reach the request path
             if self._bug_log.allow():
                 logger.exception("alerting: handling a %s event failed", getattr(event, "event_type", "?"))
-
-    def _wake(self, event: asyncio.Event | None) -> None:
-        wake(event, self._loop, self._loop_thread)
 
     def _log_drop(self, event: FailoverEvent) -> None:
         if not self._drop_log.allow():
@@ -156,16 +139,12 @@ class Alerter:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self._task is not None or not self._targets:
+        if self._worker.started or not self._targets:
             return
         if self._stopped:
             raise RuntimeError("Alerter cannot be restarted after stop(); create a new one")
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wakeup = asyncio.Event()
-        self._kick = asyncio.Event()
         self._progress = asyncio.Condition()
-        self._sends = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+        self._sender.start()
         webhooks = [t for t in self._targets if isinstance(t, WebhookTarget)]
         if webhooks:
             self._session = aiohttp.ClientSession()
@@ -178,14 +157,17 @@ class Alerter:
             )
             for target in notifiers:
                 target.executor = self._executor
-        self._wakeup.set()  # alerts admitted before start
-        self._task = asyncio.create_task(self._run(), name="litellm-failover-alerts")
+        self._worker.start(
+            self._run,
+            crash_message=lambda: f"alerting stopped unexpectedly; {self._outstanding} alert(s) undelivered",
+        )
+        self._worker.wake()  # alerts admitted before start
 
     async def flush(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109 (public API)
         """Wait until nothing is queued or in delivery (retries included); False on timeout."""
         if self._outstanding == 0:
             return True
-        if self._progress is None or self._task is None or self._task.done():
+        if self._progress is None or not self._worker.running:
             return False
         progress = self._progress
 
@@ -194,7 +176,8 @@ class Alerter:
                 await progress.wait_for(lambda: self._outstanding == 0)
 
         try:
-            await asyncio.wait_for(idle(), timeout)
+            async with asyncio.timeout(timeout):
+                await idle()
         except TimeoutError:
             return self._outstanding == 0
         return True
@@ -206,26 +189,16 @@ class Alerter:
             return
         with self._lock:
             self._stopped = True
-        self._stopping = True
-        deadline = time.monotonic() + max(timeout, 0.0)
-        task = self._task
-        if task is not None and not task.done():
-            self._wake(self._kick)
-            self._wake(self._wakeup)
-            await asyncio.wait({task}, timeout=max(deadline - time.monotonic(), 0))
+        await self._worker.finish(timeout)
         left = self._outstanding
-        pending = [t for t in (task, *self._deliveries) if t is not None and not t.done()]
-        for pending_task in pending:
-            pending_task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=1.0)
+        await self._worker.cancel(_CANCEL_WAIT_S)  # what did not finish in time: the deliveries too
         if left:
             with self._lock:
                 self._dropped += left
             logger.warning(
                 "alerting stopped with %d alert(s) undelivered (last error: %s)",
                 left,
-                self._last_error or "not sent in time",
+                self._sender.last_error or "not sent in time",
             )
         if self._session is not None:
             session, self._session = self._session, None
@@ -246,56 +219,50 @@ class Alerter:
         """Counters for status pages and metrics. Destinations appear as key path and scheme
         (webhooks: scheme and host), never with a token; ``sent``/``failed`` count deliveries
         (one alert to one destination), ``admitted`` counts alerts."""
+        last_error_at = self._sender.last_error_at
         return {
             "enabled": bool(self._targets),
-            "running": self._task is not None and not self._task.done(),
+            "running": self._worker.running,
             "targets": [t.name for t in self._targets],
             "admitted": self._admitted,
-            "sent": self._sent,
-            "failed": self._failed,
-            "retries": self._retries,
+            "sent": self._sender.sent,
+            "failed": self._sender.failed,
+            "retries": self._sender.retries,
             "suppressed_dedup": self._policy.suppressed_dedup,
             "suppressed_rate": self._policy.suppressed_rate,
             "dropped": self._dropped,
             "queued": self._outstanding,
-            "last_error": self._last_error,
-            "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+            "last_error": self._sender.last_error,
+            "last_error_at": last_error_at.isoformat() if last_error_at else None,
+            "worker": self._worker.health(),
         }
 
     # ------------------------------------------------------------------ background task
 
     async def _run(self) -> None:
-        assert self._wakeup is not None
-        try:
-            while True:
-                self._wakeup.clear()
-                with self._lock:
-                    ready = list(self._queue)
-                    self._queue.clear()
-                    if not self._stopping:
-                        # Rate-limited alerts whose group's window has room again, as digests.
-                        digests = self._policy.take_digests()
-                        ready += digests
-                        self._outstanding += len(digests)
-                        self._admitted += len(digests)
-                    due = self._policy.next_digest_at()
-                for admission in ready:
-                    task = asyncio.create_task(self._deliver(admission), name="litellm-failover-alert")
-                    self._deliveries.add(task)
-                    task.add_done_callback(self._delivered)
-                if self._stopping and not self._deliveries and not self._queue:
-                    return
-                wait = None if due is None or self._stopping else max(due - self._clock(), 0.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug, not a delivery error (those are caught per attempt)
-            logger.exception("alerting stopped unexpectedly; %d alert(s) undelivered", self._outstanding)
-
-    def _delivered(self, task: asyncio.Task[None]) -> None:
-        self._deliveries.discard(task)
-        self._wake(self._wakeup)
+        worker = self._worker
+        assert worker.wakeup is not None
+        while True:
+            worker.wakeup.clear()
+            with self._lock:
+                ready = list(self._queue)
+                self._queue.clear()
+                if not worker.stopping:
+                    # Rate-limited alerts whose group's window has room again, as digests.
+                    digests = self._policy.take_digests()
+                    ready += digests
+                    self._outstanding += len(digests)
+                    self._admitted += len(digests)
+                due = self._policy.next_digest_at()
+            for admission in ready:
+                task = worker.spawn(self._deliver(admission), name="litellm-failover-alert")
+                task.add_done_callback(lambda _: worker.wake())
+            if worker.stopping and not worker.children and not self._queue:
+                return
+            wait = None if due is None or worker.stopping else max(due - self._clock(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await worker.wakeup.wait()
 
     async def _deliver(self, admission: Admission) -> None:
         try:
@@ -316,65 +283,14 @@ class Alerter:
                     self._progress.notify_all()
 
     async def _send(self, target: Target, message: AlertMessage, admission: Admission) -> bool:
-        """Attempts until delivered or ``max_attempts``; True if delivered."""
-        assert self._sends is not None
-        attempts = 0
-        error = ""
-        while True:
-            attempts += 1
-            async with self._sends:
-                try:
-                    await target.send(message, self._settings.timeout_s)
-                except DeliveryError as exc:
-                    error = str(exc)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a library surprise: its text may quote the URL
-                    error = f"unexpected {type(exc).__name__}"
-                else:
-                    self._sent += 1
-                    if attempts > 1:
-                        logger.info("alerting: %s took the alert after %d attempts", target.name, attempts)
-                    return True
-            self._record_error(target, error, attempts)
-            if attempts >= self._settings.max_attempts:
-                break
-            self._retries += 1
-            await self._backoff(attempts)
-        self._failed += 1
-        self._give_up(target, admission, attempts, error)
-        return False
+        """True if ``target`` took the alert; else an ``alert_failed`` event says so at once."""
+        result = await self._sender.send(target, message)
+        if not result.delivered:
+            self._give_up(target, admission, result)
+        return result.delivered
 
-    def _record_error(self, target: Target, error: str, attempt: int) -> None:
-        message = f"{target.name}: {error}"
-        changed = message != self._last_error
-        self._last_error = message
-        self._last_error_at = utcnow()
-        if self._error_log.allow(force=changed):
-            logger.warning(
-                "alerting: attempt %d of %d to %s failed: %s",
-                attempt,
-                self._settings.max_attempts,
-                target.name,
-                error,
-            )
-
-    async def _backoff(self, attempt: int) -> None:
-        """Wait before the next attempt: exponential with jitter; stop() cuts it short."""
-        assert self._kick is not None
-        settings = self._settings
-        delay = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
-        delay *= random.uniform(0.8, 1.2)  # replicas must not retry in lockstep
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        if not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), delay)
-        remaining = delay - (loop.time() - began)
-        if remaining > 0:
-            await asyncio.sleep(min(remaining, _STOP_RETRY_S))  # a backoff, not a synchronisation
-
-    def _give_up(self, target: Target, admission: Admission, attempts: int, error: str) -> None:
+    def _give_up(self, target: Target, admission: Admission, result: SendResult) -> None:
+        attempts, error = result.attempts, result.error
         event = admission.event
         reason = (
             f"{event.event_type} alert for group {event.model_group} not delivered to {target.name} "

@@ -1,7 +1,9 @@
 """Applying one command to a running plugin, and the result each replica reports back.
 
-``OperatorTarget`` is what the control plane needs from the plugin: the five synchronous
-operations of issue 4 (``FailoverPlugin`` implements them). They refuse bad input, such as an
+``OperatorTarget`` is all the control plane needs from the plugin, so it is handed that and not
+the whole plugin: its ``instance_id``, the five synchronous operations of issue 4, the two of
+chaos and ``status()`` for ``status --live`` (``FailoverPlugin`` implements them). The
+operations refuse bad input, such as an
 unknown group or a shift already running, by raising ``OperatorError``, a ``ValueError``, with
 a message for the operator and no state changed; that is a *refused* command. Any other
 exception is a fault of the replica, reported as an *error* (and logged with its traceback),
@@ -27,7 +29,13 @@ MAX_DETAILS_BYTES = 64 * 1024  # a live status of a few hundred deployments
 
 
 class OperatorTarget(Protocol):
-    """The operations a command can ask for; each returns a small JSON-able dict of what it did."""
+    """What a command can ask of a replica; each operation returns a small JSON-able dict of
+    what it did."""
+
+    @property
+    def instance_id(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
 
     def drain(self, deployment_id: str, *, timeout_s: float | None = None, source: str = "api") -> dict: ...
 
@@ -42,7 +50,17 @@ class OperatorTarget(Protocol):
     ) -> dict: ...
 
     def chaos_inject(
-        self, deployment_id: str, kind: str, probability: float, *, until: Any = None, **options: Any
+        self,
+        deployment_id: str,
+        kind: str,
+        probability: float,
+        *,
+        until: Any = None,
+        status: int | None = None,
+        delay_s: float | str | None = None,
+        after_chunks: int | None = None,
+        source: str = "api",
+        issued_by: str = "",
     ) -> dict: ...
 
     def chaos_clear(
@@ -121,9 +139,10 @@ def _jsonable(value: Any) -> dict[str, Any]:
     return json.loads(text)
 
 
-def apply_command(target: Any, command: Command, *, instance_id: str, source: str) -> CommandResult:
-    """Apply ``command`` to ``target`` (an ``OperatorTarget``; ``status`` also uses its
-    ``status()`` when it has one) and say what happened. Never raises."""
+def apply_command(
+    target: OperatorTarget, command: Command, *, instance_id: str, source: str
+) -> CommandResult:
+    """Apply ``command`` to ``target`` and say what happened. Never raises."""
     try:
         returned = _call(target, command, source)
     except ValueError as exc:  # OperatorError and friends: refused, nothing changed
@@ -136,7 +155,7 @@ def apply_command(target: Any, command: Command, *, instance_id: str, source: st
     return CommandResult(instance_id, "applied", summarize(details), details)
 
 
-def _call(target: Any, command: Command, source: str) -> Any:
+def _call(target: OperatorTarget, command: Command, source: str) -> Any:
     args = command.args
     match command.kind:
         case "drain":
@@ -175,14 +194,11 @@ _DEPLOYMENT_KEYS = ("deployment_id", "tier", "state", "reason", "effective_weigh
 _DEPLOYMENT_KEYS += ("draining", "drain_state", "held", "ramp", "in_flight")  # switching's, where present
 
 
-def live_status(target: Any, group: str = "") -> dict[str, Any]:
+def live_status(target: OperatorTarget, group: str = "") -> dict[str, Any]:
     """A compact view of a replica's routing state for ``status --live``: per group the serving
     tier and per deployment its state, reason and effective weight (what an operator checks
     after a drain or a shift), from ``target.status()``."""
-    status_of = getattr(target, "status", None)
-    if status_of is None:
-        raise ValueError("this replica cannot report its status")
-    status = status_of()
+    status = target.status()
     groups = status.get("groups", {}) if isinstance(status, dict) else {}
     if group and group not in groups:
         raise ValueError(f"unknown model group {group!r} (known: {', '.join(sorted(groups)) or 'none'})")

@@ -15,9 +15,11 @@ a replica takes over the standing state: per deployment the latest applied drain
 group the latest applied failover/failback; where that is a drain or a failover it applies it
 (``source="control:restore"``). A shift is not standing: it is not resumed after a restart.
 
-Nothing here is on the request path: polls, heartbeats and acknowledgements run as background
-tasks, every Redis call is bounded, and a database or Redis that is away is logged (throttled),
-shown in ``status()``, and retried on the next round.
+Nothing here is on the request path: polls and heartbeats run as background workers (the
+plugin's one shape, ``litellm_failover.worker``), acknowledgements as tasks, every database and
+Redis call is bounded (``control.guard``), and a database or Redis that is away is logged
+(throttled), shown in ``status()``, and retried on the next round. The plugin is seen only
+through ``OperatorTarget`` (``control.dispatch``): what a command can ask of it.
 """
 
 from __future__ import annotations
@@ -26,20 +28,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Coroutine
+from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.control import db_channel, redis_channel
-from litellm_failover.control.commands import DEPLOYMENT_KINDS, STANDING, Command, CommandError, from_wire
-from litellm_failover.control.dispatch import CommandResult, apply_command
-from litellm_failover.events import FailoverEvent
+from litellm_failover.control.applier import CommandApplier
+from litellm_failover.control.commands import Command, CommandError, from_wire
+from litellm_failover.control.dispatch import CommandResult, OperatorTarget
+from litellm_failover.control.guard import DATABASE_TIMEOUT_S, Guard
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
-from litellm_failover.store.engine import describe_error, redact
-from litellm_failover.wakeups import RateLimit
+from litellm_failover.worker import Worker
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,18 +52,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("litellm_failover.control")
 
-SOURCE = "control"
-"""The ``source`` the plugin's operations are called with for a command from the CLI."""
-RESTORE_SOURCE = "control:restore"
-"""... and for standing state taken over at start."""
-OPERATOR_COMMAND_EVENT = "operator_command"
-
-_SEEN_IDS = 10_000
 _PENDING_RESULTS = 1_000  # results waiting for the database; the oldest are dropped beyond this
-_RECENT = 20
 _ACK_ATTEMPTS = 3
-_WARN_INTERVAL_S = 30.0
-_DATABASE_TIMEOUT_S = 10.0  # one poll, heartbeat or result write; the next round tries again
 _BEATS_PER_TTL = 3  # a replica is "listening" until it has missed this many heartbeats
 
 
@@ -70,7 +62,7 @@ class ControlPlane:
     the fleet have started (it reads its start position and the standing state from them), and
     ``await stop()`` before they stop.
 
-    ``target`` is an ``OperatorTarget`` (the plugin). ``writer`` is the plugin's ``StoreWriter``
+    ``target``: the plugin, as an ``OperatorTarget``. ``writer`` is the plugin's ``StoreWriter``
     (its engine once connected, and its event sink for the audit trail) or an ``AsyncEngine``;
     None: no database path. ``fleet``: the plugin's ``Fleet`` (its applier gets a
     ``command_listener``); None: no Redis path.
@@ -78,7 +70,7 @@ class ControlPlane:
 
     def __init__(
         self,
-        target: Any,
+        target: OperatorTarget,
         settings: FailoverSettings,
         writer: StoreWriter | AsyncEngine | None = None,
         fleet: Fleet | None = None,
@@ -86,9 +78,8 @@ class ControlPlane:
         instance_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.target = target
         self.settings = settings.control
-        self.instance_id = instance_id or getattr(target, "instance_id", None) or settings.instance_id or ""
+        self.instance_id = instance_id or target.instance_id or settings.instance_id or ""
         if not self.instance_id:
             raise ValueError("ControlPlane needs an instance_id (the target's, the settings' or its own)")
         self.clock = clock
@@ -107,20 +98,18 @@ class ControlPlane:
         self._redis: Redis | None = None
         self._redis_offset = 0.0  # Redis server clock minus ours
         self._running = False
+        self._guard = Guard(self._redis_url, self._timeout)
+        self._heartbeat = Worker("failover:control:heartbeat", logger)
+        self._poller = Worker("failover:control:poll", logger)
         self._started_local = 0.0
         self._started_redis = 0.0
         self._floor: int | None = None  # commands with ids up to this were issued before our start
         self._high = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self._pending: deque[tuple[str, CommandResult]] = deque(maxlen=_PENDING_RESULTS)
-        self._tasks: list[asyncio.Task[None]] = []
         self._early: list[Envelope] | None = []  # fleet commands held until the restore is done
         self._acks: set[asyncio.Task[None]] = set()
-        self.outcomes: Counter[str] = Counter()
-        self.recent: deque[dict[str, Any]] = deque(maxlen=_RECENT)
-        self.restored: list[dict[str, Any]] = []
-        self.errors: dict[str, str | None] = {"database": None, "redis": None}  # the last, if failing
-        self._warnings = {"database": RateLimit(_WARN_INTERVAL_S), "redis": RateLimit(_WARN_INTERVAL_S)}
+        submit = getattr(writer, "submit_event", None)  # an AsyncEngine has no audit trail
+        self._applier = CommandApplier(target, self.instance_id, self.settings.command_ttl_s, submit)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -136,14 +125,14 @@ class ControlPlane:
                 self._timeout,
                 client_name=f"litellm-failover-control:{self.instance_id[:64]}",
             )
-            moment = await self._on_redis(redis_channel.server_time(self._redis))
+            moment = await self._guard.redis(redis_channel.server_time(self._redis))
             if moment is not None:
                 self._redis_offset = moment - self.clock()
             self.fleet.applier.command_listener = self._on_fleet_command  # type: ignore[attr-defined]
         self._started_redis = self._started_local + self._redis_offset
         engine = self._engine()
         if engine is not None:
-            self._floor = await self._on_database(db_channel.start_position(engine))
+            self._floor = await self._guard.database(db_channel.start_position(engine))
             self._high = self._floor or 0
         if self.settings.restore_on_start:
             await self._restore()
@@ -151,11 +140,10 @@ class ControlPlane:
         for envelope in early or []:
             self._on_fleet_command(envelope)  # arrived while restoring: applied after it, in order
         await self._beat()  # listening from now on: a CLI run right after start waits for us
-        beat = self._every(self.settings.heartbeat_interval_s, self._beat)
-        self._tasks = [asyncio.create_task(beat, name="failover:control:heartbeat")]
+        beat, poll = self.settings.heartbeat_interval_s, self.settings.poll_interval_s
+        self._heartbeat.start(lambda: self._heartbeat.every(beat, self._beat, "control: background round"))
         if self._writer is not None:
-            poll = self._every(self.settings.poll_interval_s, self.poll)
-            self._tasks.append(asyncio.create_task(poll, name="failover:control:poll"))
+            self._poller.start(lambda: self._poller.every(poll, self.poll, "control: background round"))
 
     async def stop(self) -> None:
         if not self._running:
@@ -167,22 +155,21 @@ class ControlPlane:
             and getattr(self.fleet.applier, "command_listener", None) == self._on_fleet_command
         ):
             self.fleet.applier.command_listener = None  # type: ignore[attr-defined]
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        for worker in (self._heartbeat, self._poller):
+            # A round is not waited for: cancelled at once; one whose cancellation was lost
+            # ends at its next step (the loop ends on ``stopping``), within its calls' bounds.
+            await worker.stop(grace_s=0.0, cancel_wait_s=DATABASE_TIMEOUT_S + self._timeout)
         if self._acks:
             await asyncio.wait(set(self._acks), timeout=self._timeout * _ACK_ATTEMPTS)
         engine = self._engine()
         if engine is not None:
-            await self._on_database(self._flush_results(engine))
-            await self._on_database(db_channel.leave(engine, self.instance_id))
+            await self._guard.database(self._flush_results(engine))
+            await self._guard.database(db_channel.leave(engine, self.instance_id))
         if self._redis is not None:
-            await self._on_redis(redis_channel.leave(self._redis, self.channel, self.instance_id))
+            await self._guard.redis(redis_channel.leave(self._redis, self.channel, self.instance_id))
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._redis.aclose(), self._timeout)
+                async with asyncio.timeout(self._timeout):
+                    await self._redis.aclose()
             self._redis = None
 
     async def __aenter__(self) -> ControlPlane:
@@ -199,7 +186,7 @@ class ControlPlane:
         engine = self._engine()
         if engine is None or not self._running:
             return
-        await self._on_database(self._poll(engine))
+        await self._guard.database(self._poll(engine))
 
     async def _poll(self, engine: AsyncEngine) -> None:
         if self._floor is None:
@@ -210,14 +197,12 @@ class ControlPlane:
         rows = await db_channel.fetch_commands(engine, max(self._floor, self._high - db_channel.LOOKBACK))
         for row in rows:
             self._high = max(self._high, row.seq)
-            if row.seq <= self._floor or row.command_id in self._seen:
+            if row.seq <= self._floor or self._applier.seen(row.command_id):
                 continue
             if row.command is None:
-                self._remember(row.command_id)
-                result = CommandResult(self.instance_id, "refused", row.error or "invalid command")
-                self.outcomes[result.outcome] += 1
+                result = self._applier.refuse(row.command_id, row.error or "invalid command")
             else:
-                result = self._handle(row.command, "database", self.clock())
+                result = self._applier.handle(row.command, "database", self.clock())
             if result is not None:
                 self._pending.append((row.command_id, result))
         await self._flush_results(engine)
@@ -252,17 +237,13 @@ class ControlPlane:
                 }
             )
         except CommandError as exc:
-            if payload.command_id in self._seen:
+            if self._applier.seen(payload.command_id):
                 return False
-            self._remember(payload.command_id)
-            self.outcomes["refused"] += 1
-            self._ack(
-                payload.command_id, CommandResult(self.instance_id, "refused", f"invalid command: {exc}")
-            )
+            self._ack(payload.command_id, self._applier.refuse(payload.command_id, f"invalid command: {exc}"))
             return False
         if payload.issued_at < self._started_redis:
             return False  # issued before this replica started (read back from its state key)
-        result = self._handle(command, "redis", self.clock() + self._redis_offset)
+        result = self._applier.handle(command, "redis", self.clock() + self._redis_offset)
         if result is None:
             return False
         self._ack(command.command_id, result)
@@ -277,7 +258,7 @@ class ControlPlane:
         for attempt in range(_ACK_ATTEMPTS):
             if self._redis is None:
                 return
-            done = await self._on_redis(
+            done = await self._guard.redis(
                 redis_channel.write_ack(
                     self._redis, self.channel, command_id, result, self.settings.command_ttl_s
                 )
@@ -288,118 +269,19 @@ class ControlPlane:
 
     # -- applying -------------------------------------------------------------------------
 
-    def _handle(self, command: Command, via: str, now: float) -> CommandResult | None:
-        """Apply a command once (None if it was seen already), unless it is too old."""
-        if command.command_id in self._seen:
-            return None
-        self._remember(command.command_id)
-        age = now - command.issued_at.timestamp()
-        if age > self.settings.command_ttl_s:
-            result = CommandResult(
-                self.instance_id,
-                "expired",
-                f"expired: issued {age:.0f}s ago, over control.command_ttl_s="
-                f"{self.settings.command_ttl_s:g}; not applied",
-            )
-        else:
-            result = apply_command(self.target, command, instance_id=self.instance_id, source=SOURCE)
-        self.outcomes[result.outcome] += 1
-        self.recent.append(
-            {
-                "command_id": command.command_id,
-                "command": command.describe(),
-                "issued_by": command.issued_by,
-                "via": via,
-                "outcome": result.outcome,
-                "message": result.message,
-                "at": result.applied_at.isoformat(),
-            }
-        )
-        self._audit(command, result, via)
-        log = logger.info if result.ok else logger.warning
-        log(
-            "control: %s by %s (via %s): %s: %s",
-            command.describe(),
-            command.issued_by,
-            via,
-            result.outcome,
-            result.message,
-        )
-        return result
-
-    def _audit(self, command: Command, result: CommandResult, via: str, *, restored: bool = False) -> None:
-        """One ``operator_command`` event per replica and command: who asked for what, and what
-        this replica did (the plugin's own drain/failover events say how it went)."""
-        submit = getattr(self._writer, "submit_event", None)
-        if submit is None:
-            return
-        group = command.target
-        if command.kind in DEPLOYMENT_KINDS:
-            group = str(result.details.get("group") or result.details.get("model_group") or "")
-        prefix = "restored at start: " if restored else ""
-        submit(
-            FailoverEvent(
-                event_type=OPERATOR_COMMAND_EVENT,
-                model_group=group,
-                deployment_id=(command.target or None) if command.kind in DEPLOYMENT_KINDS else None,
-                reason=f"{prefix}{command.describe()} by {command.issued_by or 'unknown'}: "
-                f"{result.outcome}: {result.message}",
-                instance_id=self.instance_id,
-                details={
-                    "command_id": command.command_id,
-                    "kind": command.kind,
-                    "target": command.target,
-                    "args": command.args,
-                    "issued_by": command.issued_by,
-                    "issued_at": command.issued_at.isoformat(),
-                    "via": via,
-                    "outcome": result.outcome,
-                    "restored": restored,
-                },
-            )
-        )
-
     async def _restore(self) -> None:
         """Take over the standing drains and planned failovers (see the module docstring)."""
-        latest: dict[tuple[str, str], tuple[Command, str]] = {}
         sources: list[tuple[str, list[Command] | None]] = []
         engine = self._engine()
         if engine is not None:
-            sources.append(("database", await self._on_database(db_channel.standing_commands(engine))))
+            sources.append(("database", await self._guard.database(db_channel.standing_commands(engine))))
         if self._redis is not None:
             sources.append(
-                ("redis", await self._on_redis(redis_channel.standing_commands(self._redis, self.channel)))
+                ("redis", await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel)))
             )
-        for via, commands in sources:
-            for command in commands or []:
-                key = (STANDING[command.kind], command.target)
-                known = latest.get(key)
-                if known is None or command.issued_at > known[0].issued_at:
-                    latest[key] = (command, via)
-        for command, via in sorted(latest.values(), key=lambda item: item[0].issued_at):
-            self._remember(command.command_id)
-            if command.kind not in ("drain", "failover"):
-                continue  # the latest word was undrain/failback: nothing stands
-            result = apply_command(self.target, command, instance_id=self.instance_id, source=RESTORE_SOURCE)
-            self.restored.append(
-                {"command": command.describe(), "command_id": command.command_id, "via": via}
-                | {"outcome": result.outcome, "message": result.message}
-            )
-            self._audit(command, result, via, restored=True)
-            if result.ok:
-                logger.info("control: restored %s (issued by %s)", command.describe(), command.issued_by)
-            else:
-                logger.warning("control: could not restore %s: %s", command.describe(), result.message)
+        self._applier.restore(sources)
 
     # -- background -----------------------------------------------------------------------
-
-    async def _every(self, interval_s: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        while self._running:  # ``stop`` also cancels: this ends a round whose cancel was lost
-            await asyncio.sleep(interval_s)
-            try:
-                await action()
-            except Exception:  # a bug must not end the loop: log it and go on
-                logger.exception("control: background round failed")
 
     async def _beat(self) -> None:
         ttl = self.settings.heartbeat_interval_s * _BEATS_PER_TTL
@@ -407,9 +289,9 @@ class ControlPlane:
         if engine is not None:
             now = datetime.fromtimestamp(self.clock(), UTC)
             started = datetime.fromtimestamp(self._started_local, UTC)
-            await self._on_database(db_channel.heartbeat(engine, self.instance_id, started, now, ttl))
+            await self._guard.database(db_channel.heartbeat(engine, self.instance_id, started, now, ttl))
         if self._redis is not None:
-            await self._on_redis(
+            await self._guard.redis(
                 redis_channel.beat(self._redis, self.channel, self.instance_id, self._started_redis, ttl)
             )
 
@@ -418,43 +300,15 @@ class ControlPlane:
             return self._writer
         return getattr(self._writer, "engine", None)  # None until the writer has connected
 
-    async def _on_database(self, work: Coroutine[Any, Any, Any]) -> Any:
-        return await self._guarded("database", work, _DATABASE_TIMEOUT_S)
-
-    async def _on_redis(self, work: Coroutine[Any, Any, Any]) -> Any:
-        return await self._guarded("redis", work, self._timeout)
-
-    async def _guarded(self, what: str, work: Coroutine[Any, Any, Any], limit_s: float) -> Any:
-        """Run one database or Redis call, bounded; on failure note it (credential-free), warn
-        (throttled) and return None, so the caller tries again next round. None results come
-        back as True, so None always means "failed"."""
-        try:
-            # Not ``wait_for``: on Python 3.11 it can swallow a cancellation that arrives just as
-            # the call completes, and ``stop`` would then wait forever for a loop that went on.
-            async with asyncio.timeout(limit_s):
-                result = await work
-        except Exception as exc:
-            if what == "database":
-                error = describe_error(exc)
-            else:
-                text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                error = redact(text[:300], self._redis_url)
-            self.errors[what] = error
-            if (held := self._warnings[what].due()) is not None:
-                more = f" ({held} similar errors not logged)" if held else ""
-                logger.warning("control: %s unavailable (%s); retrying%s", what, error, more)
-            return None
-        self.errors[what] = None
-        return result if result is not None else True
-
-    def _remember(self, command_id: str) -> None:
-        self._seen[command_id] = None
-        if len(self._seen) > _SEEN_IDS:
-            self._seen.popitem(last=False)
-
     # -- inspection -----------------------------------------------------------------------
 
+    @property
+    def recent(self) -> deque[dict[str, Any]]:
+        """The last commands this replica handled, newest last (``status()["recent"]``)."""
+        return self._applier.recent
+
     def status(self) -> dict[str, Any]:
+        outcomes = self._applier.outcomes
         transports = (["redis"] if self.fleet is not None else []) + (
             ["database"] if self._writer is not None else []
         )
@@ -463,22 +317,23 @@ class ControlPlane:
             "running": self._running,
             "instance_id": self.instance_id,
             "transports": transports,
-            "applied": self.outcomes["applied"],
-            "refused": self.outcomes["refused"],
-            "expired": self.outcomes["expired"],
-            "errors": self.outcomes["error"],
-            "recent": list(self.recent),
-            "restored": list(self.restored),
+            "applied": outcomes["applied"],
+            "refused": outcomes["refused"],
+            "expired": outcomes["expired"],
+            "errors": outcomes["error"],
+            "recent": list(self._applier.recent),
+            "restored": list(self._applier.restored),
             "database": {
                 "listening": self._writer is not None,
-                "connected": self._engine() is not None and self.errors["database"] is None,
+                "connected": self._engine() is not None and self._guard.errors["database"] is None,
                 "position": self._high,
                 "pending_results": len(self._pending),
-                "last_error": self.errors["database"],
+                "last_error": self._guard.errors["database"],
             },
             "redis": {
                 "listening": self._redis is not None,
                 "channel": self.channel,
-                "last_error": self.errors["redis"],
+                "last_error": self._guard.errors["redis"],
             },
+            "workers": {"heartbeat": self._heartbeat.health(), "poll": self._poller.health()},
         }

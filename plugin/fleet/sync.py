@@ -10,8 +10,9 @@ Why this shape:
   as a state key with a TTL. On every (re)connect the link subscribes first and then reads the
   keys, so nothing said in between is missed; a message seen twice is the receiver's to discard.
 - Every Redis call is bounded by ``operation_timeout_s``; the link owns its reconnect loop (with
-  exponential backoff up to ``reconnect_max_s``) instead of redis-py's silent retries, so the
-  replica's status can say when it is cut off.
+  exponential backoff and jitter up to ``reconnect_max_s``, the plugin's one worker shape in
+  ``litellm_failover.worker``) instead of redis-py's silent retries, so the replica's status can
+  say when it is cut off.
 - The URL may carry a password: only its redacted form reaches logs and status.
 """
 
@@ -20,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from litellm_failover.events import utcnow
 from litellm_failover.settings import FailoverConfigError, FleetSettings
 from litellm_failover.store.engine import redact, redact_url
 from litellm_failover.wakeups import RateLimit
+from litellm_failover.worker import Backoff, Worker
 
 logger = logging.getLogger("litellm_failover.fleet")
 
@@ -93,13 +93,10 @@ class RedisLink:
         self._receive = receive
         self._client_name = client_name
         self._queue: deque[tuple[str | None, str]] = deque(maxlen=MAX_QUEUE)
-        self._wakeup: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
+        self._worker = Worker(
+            "failover:fleet", logger, Backoff(first_s=_FIRST_BACKOFF_S, max_s=settings.reconnect_max_s)
+        )
         self._connected_event: asyncio.Event | None = None
-        self._first_attempt: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
         self.connected = False
         self.published = 0
         self.dropped = 0
@@ -122,19 +119,10 @@ class RedisLink:
         if full:
             self.dropped += 1
         self._queue.append((key, value))
-        self._wake()
+        # From any thread (LiteLLM may run a logging hook in a worker thread); before start,
+        # nothing to wake: start() wakes the publisher if anything is queued.
+        self._worker.wake()
         return not full
-
-    def _wake(self) -> None:
-        """Wake the publisher; from another thread through the loop (an asyncio.Event is not
-        thread-safe), as LiteLLM may run a logging hook in a worker thread."""
-        if self._wakeup is None or self._loop is None:
-            return  # not started: start() wakes it if anything is queued
-        if threading.get_ident() == self._loop_thread:
-            self._wakeup.set()
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing left to wake
-                self._loop.call_soon_threadsafe(self._wakeup.set)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -142,43 +130,31 @@ class RedisLink:
         """Start the link and wait (bounded) for its first connection attempt, so a replica that
         starts with Redis up has read the fleet's state before it serves; with Redis down it
         goes on at once on local state."""
-        if self._task is not None:
+        if self._worker.started:
             return
-        self._stopping = False
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._wakeup = asyncio.Event()
         self._connected_event = asyncio.Event()
-        self._first_attempt = asyncio.Event()
+        self._worker.start(self._run)
         if self._queue:
-            self._wakeup.set()
-        self._task = asyncio.create_task(self._run(), name="failover:fleet")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_attempt.wait(), self.settings.operation_timeout_s * 4)
+            self._worker.wake()
+        await self._worker.wait_attempted(self.settings.operation_timeout_s * 4)
 
     async def stop(self) -> None:
-        """Send what is queued (bounded by the operation timeout), then close."""
-        if self._task is None:
+        """Send what is queued (bounded by the operation timeout), then close; it may start again."""
+        if not self._worker.started:
             return
-        self._stopping = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        # Cancelled after the grace, the task still closes its connections, each bounded.
+        limit = self.settings.operation_timeout_s * 2
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), self.settings.operation_timeout_s * 2)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
+            await self._worker.stop(grace_s=limit, cancel_wait_s=limit)
         finally:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
             self.connected = False
 
     async def wait_connected(self, timeout: float) -> bool:  # noqa: ASYNC109 (a bounded wait is the point)
         if self._connected_event is None:
             return False
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected_event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._connected_event.wait()
         return self.connected
 
     def stats(self) -> dict[str, Any]:
@@ -194,18 +170,18 @@ class RedisLink:
             "connects": self.connects,
             "resyncs": self.resyncs,
             "resync_keys": self.resync_keys,
+            "worker": self._worker.health(),
         }
 
     # -- the connection loop ----------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = _FIRST_BACKOFF_S
-        while not self._stopping:
+        worker = self._worker
+        while not worker.stopping:
             client = self._client()
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await self._open(client, pubsub)
-                backoff = _FIRST_BACKOFF_S
                 await self._serve(client, pubsub)
             except asyncio.CancelledError:
                 raise
@@ -213,14 +189,11 @@ class RedisLink:
                 self._failed(exc)
             finally:
                 self._set_connected(False)
-                assert self._first_attempt is not None
-                self._first_attempt.set()
+                worker.attempted()
                 await self._close(client, pubsub)
-            if self._stopping:
+            if worker.stopping:
                 return
-            delay = backoff * random.uniform(0.8, 1.2)
-            backoff = min(backoff * 2, self.settings.reconnect_max_s)
-            await self._pause(min(delay, self.settings.reconnect_max_s))
+            await worker.retry_pause()  # after failures since the last connection; stop() ends it
 
     def _client(self) -> Redis:
         timeout = self.settings.operation_timeout_s
@@ -234,7 +207,8 @@ class RedisLink:
         )
 
     async def _call(self, awaitable: Any) -> Any:
-        return await asyncio.wait_for(awaitable, self.settings.operation_timeout_s)
+        async with asyncio.timeout(self.settings.operation_timeout_s):
+            return await awaitable
 
     async def _open(self, client: Redis, pubsub: PubSub) -> None:
         await self._call(client.ping())
@@ -246,9 +220,9 @@ class RedisLink:
         if self.connects > 1 or self.last_error is not None:
             logger.info("fleet: connected to Redis %s again; state resynchronised", self.safe_url)
         self._error_log.reset()
+        self._worker.succeeded()
         self._set_connected(True)
-        assert self._first_attempt is not None
-        self._first_attempt.set()
+        self._worker.attempted()
 
     async def _resync(self, client: Redis) -> None:
         pattern = _glob_escape(self.key_prefix) + "*"
@@ -293,18 +267,20 @@ class RedisLink:
                 self._deliver(message["data"], "pubsub")
 
     async def _publish_loop(self, client: Redis) -> None:
-        assert self._wakeup is not None
+        worker = self._worker
+        assert worker.wakeup is not None
         ttl_ms = max(1, int(self.settings.key_ttl_s * 1000))
         last_contact = time.monotonic()
         while True:
             if not self._queue:
-                if self._stopping:
+                if worker.stopping:
                     return
-                self._wakeup.clear()
+                worker.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), _PING_INTERVAL_S)
+                    async with asyncio.timeout(_PING_INTERVAL_S):
+                        await worker.wakeup.wait()
                 if not self._queue:
-                    if time.monotonic() - last_contact >= _PING_INTERVAL_S and not self._stopping:
+                    if time.monotonic() - last_contact >= _PING_INTERVAL_S and not worker.stopping:
                         await self._call(client.ping())
                         last_contact = time.monotonic()
                     continue
@@ -348,6 +324,7 @@ class RedisLink:
             text = f"no answer within {self.settings.operation_timeout_s:g}s (TimeoutError)"
         self.last_error = redact(text[:300], self._url)
         self.last_error_at = utcnow()
+        self._worker.failed(exc)
         if not isinstance(exc, (RedisError, OSError, TimeoutError)):
             logger.exception("fleet: unexpected error on the Redis link", exc_info=exc)
         elif (held := self._error_log.due()) is not None:
@@ -358,17 +335,9 @@ class RedisLink:
                 f" ({held} similar errors not logged)" if held else "",
             )
 
-    async def _pause(self, seconds: float) -> None:
-        """Wait before reconnecting; ``stop`` cuts it short."""
-        assert self._wakeup is not None
-        deadline = time.monotonic() + seconds
-        while not self._stopping and (left := deadline - time.monotonic()) > 0:
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), left)
-
     async def _close(self, client: Redis, pubsub: PubSub) -> None:
         timeout = self.settings.operation_timeout_s
         for closing in (pubsub.aclose(), client.aclose()):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(closing, timeout)
+                async with asyncio.timeout(timeout):
+                    await closing

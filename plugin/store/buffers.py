@@ -1,4 +1,5 @@
-"""The writer's waiting rooms: a bounded FIFO for append-only rows, a summing map for sessions.
+"""The writer's waiting rooms: a bounded FIFO for append-only rows, a summing map for sessions,
+a latest-only map for deployment states.
 
 They hold rows between the hot path (which must never block or raise) and the writer's
 background task. Both can be fed from other threads (LiteLLM runs some callbacks in threads), so
@@ -8,7 +9,8 @@ across I/O.
 Why two shapes: events and messages are facts, each one kept, in order, and bounded because
 memory is all that protects the proxy while the database is away. Session rows are counters:
 only the sum of the turns and the latest pin matter, so rows for one (session, group) merge into
-one until written, which also bounds them by the number of live sessions.
+one until written, which also bounds them by the number of live sessions. Deployment states are
+coalesced per deployment because only the latest one is worth a write.
 """
 
 from __future__ import annotations
@@ -21,9 +23,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from litellm_failover.events import SessionRow
+from litellm_failover.events import DeploymentStateRow, MessageRow, SessionRow
 
 T = TypeVar("T")
+
+MESSAGE_BUFFER_CHARS = 64_000_000
+"""Default bound on the text of buffered messages (about 64 MB of ASCII): with the default
+``max_buffer`` that is 6,400 characters a message on average, and a full buffer of the longest
+messages (``max_message_chars``) cannot exhaust a proxy's memory."""
+
+
+def message_weight(row: MessageRow) -> int:
+    """A message's weight in the message queue's bound: the characters of its text."""
+    return len(row.content) if isinstance(row.content, str) else 0
 
 
 class RowQueue(Generic[T]):
@@ -151,3 +163,34 @@ class SessionBuffer:
                 older = merged.get(key)
                 merged[key] = entry if older is None else merge_sessions(older, entry)
             self._rows = merged
+
+
+class StateBuffer:
+    """Unwritten deployment states, the latest per deployment: a newer one replaces it unwritten.
+
+    ``seq`` counts submissions and ``done`` is the highest ``seq`` known persisted (what
+    ``flush`` waits on). Single dict operations only, so no lock: each is atomic under the GIL.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[int, DeploymentStateRow]] = {}
+        self.seq = 0
+        self.done = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, row: DeploymentStateRow) -> None:
+        self.seq += 1
+        self._rows[row.deployment_id] = (self.seq, row)
+
+    def take(self) -> tuple[int, dict[str, tuple[int, DeploymentStateRow]]]:
+        """What is unwritten now (left in place until ``settle``), and the ``seq`` it covers."""
+        return self.seq, dict(self._rows)
+
+    def settle(self, seq: int, taken: dict[str, tuple[int, DeploymentStateRow]]) -> None:
+        """After a successful write of ``taken``: drop the entries no newer state replaced."""
+        for key, entry in taken.items():
+            if self._rows.get(key) is entry:
+                del self._rows[key]
+        self.done = seq

@@ -6,7 +6,8 @@ writer's, so it runs on the database the plugin writes to and only once that is 
 logged and the next round comes as usual: retention is housekeeping, and it must never take the
 plugin down with it. The first round runs right after ``start``, so a proxy restarted often still
 purges; while no engine is available (the database not reached yet) it checks again soon rather
-than waiting a whole interval.
+than waiting a whole interval. The task is the plugin's one worker shape
+(``litellm_failover.worker``).
 
 It runs whatever ``store_messages`` / ``store_content`` say now: rows stored before a privacy
 setting was tightened still have to expire.
@@ -15,7 +16,6 @@ setting was tightened still have to expire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,10 +28,12 @@ from litellm_failover.events import utcnow
 from litellm_failover.settings import SessionSettings
 from litellm_failover.store.conversations import purge_expired
 from litellm_failover.store.engine import describe_error
+from litellm_failover.worker import Worker
 
 logger = logging.getLogger("litellm_failover.store")
 
 _NO_ENGINE_RETRY_S = 30.0  # waiting for the writer's first connection: look again after this
+_STOP_WAIT_S = 5.0  # for a cancelled purge to roll its open batch back
 
 
 class _HasEngine(Protocol):
@@ -70,7 +72,7 @@ class RetentionPurger:
         self._get_engine = _engine_getter(source)
         self._settings = settings
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._worker = Worker("litellm-failover-retention-purge", logger)
         self._runs = 0
         self._sessions_purged = 0
         self._messages_purged = 0
@@ -81,16 +83,11 @@ class RetentionPurger:
         self._last_error_at: datetime | None = None
 
     async def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._loop(), name="litellm-failover-retention-purge")
+        self._worker.start(self._loop)
 
     async def stop(self) -> None:
         """Cancel the loop; a purge in progress is cut short (its open batch rolls back)."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._worker.stop(grace_s=0.0, cancel_wait_s=_STOP_WAIT_S)
 
     async def __aenter__(self) -> RetentionPurger:
         await self.start()
@@ -113,11 +110,13 @@ class RetentionPurger:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._worker.failed(exc)
             message = describe_error(exc, engine.url)
             if message != self._last_error:  # one line per distinct error, not one an hour
                 logger.warning("session retention purge failed, retrying next round: %s", message)
             self._last_error, self._last_error_at = message, now
             return None
+        self._worker.succeeded()
         self._runs += 1
         self._last_purge_at = now
         self._last_counts = counts
@@ -136,22 +135,23 @@ class RetentionPurger:
 
     async def _loop(self) -> None:
         interval = self._settings.purge_interval_s
-        while True:
+        while not self._worker.stopping:
             try:
                 done = await self.purge_now()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug, not a database error: keep the loop, say so loudly
+            except Exception as exc:  # a bug, not a database error: keep the loop, say so loudly
+                self._worker.failed(exc)
                 logger.exception("session retention purge crashed; trying again next round")
                 done = None
             waiting_for_engine = done is None and self._get_engine() is None
-            await asyncio.sleep(min(interval, _NO_ENGINE_RETRY_S) if waiting_for_engine else interval)
+            await self._worker.pause(min(interval, _NO_ENGINE_RETRY_S) if waiting_for_engine else interval)
 
     def stats(self) -> dict[str, Any]:
         """For status: when the last purge ran, what it deleted, totals and the last error."""
         last = self._last_counts
         return {
-            "running": self._task is not None and not self._task.done(),
+            "running": self._worker.running,
             "retention_s": self._settings.retention_s,
             "interval_s": self._settings.purge_interval_s,
             "runs": self._runs,
@@ -163,4 +163,5 @@ class RetentionPurger:
             "messages_purged": self._messages_purged,
             "last_error": self._last_error,
             "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
+            "worker": self._worker.health(),
         }
