@@ -17,7 +17,7 @@ from typing import Any
 
 from litellm_failover.control.commands import DEPLOYMENT_KINDS, STANDING, Command
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget, apply_command
-from litellm_failover.events import FailoverEvent
+from litellm_failover.events import EventType, FailoverEvent
 
 logger = logging.getLogger("litellm_failover.control")
 
@@ -25,7 +25,6 @@ SOURCE = "control"
 """The ``source`` the plugin's operations are called with for a command from the CLI."""
 RESTORE_SOURCE = "control:restore"
 """... and for standing state taken over at start."""
-OPERATOR_COMMAND_EVENT = "operator_command"
 
 _SEEN_IDS = 10_000
 _RECENT = 20
@@ -115,7 +114,7 @@ class CommandApplier:
         prefix = "restored at start: " if restored else ""
         self._submit(
             FailoverEvent(
-                event_type=OPERATOR_COMMAND_EVENT,
+                event_type=EventType.OPERATOR_COMMAND.value,
                 model_group=group,
                 deployment_id=(command.target or None) if command.kind in DEPLOYMENT_KINDS else None,
                 reason=f"{prefix}{command.describe()} by {command.issued_by or 'unknown'}: "
