@@ -34,7 +34,7 @@ from litellm_failover.drill.netns import (
     cleanup_stale,
     netns_support,
 )
-from litellm_failover.providers.fake_vllm import DEFAULT_MODEL
+from litellm_failover.providers.fake.vllm import DEFAULT_MODEL
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _STALL_S = 1.5

@@ -17,8 +17,8 @@ import test_proxy_failover
 from openai import AsyncOpenAI
 from waiting import wait_until
 
-from litellm_failover.loadgen import openai_sender
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.loadgen import openai_sender
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.store.queries import list_deployment_states, list_events
 
 pytestmark = [pytest.mark.proxy, pytest.mark.redis]

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
 from litellm_failover import attach
+from litellm_failover.drill.loadgen import router_sender
 from litellm_failover.fleet.messages import SCHEMA_VERSION
-from litellm_failover.loadgen import router_sender
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 pytestmark = pytest.mark.redis
 pytest_plugins = ["services"]

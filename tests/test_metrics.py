@@ -26,7 +26,7 @@ from litellm_failover import FailoverConfigError, attach
 from litellm_failover.events import FailoverEvent
 from litellm_failover.metrics import MetricsPortError, PluginCollector, PluginMetrics
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 FAST_HEALTH = {"interval_s": 0.1, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 STATE = "litellm_failover_deployment_state"

@@ -35,8 +35,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from litellm_failover.providers.fake_vllm import DEFAULT_MODEL, DEFAULT_TOKENS_PER_S, DEFAULT_WORDS
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.text import DEFAULT_WORDS
+from litellm_failover.providers.fake.vllm import DEFAULT_MODEL, DEFAULT_TOKENS_PER_S
 
 __all__ = [
     "NETNS_PREFIX",

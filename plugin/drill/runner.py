@@ -35,11 +35,11 @@ from litellm_failover.drill.profiles import (
     short_id,
 )
 from litellm_failover.drill.progress import Progress
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.drill.report_schema import SCHEMA
 from litellm_failover.drill.scenarios import SCENARIO_NAMES, SCENARIOS, Scenario, ScenarioContext
 from litellm_failover.drill.timeline import Phases, analyse, event_row, first_answer_by, share_in
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 # Phase lengths at --duration-scale 1 (seconds).
 WARM_S = 3.0
