@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from litellm_failover.providers.base import ProbeThresholds
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 Strategy = Literal["primary-standby", "round-robin", "weighted"]
 InTierStrategy = Literal["weighted", "round-robin"]
