@@ -111,10 +111,10 @@ class _Run:
 def blackhole_support() -> tuple[Any, str | None]:
     """The netns helper's ``BlackholeNode`` class, or None and the reason it can't be used."""
     try:
-        from litellm_failover.drill import netns
+        from litellm_failover.drill import namespaces, netns
     except ImportError as exc:
         return None, f"the network namespace helper is not available ({exc})"
-    reason = netns.netns_support()
+    reason = namespaces.netns_support()
     if reason is not None:
         return None, reason
     return netns.BlackholeNode, None
