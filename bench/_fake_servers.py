@@ -32,7 +32,7 @@ _STOP_TIMEOUT_S = 10.0
 
 
 async def serve(count: int, max_s: float) -> None:
-    from litellm_failover.providers.fake_vllm import FakeVLLM
+    from litellm_failover.providers.fake.vllm import FakeVLLM
 
     servers = [FakeVLLM(f"gpu{i}", host="127.0.0.1", tokens_per_s=0) for i in range(count)]
     loop = asyncio.get_running_loop()

@@ -68,9 +68,10 @@ async def run_battery(
 ) -> dict[str, dict[str, Any]]:
     """Both profiles, one after the other, each with its own proxy, nodes and report folder."""
     from litellm_failover.drill.cli import write_reports
+    from litellm_failover.drill.options import DrillOptions
     from litellm_failover.drill.progress import make_progress
     from litellm_failover.drill.report_schema import validate
-    from litellm_failover.drill.runner import DrillOptions, run_drill
+    from litellm_failover.drill.runner import run_drill
 
     results: dict[str, dict[str, Any]] = {}
     for profile in PROFILES:
@@ -618,7 +619,7 @@ def main() -> int:
         if args.duration_scale is not None
         else (QUICK_SCALE if args.quick else FULL_SCALE)
     )
-    from litellm_failover.drill.runner import DrillInputError, DrillOptions
+    from litellm_failover.drill.options import DrillInputError, DrillOptions
 
     try:  # validate before the first minute of running
         DrillOptions(scenarios=names, duration_scale=scale, concurrency=args.concurrency).selected()

@@ -29,9 +29,9 @@ except ImportError:  # python bench/proxy_overhead.py: bench/ itself is on sys.p
     import _common as common  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
-    from litellm_failover.loadgen import RequestResult
-    from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-    from litellm_failover.proxy_process import ProxyProcess
+    from litellm_failover.drill.loadgen import RequestResult
+    from litellm_failover.drill.proxy_process import ProxyProcess
+    from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 NODES = ("n1", "n2", "n3")
 P50_GOAL = 1.05
@@ -69,7 +69,7 @@ async def one_round(proxy: ProxyProcess, total: int, concurrency: int) -> tuple[
     """``total`` requests, every second one streamed, ``concurrency`` at a time; (results, wall s)."""
     from openai import AsyncOpenAI
 
-    from litellm_failover.loadgen import openai_sender, run_load
+    from litellm_failover.drill.loadgen import openai_sender, run_load
 
     client = AsyncOpenAI(base_url=proxy.url, api_key=proxy.master_key, max_retries=0, timeout=30)
     try:
@@ -141,8 +141,8 @@ def start_all(items: list[Any]) -> None:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-    from litellm_failover.proxy_process import ProxyProcess
+    from litellm_failover.drill.proxy_process import ProxyProcess
+    from litellm_failover.providers.fake.process import FakeVLLMProcess
     from litellm_failover.store.queries import list_deployment_states
 
     rounds, total, concurrency, warmup = (2, 40, 8, 16) if quick else (6, 120, 8, 40)

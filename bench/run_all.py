@@ -36,6 +36,7 @@ BENCHES: tuple[tuple[str, float], ...] = (
     ("fleet_propagation", 180.0),
     ("writer_throughput", 180.0),  # ~20 s; the PostgreSQL half needs the local PostgreSQL
     ("session_storage", 300.0),  # ~1.5 min; PostgreSQL when it answers, else SQLite
+    ("call_costs", 120.0),  # ~15 s: calls that must never wait, and the drill report's render
     ("failover_comparison", 1200.0),  # the drill battery twice: 5-6 min; --quick ~1.5 min
 )
 

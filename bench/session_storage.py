@@ -61,8 +61,8 @@ except ImportError:  # python bench/session_storage.py: bench/ itself is on sys.
     from writer_throughput import database, postgres_reachable, postgres_url  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
-    from litellm_failover.loadgen import RequestResult
-    from litellm_failover.proxy_process import ProxyProcess
+    from litellm_failover.drill.loadgen import RequestResult
+    from litellm_failover.drill.proxy_process import ProxyProcess
 
 RATIO_GOAL = 1.05
 SIDES = ("off", "on")  # A: store_messages false, B: store_messages true
@@ -93,7 +93,7 @@ async def conversation(
 ) -> list[RequestResult]:
     """One chat client: each turn sends the history so far under its session header and appends
     the answer. Stops at the first failure (a client would not go on without the answer)."""
-    from litellm_failover.loadgen import _sender  # records timing, streams and errors as the load does
+    from litellm_failover.drill.loadgen import _sender  # records timing, streams and errors as the load does
 
     history: list[dict[str, str]] = []
     headers = {"x-session-id": session_id}
@@ -317,8 +317,8 @@ def choose_database(requested: str) -> tuple[str, str]:
 
 
 async def run_async(kind: str, rounds: int, plan: Plan, warmup: Plan, control: bool) -> dict[str, Any]:
-    from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-    from litellm_failover.proxy_process import ProxyProcess, free_port
+    from litellm_failover.drill.proxy_process import ProxyProcess, free_port
+    from litellm_failover.providers.fake.process import FakeVLLMProcess
 
     nodes = {name: FakeVLLMProcess(name, tokens_per_s=0) for name in NODES}
     proxies: dict[str, ProxyProcess] = {}

@@ -21,8 +21,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from litellm_failover.loadgen import RequestResult, router_sender, run_load
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.drill.loadgen import RequestResult, router_sender, run_load
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 NODES = (("p1", 1), ("p2", 1), ("s1", 2))
 

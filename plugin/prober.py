@@ -15,20 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 from litellm_failover.core import FailoverCore
+from litellm_failover.probes import ProbeFn, SharedProbe
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.settings import HealthSettings
 
 logger = logging.getLogger("litellm_failover")
-
-if TYPE_CHECKING:
-    from litellm_failover.probes import SharedProbe
-
-ProbeFn = Callable[[ProbeClient], Awaitable[ProbeReport]]
 
 
 class _Schedule:

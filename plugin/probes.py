@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from litellm_failover.deployments import DeploymentSpec
-from litellm_failover.prober import ProbeFn
 from litellm_failover.providers import build_target, get_adapter, infer_kind
+from litellm_failover.providers.base import ProbeReport
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import run_probe
+
+# One probe round against one target, on the prober's shared HTTP client; never raises.
+ProbeFn = Callable[[ProbeClient], Awaitable[ProbeReport]]
 
 
 @dataclass(frozen=True, slots=True)
 class SharedProbe:
+    """One probe target and every deployment its rounds speak for (``Prober`` schedules these)."""
+
     deployment_ids: tuple[str, ...]
     probe: ProbeFn
 

@@ -8,7 +8,7 @@ This module is the registry, and the one entry point the plugin core needs::
 
 The core keeps one prober per deployment (it holds between-round memory such as DCGM's last
 XID code) and never looks at its kind. Adapter modules are imported lazily: ``settings``
-imports ``providers.base``, which runs this file, so nothing here may import ``settings`` (or an
+imports ``providers.thresholds``, which runs this file, so nothing here may import ``settings`` (or an
 adapter, which does) at import time.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from litellm_failover.providers.base import ProbeTarget, ProbeThresholds
+from litellm_failover.providers.base import ProbeTarget
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 if TYPE_CHECKING:
     from litellm_failover.providers.base import Prober, ProviderAdapter

@@ -8,12 +8,13 @@ says "alive", which metric means "saturated", how to authenticate a cheap read) 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # settings imports this module; the reverse import is for type hints only
+from litellm_failover.providers.thresholds import ProbeThresholds
+
+if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
@@ -76,19 +77,6 @@ class LoadSignals:
     queue_waiting: float | None = None
     requests_running: float | None = None
     gpu_memory_ratio: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeThresholds:
-    """Limits a probe compares against; all configurable per deployment."""
-
-    max_probe_latency_s: float = 2.0
-    max_gpu_memory_ratio: float = 0.95
-    max_kv_cache_usage: float = 0.90
-    max_queue_waiting: float = 16.0
-    stale_after_s: float = 15.0
-    max_body_bytes: int = 1_000_000
-    gpu_read_interval_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +171,3 @@ class ProviderAdapter(Protocol):
         that broke mid-stream elsewhere; ``request_extra`` holds the client request's own extra
         body fields (``continue_final_message`` when it was continuing a prefix itself)."""
         ...
-
-
-class MalformedAnswer(ValueError):
-    """A probe answer that could not be read (not JSON, bad Prometheus text, NaN, too big)."""
-
-
-def finite(value: float, what: str) -> float:
-    """Reject NaN and infinities, which Prometheus text allows but no threshold can compare."""
-    if math.isnan(value) or math.isinf(value):
-        raise MalformedAnswer(f"{what} is {value}")
-    return value

@@ -30,16 +30,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers import http
-from litellm_failover.providers.base import (
-    CheckName,
-    CheckResult,
-    MalformedAnswer,
-    ProbeTarget,
-    ProbeThresholds,
-    Severity,
-)
+from litellm_failover.providers.base import CheckName, CheckResult, ProbeTarget, Severity
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Samples, parse_metrics
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 ERROR_HOLD_S = 60.0
 """How long an XID/ECC event keeps ``gpu_health`` failing: longer than any sane

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers import probe_client
-from litellm_failover.providers.base import MalformedAnswer
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 
 _MAX_REASON = 200

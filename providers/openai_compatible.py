@@ -21,19 +21,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers import http, litellm_param
-from litellm_failover.providers.base import (
-    CheckName,
-    CheckResult,
-    MalformedAnswer,
-    ProbeReport,
-    ProbeTarget,
-    ProbeThresholds,
-    Severity,
-)
+from litellm_failover.providers.base import CheckName, CheckResult, ProbeReport, ProbeTarget, Severity
 from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION, ContinuingAdapter
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import latency_check
 from litellm_failover.providers.self_hosted import check_url
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 if TYPE_CHECKING:
     from litellm_failover.settings import DeploymentFailoverConfig

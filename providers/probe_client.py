@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from litellm_failover.providers.base import MalformedAnswer
+from litellm_failover.providers.errors import MalformedAnswer
 
 USER_AGENT = "litellm-failover-probe"
 MAX_HEAD_BYTES = 64 * 1024

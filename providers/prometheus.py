@@ -24,7 +24,7 @@ from typing import Literal
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from litellm_failover.providers.base import MalformedAnswer, finite
+from litellm_failover.providers.errors import MalformedAnswer, finite
 from litellm_failover.providers.http import short
 
 Aggregate = Literal["sum", "max"]

@@ -14,14 +14,9 @@ import dataclasses
 import time
 
 from litellm_failover.providers import http
-from litellm_failover.providers.base import (
-    CheckName,
-    CheckResult,
-    Prober,
-    ProbeReport,
-    ProbeThresholds,
-)
+from litellm_failover.providers.base import CheckName, CheckResult, Prober, ProbeReport
 from litellm_failover.providers.probe_client import ProbeClient
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 
 async def run_probe(prober: Prober, session: ProbeClient) -> ProbeReport:

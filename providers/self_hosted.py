@@ -26,7 +26,6 @@ from litellm_failover.providers.base import (
     LoadSignals,
     ProbeReport,
     ProbeTarget,
-    ProbeThresholds,
     Severity,
 )
 from litellm_failover.providers.continuation import ContinuationRule, ContinuingAdapter
@@ -34,6 +33,7 @@ from litellm_failover.providers.gpu import GpuOutcome, GpuReader, gpu_reader_for
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Series, parse_metrics, read_all, sample_names
 from litellm_failover.providers.runner import latency_check
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 if TYPE_CHECKING:
     from litellm_failover.settings import DeploymentFailoverConfig

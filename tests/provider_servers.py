@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from litellm_failover.providers import build_prober
-from litellm_failover.providers.base import Prober, ProbeReport, ProbeThresholds
+from litellm_failover.providers.base import Prober, ProbeReport
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.runner import run_probe
+from litellm_failover.providers.thresholds import ProbeThresholds
 from litellm_failover.settings import parse_deployment_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

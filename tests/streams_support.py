@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from litellm_failover.providers.fake_text import answer_pieces
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.text import answer_pieces
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 QUESTION = [{"role": "user", "content": "tell me about failover, at length"}]
 

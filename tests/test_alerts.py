@@ -284,15 +284,9 @@ async def test_on_event_never_blocks_and_a_full_queue_drops_and_counts(receiver,
     events = [failover(reason=f"reason {i}") for i in range(2000)]
     alerter.on_event(events[0])
     await wait_until(lambda: receiver.waiting == 1, timeout=5, what="a delivery hanging at the receiver")
-    durations = []
-    for event in events[1:]:
-        began = time.perf_counter()
+    for event in events[1:]:  # what each call costs is measured by bench/call_costs.py
         alerter.on_event(event)
-        durations.append(time.perf_counter() - began)
-    durations.sort()
-    p99, worst = durations[int(len(durations) * 0.99)], durations[-1]
-    print(f"on_event with a hanging destination: p99 {p99 * 1e6:.1f} us, max {worst * 1e6:.1f} us")
-    assert p99 < 0.001 and worst < 0.05
+    assert receiver.waiting == 1  # every call returned while the first delivery still hangs
     stats = alerter.stats()
     assert (stats["admitted"], stats["dropped"], stats["queued"]) == (5, 1995, 5)
 

@@ -11,7 +11,7 @@ from waiting import wait_until
 
 from litellm_failover import attach
 from litellm_failover.alerts import Alerter
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 
 @pytest.fixture

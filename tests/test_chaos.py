@@ -31,10 +31,10 @@ from litellm_failover.chaos import parse_fault_args
 from litellm_failover.chaos.faults import FaultInputError
 from litellm_failover.control import CommandError, build_command
 from litellm_failover.control.db_channel import fetch_commands
-from litellm_failover.loadgen import RequestResult, router_sender
+from litellm_failover.drill.loadgen import RequestResult, router_sender
 from litellm_failover.plugin import FailoverPlugin
-from litellm_failover.providers.fake_text import DEFAULT_WORDS, expected_answer
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.text import DEFAULT_WORDS, expected_answer
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 from litellm_failover.switching import OperatorError
 

@@ -22,9 +22,9 @@ from waiting import wait_until
 
 from litellm_failover import attach
 from litellm_failover.control import ControlPlane
-from litellm_failover.loadgen import RequestResult, messages_for, router_sender
+from litellm_failover.drill.loadgen import RequestResult, messages_for, router_sender
 from litellm_failover.plugin import FailoverPlugin
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 
 pytest_plugins = ["services"]

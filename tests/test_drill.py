@@ -24,7 +24,7 @@ from litellm_failover.cli import main
 from litellm_failover.drill.load import Outcome
 from litellm_failover.drill.report_schema import validate
 from litellm_failover.drill.timeline import Phases, check_ramp, plain_ramp_ok
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 SCALE = "0.4"
 

@@ -26,15 +26,10 @@ from pathlib import Path
 import pytest
 from services import in_ci
 
-from litellm_failover.drill.netns import (
-    NETNS_PREFIX,
-    STATE_DIR,
-    BlackholeNode,
-    NetnsError,
-    cleanup_stale,
-    netns_support,
-)
-from litellm_failover.providers.fake_vllm import DEFAULT_MODEL
+from litellm_failover.drill.iproute import NetnsError
+from litellm_failover.drill.namespaces import NETNS_PREFIX, STATE_DIR, cleanup_stale, netns_support
+from litellm_failover.drill.netns import BlackholeNode
+from litellm_failover.providers.fake.vllm import DEFAULT_MODEL
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _STALL_S = 1.5

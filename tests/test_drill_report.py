@@ -504,14 +504,11 @@ def test_nine_scenario_report_stays_small(tmp_path: Path) -> None:
             for _ in range(120)
         ]
         scenarios.append(sc)
-    start = time.monotonic()
-    path = write_html(make_result(scenarios), tmp_path / "nine.html")
-    elapsed = time.monotonic() - start
+    path = write_html(make_result(scenarios), tmp_path / "nine.html")  # its render time: bench/call_costs.py
     page = parse(path)
     size = path.stat().st_size
     assert len(page.svgs_by_section) == 9
     assert size < 2_000_000, size
-    assert elapsed < 30, elapsed
     assert "80 more events in the JSON report." in "".join(page.text)
 
 

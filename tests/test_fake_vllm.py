@@ -21,15 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from waiting import free_port, wait_until
 
 from litellm_failover.cli import fake_vllm as fake_vllm_cli
-from litellm_failover.providers.fake_vllm import (
-    VOCAB,
-    FakeVLLM,
-    FaultError,
-    answer_pieces,
-    continuation_pieces,
-    expected_answer,
-)
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess, FakeVLLMProcessError
+from litellm_failover.providers.fake.faults import FaultError
+from litellm_failover.providers.fake.process import FakeVLLMProcess, FakeVLLMProcessError
+from litellm_failover.providers.fake.text import VOCAB, answer_pieces, continuation_pieces, expected_answer
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

@@ -10,15 +10,14 @@ on both, so the dead node is found by A's traffic and B can only have learned it
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 import pytest
 import test_proxy_failover
 from openai import AsyncOpenAI
 from waiting import wait_until
 
-from litellm_failover.loadgen import openai_sender
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.loadgen import openai_sender
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.store.queries import list_deployment_states, list_events
 
 pytestmark = [pytest.mark.proxy, pytest.mark.redis]
@@ -69,11 +68,6 @@ async def state_of(proxy: ProxyProcess, deployment: str) -> str | None:
     return {row["deployment_id"]: row["state"] for row in rows}.get(deployment)
 
 
-def when(event: dict) -> datetime:
-    created = event["created_at"]
-    return created if isinstance(created, datetime) else datetime.fromisoformat(created)
-
-
 async def test_a_failure_replica_a_sees_moves_replica_b_before_b_tries_the_dead_node(replicas, nodes):
     proxy_a, proxy_b = replicas
     for proxy in replicas:
@@ -113,7 +107,7 @@ async def test_a_failure_replica_a_sees_moves_replica_b_before_b_tries_the_dead_
     assert changes_b[0]["details"]["origin_instance"] == "replica-a"
     assert changes_b[0]["reason"].startswith("ejected by replica-a: ")
     assert [e for e in events_b if e["event_type"] == "request_failover"] == []
-    assert (when(changes_b[0]) - when(ejected_a)).total_seconds() < 1.0
+    # How long the ejection took to reach B is measured by bench/fleet_propagation.py.
 
 
 async def _healthy(proxy: ProxyProcess) -> bool:

@@ -25,10 +25,10 @@ from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
 from litellm_failover import attach
+from litellm_failover.drill.loadgen import router_sender
 from litellm_failover.fleet.messages import SCHEMA_VERSION
-from litellm_failover.loadgen import router_sender
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 pytestmark = pytest.mark.redis
 pytest_plugins = ["services"]
@@ -127,8 +127,7 @@ async def test_an_ejection_on_replica_a_moves_replica_b_before_b_tries_the_dead_
         )
         assert "refused" in ejected.reason.lower()
         await wait_until(lambda: deployment(plugin_b, "p1")["state"] == "unhealthy", 1.0, "B applies it")
-        [applied] = fleet_events(plugin_b, "p1")
-        assert (applied.created_at - ejected.created_at).total_seconds() < 1.0
+        [applied] = fleet_events(plugin_b, "p1")  # how fast: bench/fleet_propagation.py
         assert applied.details["origin_instance"] == "A" and applied.instance_id == "B"
 
         status_b = deployment(plugin_b, "p1")

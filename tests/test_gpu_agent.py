@@ -15,12 +15,12 @@ import pytest
 from waiting import wait_until
 
 from litellm_failover.cli import gpu_agent as cli
-from litellm_failover.providers.base import ProbeThresholds
 from litellm_failover.providers.gpu import AgentGpuReader
 from litellm_failover.providers.gpu_agent import NvmlReader, Sampler, create_app
 from litellm_failover.providers.http import ReadTracker
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import parse_metrics
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)

@@ -9,10 +9,11 @@ from aiohttp import web
 from provider_servers import by_name, probe_once, prober_for, serve, text
 from waiting import wait_until
 
-from litellm_failover.providers.base import ProbeThresholds, Severity
+from litellm_failover.providers.base import Severity
 from litellm_failover.providers.gpu import AgentGpuReader, DcgmGpuReader, dcgm_metrics_url
 from litellm_failover.providers.http import ReadTracker
 from litellm_failover.providers.probe_client import ProbeClient
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 VLLM = """\
 vllm:num_requests_running 1

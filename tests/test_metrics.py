@@ -31,7 +31,7 @@ from litellm_failover.metrics.catalog import CATALOG
 from litellm_failover.metrics.counters import EventCounters
 from litellm_failover.metrics.probe_latency import ProbeLatency
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 
 FAST_HEALTH = {"interval_s": 0.1, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 STATE = "litellm_failover_deployment_state"

@@ -24,8 +24,8 @@ from test_proxy_failover import proxy_config as failover_proxy_config
 from waiting import free_port, wait_until
 
 from litellm_failover import __version__
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 pytestmark = pytest.mark.proxy
 

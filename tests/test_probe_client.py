@@ -15,7 +15,7 @@ from provider_servers import serve, text
 from waiting import wait_until
 
 from litellm_failover.providers import http
-from litellm_failover.providers.base import MalformedAnswer
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import (
     ConnectFailed,
     Disconnected,

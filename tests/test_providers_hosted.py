@@ -6,7 +6,8 @@ import pytest
 from aiohttp import web
 from provider_servers import by_name, json_answer, never_answers, probe_once, prober_for, serve, text
 
-from litellm_failover.providers.base import ProbeThresholds, Severity
+from litellm_failover.providers.base import Severity
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
 

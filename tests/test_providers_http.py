@@ -6,15 +6,12 @@ import pytest
 from provider_servers import huge, json_answer, serve, text
 
 from litellm_failover.providers import http
-from litellm_failover.providers.base import (
-    MalformedAnswer,
-    ProbeReport,
-    ProbeTarget,
-    ProbeThresholds,
-)
+from litellm_failover.providers.base import ProbeReport, ProbeTarget
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient, ProbeHttpError
 from litellm_failover.providers.prometheus import Series, parse_metrics, read_series, select_families
 from litellm_failover.providers.runner import run_probe
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 
 async def test_get_reads_whole_small_bodies_and_rejects_big_ones():

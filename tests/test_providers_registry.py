@@ -12,7 +12,7 @@ from litellm_failover.providers import (
     infer_kind,
     merge_thresholds,
 )
-from litellm_failover.providers.base import ProbeThresholds
+from litellm_failover.providers.thresholds import ProbeThresholds
 from litellm_failover.settings import FailoverConfigError, HealthOverrides, parse_deployment_config
 
 WHERE = "model_list[2].model_info.failover.provider"

@@ -16,8 +16,10 @@ from provider_servers import (
     trickle,
 )
 
-from litellm_failover.providers.base import LoadSignals, MalformedAnswer, ProbeThresholds, Severity
+from litellm_failover.providers.base import LoadSignals, Severity
+from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.prometheus import parse_metrics
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 VLLM_METRICS = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.

@@ -18,9 +18,9 @@ from fake_nodes import proxy_running, running
 from openai import AsyncOpenAI
 from waiting import wait_until
 
-from litellm_failover.loadgen import openai_sender, run_load
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.loadgen import openai_sender, run_load
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.queries import list_deployment_states, list_events
 
 pytestmark = pytest.mark.proxy

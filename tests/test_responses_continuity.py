@@ -17,9 +17,9 @@ from test_router_failover import deployments
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.providers.fake_vllm import expected_answer
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.text import expected_answer
 from litellm_failover.store.conversations import load_messages
 from litellm_failover.store.queries import list_deployment_states, list_events
 

@@ -17,9 +17,9 @@ from fake_nodes import serving
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.loadgen import router_sender, run_load
-from litellm_failover.providers.fake_vllm import FakeVLLM
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.drill.loadgen import router_sender, run_load
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}

@@ -19,8 +19,8 @@ from openai import AsyncOpenAI
 from test_proxy_failover import proxy_config
 from waiting import wait_until
 
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.conversations import list_sessions, load_messages
 from litellm_failover.store.queries import list_events
 

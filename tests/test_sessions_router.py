@@ -20,7 +20,7 @@ from test_router_failover import FAST_HEALTH, deployments
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.sessions import SessionIdError
 from litellm_failover.store.conversations import list_sessions, load_messages, load_session
 from litellm_failover.store.queries import list_events

@@ -11,7 +11,7 @@ import pytest
 from waiting import free_port
 
 from litellm_failover.cli import main
-from litellm_failover.cli.events import parse_since
+from litellm_failover.durations import parse_since
 from litellm_failover.events import DeploymentStateRow, FailoverEvent
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.writer import StoreWriter

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -195,9 +194,8 @@ async def test_message_buffer_is_bounded_and_separate_from_events(
     url = f"sqlite+aiosqlite:///{tmp_path}/store.db"
     caplog.set_level(logging.WARNING, logger="litellm_failover.store")
     writer = StoreWriter(url, WriterSettings(max_buffer=4, flush_interval_s=0.05), message_buffer_chars=100)
-    started = time.perf_counter()
-    accepted = [writer.submit_message(message("s1", seq)) for seq in range(2_000)]  # nothing drains yet
-    assert time.perf_counter() - started < 1.0
+    # nothing drains yet; what each drop costs is measured by bench/call_costs.py
+    accepted = [writer.submit_message(message("s1", seq)) for seq in range(2_000)]
     assert accepted[:4] == [True] * 4 and not any(accepted[4:])
     assert writer.submit_event(FailoverEvent("failover", "chat", reason="audit"))  # its own bound
     big = message("s2", 0, content="x" * 90)

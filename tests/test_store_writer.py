@@ -123,12 +123,10 @@ async def test_full_buffer_drops_new_rows_counts_them_and_warns_once(
     url = sqlite_url(tmp_path)
     writer = StoreWriter(url, WriterSettings(max_buffer=5, flush_interval_s=0.05))
     caplog.set_level(logging.WARNING, logger="litellm_failover.store")
-    started = time.perf_counter()
     accepted = [writer.submit_event(event(i)) for i in range(5_000)]  # before start(): nothing drains
-    elapsed = time.perf_counter() - started
     assert accepted[:5] == [True] * 5 and not any(accepted[5:])
     assert writer.stats()["dropped"] == 4_995 and writer.stats()["queued"] == 5
-    assert elapsed < 1.0, f"5000 submissions took {elapsed:.3f}s"
+    # What a submission into a full buffer costs is measured by bench/call_costs.py.
     drop_warnings = [r for r in caplog.records if "dropping new events" in r.getMessage()]
     assert len(drop_warnings) == 1
 

@@ -13,7 +13,7 @@ from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices, Us
 from litellm_failover import attach
 from litellm_failover.providers import KINDS, get_adapter
 from litellm_failover.providers.continuation import BEST_EFFORT_INSTRUCTION, message_text
-from litellm_failover.providers.fake_text import answer_pieces, continuation_pieces
+from litellm_failover.providers.fake.text import answer_pieces, continuation_pieces
 from litellm_failover.settings import FailoverConfigError, parse_settings
 from litellm_failover.streams import chunks as ck
 from litellm_failover.streams.request import StreamRequest

@@ -17,9 +17,9 @@ from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healt
 from streams_support import QUESTION, AtWords, Frozen, prefix, read_stream
 from waiting import wait_until
 
-from litellm_failover.providers.fake_text import DEFAULT_WORDS, expected_answer
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.text import DEFAULT_WORDS, expected_answer
 from litellm_failover.store.queries import list_events
 
 pytestmark = pytest.mark.proxy

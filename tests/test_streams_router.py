@@ -16,9 +16,9 @@ from streams_support import QUESTION, AtWords, ClosingVLLM, Frozen, prefix, read
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.providers.fake_text import DEFAULT_WORDS, expected_answer
-from litellm_failover.providers.fake_vllm import FakeVLLM
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.text import DEFAULT_WORDS, expected_answer
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.conversations import load_messages
 from litellm_failover.store.queries import list_events
 from litellm_failover.streams import StreamBrokenError

@@ -22,10 +22,10 @@ from control_support import run_cli
 from test_proxy_failover import client_for, proxy_config, wait_state
 from waiting import wait_until
 
-from litellm_failover.loadgen import messages_for, openai_sender, run_load
-from litellm_failover.providers.fake_text import expected_answer
-from litellm_failover.providers.fake_vllm_process import FakeVLLMProcess
-from litellm_failover.proxy_process import ProxyProcess
+from litellm_failover.drill.loadgen import messages_for, openai_sender, run_load
+from litellm_failover.drill.proxy_process import ProxyProcess
+from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.providers.fake.text import expected_answer
 from litellm_failover.store.queries import list_events
 
 pytestmark = pytest.mark.proxy

@@ -24,8 +24,8 @@ import pytest
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.loadgen import messages_for, router_sender, run_load
-from litellm_failover.providers.fake_vllm import FakeVLLM
+from litellm_failover.drill.loadgen import messages_for, router_sender, run_load
+from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from litellm_failover.durations import DurationError, parse_duration
+
 FaultKind = Literal["error", "latency", "stream_cut"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("error", "latency", "stream_cut")
 
@@ -24,9 +26,7 @@ DEFAULT_AFTER_CHUNKS = 3
 MAX_DELAY_S = 600.0  # a "latency" longer than any client timeout is an outage: use --kind error
 MAX_AFTER_CHUNKS = 1_000_000
 
-_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
 _INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ONLY_FOR = {"status": ("--status", "error"), "delay_s": ("--delay", "latency")}
 _ONLY_FOR["after_chunks"] = ("--after-chunks", "stream_cut")
 
@@ -88,19 +88,11 @@ def iso(moment: float) -> str:
 
 
 def parse_seconds(value: Any, what: str) -> float:
-    """A positive, finite number of seconds; a string may carry a unit: 500ms, 30s, 5m, 1h."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise FaultInputError(f"{what}: not a duration (got {value!r}; use e.g. 500ms, 30s, 5m)")
-        number = float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise FaultInputError(f"{what}: must be a number of seconds (got {value!r})")
-    if not math.isfinite(number) or number <= 0:
-        raise FaultInputError(f"{what}: must be more than 0 seconds (got {value!r})")
-    return number
+    """A positive duration in seconds (``litellm_failover.durations``' grammar: 500ms, 30s, 5m)."""
+    try:
+        return parse_duration(value, what)
+    except DurationError as exc:
+        raise FaultInputError(str(exc)) from None
 
 
 def parse_time(value: Any, what: str = "--until") -> float:

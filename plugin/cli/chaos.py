@@ -15,6 +15,7 @@ from typing import Any
 
 from litellm_failover.chaos.faults import FAULT_KINDS
 from litellm_failover.cli.operate import add_delivery_arguments, deliver, print_delivery
+from litellm_failover.durations import DURATION_HELP
 
 
 def _inject_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -57,12 +58,12 @@ def register(subparsers: Any) -> None:
     )
     inject.add_argument("--probability", metavar="P", help="share of attempts hit: above 0, at most 1")
     ends = inject.add_mutually_exclusive_group()
-    ends.add_argument("--for", dest="duration", metavar="DURATION", help="how long (e.g. 90s, 5m, 1h)")
+    ends.add_argument("--for", dest="duration", metavar="DURATION", help=f"how long: {DURATION_HELP}")
     ends.add_argument(
         "--until", metavar="ISO-TIME", help="when it ends (e.g. 2026-05-01T14:30:00Z; no zone: UTC)"
     )
     inject.add_argument("--status", metavar="N", help="error: the HTTP status, 4xx or 5xx (default 503)")
-    inject.add_argument("--delay", metavar="D", help="latency: the added delay (e.g. 500ms, 2s)")
+    inject.add_argument("--delay", metavar="DURATION", help="latency: the added delay (e.g. 500ms, 2s)")
     inject.add_argument(
         "--after-chunks",
         dest="after_chunks",

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.table import Table
 
 from litellm_failover.cli.db import add_url_argument, print_rows, report_error, resolve_url, usage_error
+from litellm_failover.durations import DURATION_HELP, parse_since
 from litellm_failover.store.queries import list_events
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(value: str, now: datetime | None = None) -> datetime:
-    """``10m``, ``2h``, ``1d`` (ago, from ``now``) or an ISO-8601 time; a time without zone is UTC."""
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = float(match.group(1)), match.group(2).lower()
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(
-            f"invalid --since value {value!r}: use a duration such as 30s, 10m, 2h, 1d, 1w "
-            "or an ISO-8601 time such as 2025-01-31T12:00:00Z"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _positive_int(value: str) -> int:
@@ -87,7 +67,11 @@ async def _events(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("events", help="List failover events from the store (the audit trail).")
     add_url_argument(parser)
-    parser.add_argument("--since", help="only events from this long ago (10m, 2h, 1d) or this ISO-8601 time")
+    parser.add_argument(
+        "--since",
+        metavar="DURATION_OR_TIME",
+        help=f"only events from this long ago or since this ISO-8601 time; a duration is {DURATION_HELP}",
+    )
     parser.add_argument("--type", dest="event_type", help="only this event type (e.g. failover)")
     parser.add_argument("--group", dest="model_group", help="only this model group")
     parser.add_argument(

@@ -11,14 +11,9 @@ import asyncio
 import signal
 import sys
 
-from litellm_failover.providers.fake_vllm import (
-    DEFAULT_MODEL,
-    DEFAULT_TOKENS_PER_S,
-    DEFAULT_WORDS,
-    FAULT_MODES,
-    FakeVLLM,
-    FaultError,
-)
+from litellm_failover.providers.fake.faults import FAULT_MODES, FaultError
+from litellm_failover.providers.fake.text import DEFAULT_WORDS
+from litellm_failover.providers.fake.vllm import DEFAULT_MODEL, DEFAULT_TOKENS_PER_S, FakeVLLM
 
 
 def _key_value(text: str) -> tuple[str, str]:

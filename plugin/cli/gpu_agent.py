@@ -11,7 +11,8 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
+
+from litellm_failover.durations import DURATION_HELP, duration_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=9400, help="port to bind (default 9400)")
     parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between NVML readings (default 1.0)"
+        "--interval",
+        type=duration_arg(),
+        default=1.0,
+        metavar="DURATION",
+        help=f"time between NVML readings (default 1s); {DURATION_HELP}",
     )
     parser.set_defaults(handler=run)
 
@@ -31,9 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 async def run(args: argparse.Namespace) -> int:
     from litellm_failover.providers.gpu_agent import Sampler, run_agent
 
-    if args.interval <= 0:
-        print("litellm-failover gpu-agent: --interval must be positive", file=sys.stderr)
-        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []

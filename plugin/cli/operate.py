@@ -23,6 +23,7 @@ from rich.text import Text
 from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console, usage_error
 from litellm_failover.control.client import EXIT_REFUSED, Delivery, send_via_database, send_via_redis
 from litellm_failover.control.commands import CommandError, build_command
+from litellm_failover.durations import DURATION_HELP, duration_arg
 from litellm_failover.store.engine import redact, redact_url
 
 REDIS_URL_ENV = "LITELLM_FAILOVER_REDIS_URL"
@@ -40,16 +41,6 @@ _OUTCOME_STYLES = {
 }
 
 
-def _wait(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {value!r})") from None
-    if not number >= 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds (got {value!r})")
-    return number
-
-
 def add_transport_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command goes besides ``--url`` (Redis, when given) and how long to wait."""
     parser.add_argument(
@@ -65,10 +56,11 @@ def add_transport_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--wait",
-        type=_wait,
+        type=duration_arg(allow_zero=True),
         default=DEFAULT_WAIT_S,
-        metavar="S",
-        help=f"seconds to wait for the replicas' answers (default {DEFAULT_WAIT_S:g}; 0: send only)",
+        metavar="DURATION",
+        help=f"how long to wait for the replicas' answers (default {DEFAULT_WAIT_S:g}s; 0: send only); "
+        f"{DURATION_HELP}",
     )
 
 
@@ -271,7 +263,10 @@ def register(subparsers: Any) -> None:
         lambda args: {"timeout_s": args.timeout} if args.timeout is not None else {},
     )
     drain.add_argument(
-        "--timeout", default=None, metavar="S", help="drain timeout (default: the proxies' own setting)"
+        "--timeout",
+        default=None,
+        metavar="DURATION",
+        help=f"drain timeout (default: the proxies' own setting); {DURATION_HELP}",
     )
     _parser(
         subparsers,
@@ -311,6 +306,6 @@ def register(subparsers: Any) -> None:
     shift.add_argument(
         "--interval",
         required=True,
-        metavar="S",
-        help="seconds between steps (more than 0; 30s, 5m also work)",
+        metavar="DURATION",
+        help=f"time between steps, more than 0; {DURATION_HELP}",
     )

@@ -25,7 +25,8 @@ from litellm_failover.cli.db import (
     resolve_url,
     table_console,
 )
-from litellm_failover.cli.events import _positive_int, parse_since
+from litellm_failover.cli.events import _positive_int
+from litellm_failover.durations import DURATION_HELP, parse_since
 from litellm_failover.store.conversations import (
     SessionGroup,
     StoredMessage,
@@ -169,7 +170,10 @@ def register(subparsers: Any) -> None:
     listing = commands.add_parser("list", help="The most recently active sessions, one row per model group.")
     add_url_argument(listing)
     listing.add_argument(
-        "--since", type=_since, help="only sessions active since this long ago (10m, 2h, 1d) or an ISO time"
+        "--since",
+        type=_since,
+        metavar="DURATION_OR_TIME",
+        help=f"only sessions active since this long ago or this ISO-8601 time; a duration is {DURATION_HELP}",
     )
     listing.add_argument("--group", dest="model_group", help="only this model group")
     listing.add_argument(

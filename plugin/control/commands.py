@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from litellm_failover.chaos.faults import FaultInputError, iso, parse_fault_args
+from litellm_failover.durations import DurationError, parse_duration
 
 Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status", "chaos_inject", "chaos_clear"]
 KINDS: tuple[Kind, ...] = (
@@ -45,8 +46,6 @@ drain/undrain per deployment, of failover/failback per group (see ``ControlPlane
 MAX_TARGET = 255  # the store's identifier columns
 MAX_STEPS = 100
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_DURATION = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d+)?|\.\d+))\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class CommandError(ValueError):
@@ -134,19 +133,11 @@ def _name(value: Any, what: str, *, allow_empty: bool = False) -> str:
 
 
 def _seconds(value: Any, what: str) -> float:
-    """A positive, finite number of seconds (a string may carry a unit: 500ms, 30s, 5m, 1h)."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match is None:
-            raise CommandError(f"{what}: not a duration (got {value!r}; use e.g. 60, 30s, 5m)")
-        number = float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise CommandError(f"{what}: must be a number of seconds (got {value!r})")
-    if not math.isfinite(number) or number <= 0:
-        raise CommandError(f"{what}: must be more than 0 seconds (got {value!r})")
-    return number
+    """A positive duration in seconds (``litellm_failover.durations``' grammar: 60, 30s, 5m)."""
+    try:
+        return parse_duration(value, what)
+    except DurationError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def parse_steps(value: str | Sequence[Any], what: str = "--steps") -> list[float]:

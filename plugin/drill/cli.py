@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> Any:
     """Build and validate ``DrillOptions``; raises ``DrillInputError`` naming the bad option."""
-    from litellm_failover.drill.runner import DrillInputError, DrillOptions
+    from litellm_failover.drill.options import DrillInputError, DrillOptions
 
     try:
         scale = float(args.duration_scale)
@@ -101,8 +101,9 @@ def write_reports(result: dict[str, Any], out: Path) -> tuple[Path, Path | None,
 
 
 async def handle(args: argparse.Namespace) -> int:
+    from litellm_failover.drill.options import DrillInputError
     from litellm_failover.drill.progress import make_progress
-    from litellm_failover.drill.runner import DrillInputError, DrillSetupError, run_drill
+    from litellm_failover.drill.runner import DrillSetupError, run_drill
 
     try:
         options = options_from_args(args)

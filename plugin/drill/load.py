@@ -25,9 +25,9 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
+from litellm_failover.drill.loadgen import messages_for
 from litellm_failover.drill.profiles import short_id
-from litellm_failover.loadgen import messages_for
-from litellm_failover.providers.fake_text import expected_answer
+from litellm_failover.providers.fake.text import expected_answer
 
 WORDS = 24
 TOKENS_PER_S = 100.0

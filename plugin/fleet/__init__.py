@@ -8,8 +8,8 @@ the others' within a second, while still running its own probes. ``messages`` is
 
 from __future__ import annotations
 
-from litellm_failover.fleet.apply import CoreApplier, FleetApplier, PinListener, fleet_for
-from litellm_failover.fleet.fleet import Fleet
+from litellm_failover.fleet.apply import CoreApplier, PinListener, fleet_for
+from litellm_failover.fleet.fleet import Fleet, FleetApplier
 from litellm_failover.fleet.messages import SCHEMA_VERSION, Ejection, Envelope, MessageError, Pin, Recovery
 
 __all__ = [

@@ -13,15 +13,15 @@ are never published again, which is what keeps a message from echoing around the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.fleet.fleet import Fleet
 from litellm_failover.fleet.messages import Ejection, Envelope, Pin, Recovery
 from litellm_failover.health import HealthState
 
 if TYPE_CHECKING:
     from litellm_failover.core import FailoverCore
-    from litellm_failover.fleet.fleet import Fleet
     from litellm_failover.settings import FailoverSettings
 
 FLEET_SOURCE = "fleet"
@@ -30,24 +30,10 @@ PinListener = Callable[[str, str, str], None]  # (session_id, model_group, deplo
 CommandListener = Callable[[Envelope], bool]  # the control plane's (litellm_failover.control)
 
 
-class FleetApplier(Protocol):
-    """What a replica does with each kind of message from another; True if it changed anything.
-
-    A kind without a method here is counted as ``unhandled`` and otherwise ignored, so a replica
-    can receive kinds it does not act on yet.
-    """
-
-    def on_eject(self, envelope: Envelope) -> bool: ...
-
-    def on_recover(self, envelope: Envelope) -> bool: ...
-
-    def on_pin(self, envelope: Envelope) -> bool: ...
-
-    def on_command(self, envelope: Envelope) -> bool: ...
-
-
 class CoreApplier:
     """Applies health messages to a ``FailoverCore`` and hands pins to ``pin_listener``.
+
+    The replica's ``FleetApplier`` (the protocol lives with ``Fleet``, which dispatches to it).
 
     ``pin_listener(session_id, model_group, deployment_id)`` is for the session pin store; it
     must store the pin without publishing it again.
@@ -131,8 +117,6 @@ _OUT = frozenset({HealthState.UNHEALTHY.value, HealthState.RECOVERING.value})
 
 def fleet_for(core: FailoverCore, settings: FailoverSettings) -> Fleet:
     """The fleet of a plugin whose ``settings.redis_url`` is set, wired to its core both ways."""
-    from litellm_failover.fleet.fleet import Fleet
-
     if not settings.redis_url:
         raise ValueError("fleet_for needs failover_settings.redis_url")
     fleet = Fleet(settings.redis_url, settings.fleet, core.instance_id, CoreApplier(core))

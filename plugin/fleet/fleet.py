@@ -18,11 +18,10 @@ import logging
 import re
 import uuid
 from collections import Counter, OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from litellm_failover.fleet.apply import FleetApplier
 from litellm_failover.fleet.messages import Envelope, MessageError, Payload, Pin, decode, encode, make
 from litellm_failover.fleet.sync import RedisLink
 from litellm_failover.settings import FleetSettings
@@ -33,6 +32,22 @@ logger = logging.getLogger("litellm_failover.fleet")
 _SEEN_IDS = 20_000  # message ids remembered to discard the second copy of a message
 _WARN_INTERVAL_S = 10.0
 _SAME_ID_WARN_INTERVAL_S = 300.0
+
+
+class FleetApplier(Protocol):
+    """What a replica does with each kind of message from another; True if it changed anything.
+
+    A kind without a method here is counted as ``unhandled`` and otherwise ignored, so a replica
+    can receive kinds it does not act on yet.
+    """
+
+    def on_eject(self, envelope: Envelope) -> bool: ...
+
+    def on_recover(self, envelope: Envelope) -> bool: ...
+
+    def on_pin(self, envelope: Envelope) -> bool: ...
+
+    def on_command(self, envelope: Envelope) -> bool: ...
 
 
 class Fleet:

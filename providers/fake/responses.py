@@ -13,6 +13,7 @@ the original node would have given.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import OrderedDict
@@ -20,7 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litellm_failover.providers.fake_text import RequestError, answer_pieces, content_text
+from aiohttp import web
+
+from litellm_failover.providers.fake.text import RequestError, answer_pieces, content_text
+from litellm_failover.providers.fake.wire import Dropped, Pacer
 
 RESPONSES_PATH = "/v1/responses"
 DEFAULT_STORE_SIZE = 10_000
@@ -301,3 +305,33 @@ class StreamEvents:
                 response=planned.body(planned.final_status),
             ),
         ]
+
+
+async def write_response_stream(
+    response: web.StreamResponse,
+    planned: PlannedResponse,
+    tokens_per_s: float,
+    dropped: Dropped,
+) -> None:
+    """Stream a planned response as named SSE events, one delta per piece, paced.
+
+    Returns early, without the closing events, when ``dropped`` says the node cut the stream.
+    """
+    events = StreamEvents(planned)
+
+    async def send(event: tuple[str, dict[str, Any]]) -> None:
+        kind, payload = event
+        await response.write(f"event: {kind}\ndata: {json.dumps(payload)}\n\n".encode())
+
+    for event in events.opening():
+        await send(event)
+    pacer = Pacer(tokens_per_s)
+    for sent, piece in enumerate(planned.pieces):
+        if await dropped(sent):
+            return
+        await pacer.until(sent + 1)
+        await send(events.delta(piece))
+    if await dropped(len(planned.pieces)):
+        return
+    for event in events.closing():
+        await send(event)

@@ -20,12 +20,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
-from litellm_failover.providers.fake_vllm import (
-    DEFAULT_MODEL,
-    DEFAULT_TOKENS_PER_S,
-    DEFAULT_WORDS,
-    FaultError,
-)
+from litellm_failover.providers.fake.faults import FaultError
+from litellm_failover.providers.fake.text import DEFAULT_WORDS
+from litellm_failover.providers.fake.vllm import DEFAULT_MODEL, DEFAULT_TOKENS_PER_S
 
 _POLL_S = 0.05
 _HTTP_TIMEOUT_S = 2.0
