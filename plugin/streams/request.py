@@ -97,7 +97,8 @@ class StreamRequest:
 
     @property
     def request_keys(self) -> tuple[str, ...]:
-        """The ids the attempt ledger may know this request by, most specific first."""
+        """The ids the request book may know this request by, most specific first
+        (``litellm_failover.requests.identity.hook_keys``)."""
         return tuple(key for key in (self.call_id, self.trace_id) if key)
 
     @property
