@@ -60,7 +60,11 @@ class SwitchingController:
         self.core = core
         self.settings = settings
         self.clock = core.clock
-        self.inflight = inflight or RequestBook(ttl_s=settings.drain.in_flight_ttl_s, clock=core.clock)
+        self.inflight = (
+            inflight
+            if inflight is not None
+            else RequestBook(ttl_s=settings.drain.in_flight_ttl_s, clock=core.clock)
+        )
         self.inflight.listener = self._attempt_ended
         self.emit = Emitter(core)
         self.drains = DrainBook(self.inflight, self.emit)
