@@ -23,7 +23,9 @@ One expiry. An attempt can end without any hook firing (a client that disconnect
 proxy mid-request, a task cancelled by a timeout LiteLLM does not report), and a request can be
 abandoned before its answer. Records are kept in the order they were last picked for; a record
 untouched for ``ttl_s`` (``drain.in_flight_ttl_s``) is forgotten whole, its attempts counted in
-``expired`` so a lost end signal never holds a drain past the TTL. Expiry pops from the front:
+``expired`` so a lost end signal never holds a drain past the TTL. Being the one horizon, the TTL
+also bounds how long a request's exclusions and session are kept, so, as drains already need, it
+should exceed the longest request. Expiry pops from the front:
 amortised O(1) per pick, never a scan. It runs on every write and from the plugin's refresh
 loop (``expire``). The book is bounded (``max_requests``); beyond it the oldest records expire
 early, counted the same way.
