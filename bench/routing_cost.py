@@ -142,9 +142,9 @@ async def sanity_check(n: int, workdir: Path, picks: int) -> dict[str, Any]:
         with_plugin = Counter([await pick(router, f"sanity-{n}-with-{i}") for i in range(picks)])
         bad = {d: c for d, c in with_plugin.items() if d not in serving}
         assert not bad, f"the plugin's Router returned deployments outside its table: {bad}"
-        # The ledger saw every pick: proof the handler ran for these requests, not LiteLLM alone.
-        last = plugin.ledger.get(f"sanity-{n}-with-{picks - 1}")
-        assert last is not None and last.last_pick in serving, "the plugin's ledger did not see the pick"
+        # The request book saw every pick: proof the handler ran for these requests, not LiteLLM alone.
+        last = plugin.book.get(f"sanity-{n}-with-{picks - 1}")
+        assert last is not None and last.last_pick in serving, "the request book did not see the pick"
     finally:
         plugin.detach()
     assert_no_failover_handler()

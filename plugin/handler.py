@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_failover.chaos.effects import before_attempt
 from litellm_failover.classify import classify
+from litellm_failover.outlier import Outcome
+from litellm_failover.requests.identity import hook_keys
 
 if TYPE_CHECKING:
-    from litellm_failover.plugin import FailoverPlugin
+    from litellm_failover.chaos import ChaosInjector
 
 logger = logging.getLogger("litellm_failover")
 
@@ -43,18 +45,6 @@ def _deployment_id(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _request_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
-    """The ids that may name this attempt's client request, most specific first.
-
-    Routing keys a request by ``litellm_call_id`` where the pick's kwargs carry it (the proxy,
-    where the log hooks' ``litellm_trace_id`` is not the one routing saw) and by
-    ``litellm_trace_id`` otherwise (the Router, where the call id appears only later); the
-    plugin's ``AttemptLedger.resolve`` picks whichever of these it knows.
-    """
-    keys = (data.get("litellm_call_id"), data.get("litellm_trace_id"))
-    return tuple(str(key) for key in keys if key)
-
-
 def _seconds(start: Any, end: Any) -> float | None:
     if isinstance(start, datetime) and isinstance(end, datetime):
         return max(0.0, (end - start).total_seconds())
@@ -63,12 +53,55 @@ def _seconds(start: Any, end: Any) -> float | None:
     return None
 
 
+class SessionCheck(Protocol):
+    def check(self, kwargs: Mapping[str, Any]) -> Any: ...
+
+
+class ProxyStreams(Protocol):
+    def proxy_stream(self, response: Any, request_data: Mapping[str, Any]) -> AsyncIterator[Any]: ...
+
+
+class HandlerHost(Protocol):
+    """What the handler calls: the request path's entry points (``litellm_failover.requests``),
+    the session id check, fault injection and the proxy's resuming streams. ``FailoverPlugin``
+    is one."""
+
+    @property
+    def sessions(self) -> SessionCheck: ...
+
+    @property
+    def chaos(self) -> ChaosInjector: ...
+
+    @property
+    def streams(self) -> ProxyStreams: ...
+
+    def route(
+        self, group: str, healthy: list[dict], request_kwargs: Mapping[str, Any], messages: Any = None
+    ) -> list[dict]: ...
+
+    async def prepare_stateful(
+        self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None
+    ) -> None: ...
+
+    def attempt_failed(
+        self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
+    ) -> None: ...
+
+    def request_succeeded(
+        self, deployment_id: str, latency_s: float | None, request_keys: tuple[str, ...]
+    ) -> None: ...
+
+    async def session_answered(
+        self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
+    ) -> None: ...
+
+
 class FailoverHandler(CustomLogger):
-    """Stateless glue: all state lives in the attached ``FailoverPlugin``."""
+    """Stateless glue: all state lives in the attached host (the ``FailoverPlugin``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.plugin: FailoverPlugin | None = None
+        self.plugin: HandlerHost | None = None
         # LiteLLM de-duplicates callbacks by class name and public scalar attributes: without a
         # distinct value here a second handler (a second Router in one process) would silently
         # never be promoted into LiteLLM's success and failure callback lists.
@@ -128,7 +161,7 @@ class FailoverHandler(CustomLogger):
         if getattr(call_type, "value", call_type) in _MOCKABLE_CALLS:
             kwargs["mock_response"] = error
             return kwargs
-        plugin.attempt_failed(deployment_id, classify(error), _request_keys(kwargs), str(error))
+        plugin.attempt_failed(deployment_id, classify(error), hook_keys(kwargs), str(error))
         raise error
 
     # -- outcomes -------------------------------------------------------------------------
@@ -144,7 +177,7 @@ class FailoverHandler(CustomLogger):
         deployment_id = _deployment_id(request_data)
         if plugin is None or deployment_id is None:
             return
-        request_id = _request_keys(request_data)
+        request_id = hook_keys(request_data)
         logger.debug(
             "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
@@ -159,7 +192,7 @@ class FailoverHandler(CustomLogger):
         # whole generation's length says more about the answer than about the node.
         first_token = kwargs.get("completion_start_time") if kwargs.get("stream") else None
         latency = _seconds(start_time, first_token or end_time)
-        request_id = _request_keys(kwargs)
+        request_id = hook_keys(kwargs)
         plugin.request_succeeded(deployment_id, latency, request_id)
         # LiteLLM calls this once per request with the final answer (for a stream, the assembled
         # one after the last chunk), from a logging task: the client already has its answer.
@@ -175,12 +208,12 @@ class FailoverHandler(CustomLogger):
         exception = kwargs.get("exception")
         if not isinstance(exception, BaseException):
             return
-        request_id = _request_keys(kwargs)
+        request_id = hook_keys(kwargs)
         logger.debug(
             "request failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
         outcome = classify(exception, streaming_started=bool(kwargs.get("stream")))
-        # LiteLLM logs this per failed attempt too, not only at the end: the ledger counts each
+        # LiteLLM logs this per failed attempt too, not only at the end: the request book counts each
         # (request, deployment) failure once, whichever hook reports it first.
         plugin.attempt_failed(deployment_id, outcome, request_id, str(exception))
 

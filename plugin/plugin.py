@@ -1,9 +1,17 @@
-"""``FailoverPlugin``: wires a LiteLLM Router to the core, the prober and the store writer.
+"""``FailoverPlugin``: wires a LiteLLM Router to the core, the request path, the prober and the
+store writer.
 
 ``attach(router, settings)`` validates everything first (a bad setting or ``model_info.failover``
 refuses to start with its key path), registers the LiteLLM handler, and returns the plugin; its
 background work (probes, weight refresh, the writer, the fleet link, alerts, the retention purge,
 the metrics port) runs inside ``async with plugin:``.
+
+The constructor is the one place the parts are wired: each part gets what it uses (a few
+callables, a narrow Protocol) and no part registers itself on another. What happens to a request
+is ``litellm_failover.requests``; the plugin exposes its entry points (``route``,
+``prepare_stateful``, ``attempt_failed``, ``request_succeeded``, ``session_answered``) for the
+LiteLLM handler and the stream resumer, and the operator verbs below for the CLI and the control
+plane.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from typing import Any
 import litellm
 
 from litellm_failover.alerts import Alerter
-from litellm_failover.attempts import AttemptLedger, request_key
 from litellm_failover.chaos import ChaosInjector
 from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
@@ -28,10 +35,10 @@ from litellm_failover.deployments import DeploymentSpec, read_model_list
 from litellm_failover.fleet import Fleet, fleet_for
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.metrics import PluginMetrics
-from litellm_failover.outlier import Outcome
 from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
 from litellm_failover.redact import Redactor
+from litellm_failover.requests import RequestBook, RequestPath
 from litellm_failover.sessions import SessionManager, self_hosted_deployments
 from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.retention import RetentionPurger
@@ -73,24 +80,44 @@ class FailoverPlugin:
         self.prober = Prober(self.core, probes)
         # Fleets: share ejections, recoveries and pins with the other replicas through Redis.
         self.fleet: Fleet | None = fleet_for(self.core, settings) if settings.redis_url else None
-        self.ledger = AttemptLedger()
+        # One record per client request: its picks, failures, attempts in flight and session,
+        # forgotten after ``drain.in_flight_ttl_s`` untouched (also swept by ``_refresh_loop``).
+        self.book = RequestBook(ttl_s=settings.drain.in_flight_ttl_s, clock=self.core.clock)
         # Traffic switching: drains, planned failover, failback ramps, slow start, canary shifts.
-        # It plans each table the core builds (``core.planner``) and tracks attempts in flight.
-        self.switching = SwitchingController(self.core, settings)
-        self.in_flight = self.switching.inflight
-        self._deployments: dict[str, dict] = {str(d["model_info"]["id"]): d for d in model_list}
-        self._group_size = {group: len(ids) for group, ids in self.core.groups.items()}
+        # It plans each table the core builds (``core.planner``); drains wait for the book's
+        # in-flight counts.
+        self.switching = SwitchingController(self.core, settings, self.book)
+        deployments: dict[str, dict] = {str(d["model_info"]["id"]): d for d in model_list}
+        group_of = {spec.deployment_id: spec.group for spec in specs}
         # Sessions: pins (``self.pins.apply_remote`` / ``add_listener`` for fleets), recording,
         # Responses API continuity. See litellm_failover.sessions.manager for the rules.
         self.sessions = SessionManager(
             settings.sessions,
             self.core,
             self.writer,
-            self._deployments,
+            deployments,
+            book=self.book,
             self_hosted=self_hosted_deployments(specs) if settings.sessions.warmup else frozenset(),
             redact=self.redact,
         )
+        if self.sessions.warmer is not None:
+            self.core.listeners.append(self.sessions.warmer.on_event)  # moves sessions after a failover
         self.pins = self.sessions.pins
+        # The request path, and its entry points for the LiteLLM handler and the stream resumer.
+        self.requests = RequestPath(
+            self.book,
+            self.core,
+            deployments,
+            group_of,
+            self.sessions,
+            on_failure=self.switching.on_failure,
+            redact=self.redact,
+        )
+        self.route = self.requests.route
+        self.prepare_stateful = self.requests.prepare_stateful
+        self.attempt_failed = self.requests.attempt_failed
+        self.request_succeeded = self.requests.request_succeeded
+        self.session_answered = self.requests.session_answered
         if self.fleet is not None:
             # Pins learned from other replicas apply silently (never re-published); local changes
             # go out to them.
@@ -104,11 +131,22 @@ class FailoverPlugin:
         self.purger = RetentionPurger(self.writer, settings.sessions)
         self.metrics = PluginMetrics(self, settings.metrics)
         self.metrics.install()
-        # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
-        self.streams = StreamResumer(self)
         # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
-        groups = {dep_id: record.spec.group for dep_id, record in self.core.health.items()}
-        self.chaos = ChaosInjector(settings.chaos, groups, self.core.emit, self.instance_id)
+        self.chaos = ChaosInjector(settings.chaos, group_of, self.core.emit, self.instance_id)
+        # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
+        # Their outcomes go through this plugin's request path entry points.
+        self.streams = StreamResumer(
+            settings.streams,
+            router,
+            specs={spec.deployment_id: spec for spec in specs},
+            routed=self.requests.routed,
+            book=self.book,
+            outcomes=self,
+            chaos=self.chaos,
+            emit=self.core.emit,
+            instance_id=self.instance_id,
+            redact=self.redact,
+        )
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
         self.handler.plugin = self
@@ -177,105 +215,10 @@ class FailoverPlugin:
                 self.core.tick()
             except Exception:
                 logger.exception("refreshing routing tables failed")
-
-    # -- hot path -------------------------------------------------------------------------
-
-    def _owns(self, group: str, healthy: list[dict]) -> bool:
-        """Whether this pick is the plugin's: its Router, and deployments it has read."""
-        first = healthy[0]
-        return group in self.core.tables and self._deployments.get(str(first["model_info"]["id"])) is first
-
-    def route(
-        self,
-        group: str,
-        healthy: list[dict],
-        request_kwargs: Mapping[str, Any],
-        messages: Any = None,
-    ) -> list[dict]:
-        """Pick this attempt's deployment; raises ``SessionIdError`` for a bad session id."""
-        table = self.core.tables.get(group)
-        first = healthy[0]
-        if table is None or self._deployments.get(str(first["model_info"]["id"])) is not first:
-            # Not this plugin's Router (LiteLLM hands every Router's picks to every callback), or
-            # a deployment added at run time that the plugin has not read: LiteLLM decides.
-            return healthy
-        request_id = request_key(request_kwargs)
-        exclude = self.ledger.excluded(request_id)
-        # None: LiteLLM filtered nothing out, so pick straight from the table, no scan of the list.
-        available = None
-        if len(healthy) != self._group_size[group]:
-            available = {str(d["model_info"]["id"]): d for d in healthy}
-        chosen = None
-        session = self.sessions.track(group, request_kwargs, messages)
-        if session is not None:
-            if session.rebuilt_from is not None:
-                # Rebuilt for another node: never its dead creator, even if LiteLLM's own
-                # previous_response_id check narrowed the offer down to it.
-                exclude = exclude | {session.rebuilt_from}
-                if available is not None and set(available) <= {session.rebuilt_from}:
-                    available = None
-            chosen = self.sessions.preferred(session, table, exclude, available)
-        if chosen is None:
-            if available is not None:
-                exclude = exclude | frozenset(self.core.groups[group]).difference(available)
-            chosen = table.pick(exclude)
-        if chosen is None:
-            return []
-        deployment = self._deployments.get(chosen) if available is None else available.get(chosen)
-        if deployment is None:
-            return []
-        self.ledger.record_pick(request_id, chosen)
-        self.in_flight.start(request_id, chosen)
-        if session is not None:
-            self.sessions.picked(session, chosen)
-        return [deployment]
-
-    async def prepare_stateful(
-        self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None
-    ) -> None:
-        """Before ``route`` for a request with ``previous_response_id``: if the deployment that
-        holds the conversation is down, rebuild it from the store into the request (bounded)."""
-        if not self._owns(group, healthy):
-            return
-        table = self.core.tables[group]
-        request_id = request_key(request_kwargs)
-        available = None
-        if len(healthy) != self._group_size[group]:
-            available = {str(d["model_info"]["id"]): d for d in healthy}
-        await self.sessions.prepare_stateful(
-            group, request_kwargs, messages, table, self.ledger.excluded(request_id), available
-        )
-
-    # -- outcomes -------------------------------------------------------------------------
-
-    def attempt_failed(
-        self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
-    ) -> None:
-        self.in_flight.end(request_keys, deployment_id)  # only ever ends this plugin's own picks
-        if not self.ledger.knows_any(request_keys):
-            return  # another Router's request (see AttemptLedger.knows_any)
-        request_id = self.ledger.resolve(request_keys)
-        if self.ledger.record_failure(request_id, deployment_id):
-            self.core.record_failure(deployment_id, outcome, request_id=request_id, error=self.redact(error))
-            self.switching.on_failure(deployment_id, outcome)  # errors during a ramp step abort it
-
-    def request_succeeded(
-        self, deployment_id: str, latency_s: float | None, request_keys: tuple[str, ...]
-    ) -> None:
-        self.in_flight.end(request_keys, deployment_id)  # for a stream: sent once it has ended
-        if not self.ledger.knows_any(request_keys):
-            return  # another Router's request
-        self.core.record_success(deployment_id, latency_s)
-        request_id = self.ledger.resolve(request_keys)
-        attempts = self.ledger.finish(request_id)
-        if attempts and attempts.first_pick and attempts.first_pick != deployment_id:
-            record = self.core.health.get(deployment_id)
-            group = record.spec.group if record else ""
-            self.core.request_served_elsewhere(group, attempts.first_pick, deployment_id, request_id)
-
-    async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
-        """A request's final answer (a stream's, once complete): re-pin, events, conversation rows."""
-        await self.sessions.answered(deployment_id, kwargs, response)
+            try:
+                self.book.expire()  # requests whose end signals were lost; may complete drains
+            except Exception:
+                logger.exception("expiring requests failed")
 
     # -- traffic switching (operator operations; see litellm_failover.switching) ----------
 

@@ -87,13 +87,13 @@ def replica(tmp_path, servers, channel, redis_base_url):
 def record_picks(plugin) -> list[str]:
     """Every deployment the plugin's routing picks, in order (each attempt of each request)."""
     picks: list[str] = []
-    original = plugin.ledger.record_pick
+    original = plugin.book.record_pick
 
-    def recording(request_id, deployment_id, now=None):
+    def recording(request_id, deployment_id):
         picks.append(deployment_id)
-        return original(request_id, deployment_id, now)
+        return original(request_id, deployment_id)
 
-    plugin.ledger.record_pick = recording
+    plugin.book.record_pick = recording
     return picks
 
 

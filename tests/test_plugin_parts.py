@@ -1,16 +1,17 @@
-"""The small parts of the plugin: outcome classification, redaction, the attempt ledger, config."""
+"""The small parts of the plugin: outcome classification, redaction, the request book, config."""
 
 from __future__ import annotations
 
 import litellm
 import pytest
 import yaml
+from factories import Clock
 
-from litellm_failover.attempts import AttemptLedger
 from litellm_failover.classify import classify
 from litellm_failover.outlier import Outcome
 from litellm_failover.proxy import load_proxy_config
 from litellm_failover.redact import Redactor
+from litellm_failover.requests import RequestBook
 from litellm_failover.settings import FailoverConfigError
 
 
@@ -60,8 +61,8 @@ def test_redactor_masks_known_secrets_token_shapes_and_url_passwords():
 
 
 def test_attempt_ledger_excludes_failures_per_request_and_forgets_on_finish():
-    ledger = AttemptLedger(ttl_s=10, max_requests=3)
-    ledger.record_pick("r1", "a", now=0)
+    ledger = RequestBook(ttl_s=10, max_requests=3, clock=Clock(0))
+    ledger.record_pick("r1", "a")
     assert ledger.record_failure("r1", "a") is True
     assert ledger.record_failure("r1", "a") is False  # reported twice by LiteLLM: counted once
     assert ledger.excluded("r1") == {"a"}
@@ -71,11 +72,14 @@ def test_attempt_ledger_excludes_failures_per_request_and_forgets_on_finish():
 
 
 def test_attempt_ledger_is_bounded_and_ages_out():
-    ledger = AttemptLedger(ttl_s=10, max_requests=3)
+    clock = Clock(0)
+    ledger = RequestBook(ttl_s=10, max_requests=3, clock=clock)
     for i in range(5):
-        ledger.record_pick(f"r{i}", "a", now=float(i))
+        clock.now = float(i)
+        ledger.record_pick(f"r{i}", "a")
     assert len(ledger) == 3
-    ledger.record_pick("late", "a", now=100.0)
+    clock.now = 100.0
+    ledger.record_pick("late", "a")
     assert len(ledger) == 1
 
 

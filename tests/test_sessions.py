@@ -15,6 +15,7 @@ from litellm.responses.utils import ResponsesAPIRequestUtils
 
 from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
+from litellm_failover.requests import RequestBook
 from litellm_failover.sessions import MAX_SESSION_ID_CHARS, SessionIdError, SessionManager, identify
 from litellm_failover.sessions.content import (
     Item,
@@ -168,7 +169,7 @@ def make_manager(**sessions):
         sink=store,
         clock=clock,
     )
-    manager = SessionManager(settings.sessions, core, store, {})
+    manager = SessionManager(settings.sessions, core, store, {}, book=RequestBook(ttl_s=600))
     return manager, core, store, clock
 
 

@@ -5,14 +5,17 @@
 - ``content`` / ``recorder``: answered requests as ``failover_messages`` / ``failover_sessions`` rows.
 - ``continuity``: rebuilding a Responses API conversation whose deployment is down.
 - ``warmup``: optional proactive move and prefix warm-up after a failover.
-- ``manager``: the glue the plugin calls from ``route`` and the LiteLLM hooks.
+- ``affinity``: where a session's request should go (its pin, its conversation's creator).
+- ``request`` / ``answers``: what ``route`` learned of a request's session; its answer as a turn.
+- ``manager``: the glue the request path calls from ``route`` and the LiteLLM hooks.
 """
 
 from __future__ import annotations
 
 from litellm_failover.sessions.identity import MAX_SESSION_ID_CHARS, SessionId, SessionIdError, identify
-from litellm_failover.sessions.manager import SessionManager, SessionRequest
+from litellm_failover.sessions.manager import SessionManager
 from litellm_failover.sessions.pins import PinListener, PinStore
+from litellm_failover.sessions.request import SessionRequest
 from litellm_failover.sessions.warmup import self_hosted_deployments
 
 __all__ = [

@@ -15,6 +15,8 @@ from typing import Any
 
 import litellm
 
+from litellm_failover.requests.identity import hook_keys
+
 # Connection and credential fields belong to the deployment, ``n``/``stream``/``stream_options``
 # are decided by the continuation itself.
 _NOT_CARRIED = frozenset(
@@ -97,8 +99,8 @@ class StreamRequest:
 
     @property
     def request_keys(self) -> tuple[str, ...]:
-        """The ids the attempt ledger may know this request by, most specific first."""
-        return tuple(key for key in (self.call_id, self.trace_id) if key)
+        """The ids the request book may know this request by, most specific first."""
+        return hook_keys({"litellm_call_id": self.call_id, "litellm_trace_id": self.trace_id})
 
     @property
     def request_id(self) -> str | None:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import litellm
 
@@ -34,7 +34,8 @@ from litellm_failover.streams.stall import Stalled, StallWatch
 if TYPE_CHECKING:
     from litellm.types.utils import Usage
 
-    from litellm_failover.streams.resumer import StreamResumer
+    from litellm_failover.providers.continuation import Continuation
+    from litellm_failover.settings import StreamSettings
 
 _CLOSE_TIMEOUT_S = 2.0
 
@@ -72,6 +73,46 @@ class StreamBreak:
     silent_since: float | None = None
 
 
+class ResumeTarget(Protocol):
+    """A deployment the stream may continue on, as the resumer chose it."""
+
+    @property
+    def deployment_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str | None: ...
+
+
+class Resumer(Protocol):
+    """What a resuming stream asks of the plugin's side: where and how to go on, and where its
+    outcomes go (``litellm_failover.streams.resumer.StreamResumer`` is one)."""
+
+    @property
+    def settings(self) -> StreamSettings: ...
+
+    def chaos_cut(self, iterator: Any, deployment: str | None) -> Any: ...
+
+    def choose(self, request: StreamRequest, failed: set[str], partial: str) -> ResumeTarget | str: ...
+
+    async def open(
+        self, request: StreamRequest, target: Any, partial: str, tokens_sent: int, resume: int
+    ) -> tuple[Any, tuple[str, ...], Continuation]: ...
+
+    def report_break(self, part: Part, broke: StreamBreak) -> None: ...
+
+    def resumed(
+        self, stream: ResumingStream, broke: StreamBreak, source: str | None, details: dict[str, Any]
+    ) -> None: ...
+
+    def broken(
+        self, stream: ResumingStream, broke: StreamBreak, part: Part, partial: str, why: str
+    ) -> str: ...
+
+    def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None: ...
+
+    async def total_usage(self, parts: Sequence[Part]) -> Usage: ...
+
+
 class ResumingStream:
     """An async iterator of chunks over a sequence of upstream LiteLLM streams.
 
@@ -81,7 +122,7 @@ class ResumingStream:
     """
 
     def __init__(
-        self, resumer: StreamResumer, upstream: Any, request: StreamRequest, deployment: str | None = None
+        self, resumer: Resumer, upstream: Any, request: StreamRequest, deployment: str | None = None
     ) -> None:
         self.upstream = upstream
         self.request = request
@@ -233,9 +274,10 @@ class ResumingStream:
                 self._fail(
                     broke, part, partial, f"{self.resumes} continuation(s) already used (streams.max_resumes)"
                 )
-            target = resumer.choose(request, self.failed, partial)
-            if isinstance(target, str):  # no deployment: the reason
-                self._fail(broke, part, partial, target)
+            chosen = resumer.choose(request, self.failed, partial)
+            if isinstance(chosen, str):  # no deployment: the reason
+                self._fail(broke, part, partial, chosen)
+            target: ResumeTarget = chosen
             self.resumes += 1
             try:
                 upstream, keys, continuation = await resumer.open(

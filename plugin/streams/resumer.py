@@ -1,10 +1,11 @@
 """``StreamResumer``: the plugin's side of mid-stream failover.
 
 ``ResumingStream`` decides *when* a stream broke; this decides *where and how* it goes on, with
-the plugin's state: the routing table picks the next deployment (never one that failed this
-stream or this request: the attempt ledger's exclusions plus the stream's own), the target's
-provider adapter builds the continuation, and the Router sends it. Events, outcomes and the
-stitched answer go back to the plugin.
+the request path's state: the routing table picks the next deployment (never one that failed
+this stream or this request: the request book's exclusions plus the stream's own), the target's
+provider adapter builds the continuation, and the Router sends it. Events go to the core's
+``emit``; outcomes and the stitched answer go back through ``StreamOutcomes`` (the plugin's
+request path entry points).
 
 Two entry points wrap a stream:
 
@@ -26,9 +27,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import litellm
 from litellm.types.utils import Usage
@@ -44,8 +45,12 @@ from litellm_failover.streams.request import StreamRequest
 from litellm_failover.streams.resume import Part, ResumingStream, StreamBreak, describe_error
 
 if TYPE_CHECKING:
-    from litellm_failover.plugin import FailoverPlugin
+    from litellm_failover.chaos import ChaosInjector
+    from litellm_failover.deployments import DeploymentSpec
     from litellm_failover.providers.base import ProviderAdapter
+    from litellm_failover.requests import RequestBook
+    from litellm_failover.routing_table import RoutingTable
+    from litellm_failover.settings import StreamSettings
 
 logger = logging.getLogger("litellm_failover")
 
@@ -75,17 +80,52 @@ class Target:
         return built
 
 
+class StreamOutcomes(Protocol):
+    """Where a stream's outcomes go: the request path's entry points (``FailoverPlugin`` is one)."""
+
+    def attempt_failed(
+        self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
+    ) -> None: ...
+
+    async def session_answered(
+        self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
+    ) -> None: ...
+
+
+Routed = Callable[[str], "tuple[RoutingTable, Sequence[str]] | None"]
+"""A group's current routing table and member ids, None for a group the plugin does not route
+(``RequestPath.routed``)."""
+
+
 class StreamResumer:
-    def __init__(self, plugin: FailoverPlugin) -> None:
-        self.settings = plugin.settings.streams
-        self._plugin = plugin
-        self._router = plugin.router
-        self._call = plugin.router.acompletion  # the Router's own, never the wrapped one
+    def __init__(
+        self,
+        settings: StreamSettings,
+        router: Any,
+        *,
+        specs: Mapping[str, DeploymentSpec],
+        routed: Routed,
+        book: RequestBook,
+        outcomes: StreamOutcomes,
+        chaos: ChaosInjector,
+        emit: Callable[[FailoverEvent], None],
+        instance_id: str,
+        redact: Callable[[str], str],
+    ) -> None:
+        self.settings = settings
+        self._router = router
+        self._call = router.acompletion  # the Router's own, never the wrapped one
+        self._routed = routed
+        self._book = book
+        self._outcomes = outcomes
+        self._chaos = chaos
+        self._emit = emit
+        self._instance_id = instance_id
+        self._redact = redact
         self._installed: Any = None  # the Router's wrapped acompletion, while installed
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._targets = {
-            dep_id: _target(dep_id, record.spec) for dep_id, record in plugin.core.health.items()
-        }
+        self._models = {dep_id: spec.model for dep_id, spec in specs.items()}
+        self._targets = {dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()}
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -98,7 +138,7 @@ class StreamResumer:
         async def acompletion(model: str, messages: list[Any], stream: bool = False, **kwargs: Any) -> Any:
             if not stream:
                 return await call(model=model, messages=messages, stream=stream, **kwargs)
-            # The stream's request is known to the attempt ledger by this key (see ``attempts``).
+            # The stream's request is known to the request book by this key (``requests.identity``).
             kwargs.setdefault("litellm_trace_id", str(uuid.uuid4()))
             response = await call(model=model, messages=messages, stream=True, **kwargs)
             return self.wrap(response, model, messages, kwargs)
@@ -116,7 +156,7 @@ class StreamResumer:
         stream of a group this plugin routes."""
         if (
             not isinstance(group, str)
-            or group not in self._plugin.core.tables
+            or self._routed(group) is None
             or not isinstance(messages, Sequence)
             or not hasattr(response, "__aiter__")
         ):
@@ -142,15 +182,14 @@ class StreamResumer:
     def choose(self, request: StreamRequest, failed: set[str], partial: str) -> Target | str:
         """The deployment the stream continues on, or why there is none. A deployment that can
         continue exactly goes first; one that cannot only under ``inexact_continuation``."""
-        plugin = self._plugin
-        table = plugin.core.tables.get(request.group)
-        if table is None:
+        routed = self._routed(request.group)
+        if routed is None:
             return f"group {request.group!r} is not routed by the plugin"
-        exclude = frozenset(failed) | plugin.ledger.excluded(plugin.ledger.resolve(request.request_keys))
+        table, members = routed
+        book = self._book
+        exclude = frozenset(failed) | book.excluded(book.resolve(request.request_keys))
         inexact = frozenset(
-            dep_id
-            for dep_id in plugin.core.groups.get(request.group, ())
-            if partial and (request.structured or not self._target(dep_id).exact)
+            dep_id for dep_id in members if partial and (request.structured or not self._target(dep_id).exact)
         )
         chosen = table.pick(exclude | inexact)
         if chosen is None and inexact - exclude:
@@ -185,7 +224,7 @@ class StreamResumer:
             litellm_trace_id=key,
             metadata={"failover_resume": {"request_id": request.request_id, "resume": resume}},
         )
-        self._plugin.ledger.record_pick(key, target.deployment_id)
+        self._book.record_pick(key, target.deployment_id)
         timeout = self.settings.inter_token_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -202,7 +241,7 @@ class StreamResumer:
     def chaos_cut(self, iterator: Any, deployment: str | None) -> Any:
         """Fault injection (``chaos inject --kind stream_cut``): a cut drawn for this part ends it
         after N chunks as a dropped connection would; otherwise ``iterator`` itself."""
-        chaos = self._plugin.chaos
+        chaos = self._chaos
         fault = chaos.draw(deployment, "stream_cut") if chaos.armed else None
         return iterator if fault is None else cut_after(iterator, fault)
 
@@ -212,7 +251,7 @@ class StreamResumer:
         if part.deployment is None:
             return
         logger.info("stream broke on %s: %s", part.deployment, broke.cause)
-        self._plugin.attempt_failed(part.deployment, broke.outcome, part.request_keys, broke.cause)
+        self._outcomes.attempt_failed(part.deployment, broke.outcome, part.request_keys, broke.cause)
 
     def resumed(
         self, stream: ResumingStream, broke: StreamBreak, source: str | None, details: dict[str, Any]
@@ -220,12 +259,11 @@ class StreamResumer:
         """The continuation's first chunk is here: the ``stream_resumed`` event. ``gap_ms`` is the
         silence the client saw (from its last chunk before the break to this one, an inter-token
         timeout included); ``resume_ms`` the part of it spent continuing, after the break was seen."""
-        plugin = self._plugin
         target = stream.parts[-1].deployment
         now = time.monotonic()
         since = broke.silent_since if broke.silent_since is not None else broke.at
         chars = details["chars_sent"]
-        plugin.core.emit(
+        self._emit(
             FailoverEvent(
                 event_type=EventType.STREAM_RESUMED.value,
                 model_group=stream.request.group,
@@ -234,7 +272,7 @@ class StreamResumer:
                 to_deployment=target,
                 reason=f"stream broke on {source} after {chars} characters; continued on {target}",
                 request_id=stream.request.request_id,
-                instance_id=plugin.core.instance_id,
+                instance_id=self._instance_id,
                 details={
                     "from": source,
                     "to": target,
@@ -244,20 +282,19 @@ class StreamResumer:
                     "resume": stream.resumes,
                     "exact": details["exact"],
                     "kind": details["kind"],
-                    "cause": plugin.redact(broke.cause),
+                    "cause": self._redact(broke.cause),
                 },
             )
         )
 
     def broken(self, stream: ResumingStream, broke: StreamBreak, part: Part, partial: str, why: str) -> str:
         """Nothing can continue the stream: the ``stream_broken`` event and the client's message."""
-        plugin = self._plugin
-        cause = plugin.redact(broke.cause)
+        cause = self._redact(broke.cause)
         message = (
             f"the stream broke on {part.deployment} after {len(partial)} characters ({cause}) "
             f"and could not be continued: {why}"
         )
-        plugin.core.emit(
+        self._emit(
             FailoverEvent(
                 event_type=EventType.STREAM_BROKEN.value,
                 model_group=stream.request.group,
@@ -265,18 +302,17 @@ class StreamResumer:
                 from_deployment=part.deployment,
                 reason=message,
                 request_id=stream.request.request_id,
-                instance_id=plugin.core.instance_id,
+                instance_id=self._instance_id,
                 details={"chars_sent": len(partial), "resumes": stream.resumes, "cause": cause, "why": why},
             )
         )
         return message
 
     def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None:
-        """A resumed stream finished: the request is done for the ledger, and the session (if
-        any) records the stitched answer, as it would an uninterrupted one."""
-        plugin = self._plugin
+        """A resumed stream finished: the request is done for the request book, and the session
+        (if any) records the stitched answer, as it would an uninterrupted one."""
         request = stream.request
-        plugin.ledger.finish(plugin.ledger.resolve(request.request_keys))
+        self._book.finish(self._book.resolve(request.request_keys))
         final = stream.parts[-1].deployment
         if final is None or stamp is None:
             return
@@ -293,7 +329,7 @@ class StreamResumer:
             "litellm_trace_id": request.trace_id,
             "call_type": "acompletion",
         }
-        task = asyncio.get_running_loop().create_task(plugin.session_answered(final, kwargs, answer))
+        task = asyncio.get_running_loop().create_task(self._outcomes.session_answered(final, kwargs, answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -311,8 +347,7 @@ class StreamResumer:
         return ck.sum_usage(usages)
 
     def _prompt_tokens(self, part: Part) -> int:
-        record = self._plugin.core.health.get(part.deployment or "")
-        model = record.spec.model if record is not None else ""
+        model = self._models.get(part.deployment or "", "")
         try:
             return int(litellm.token_counter(model=model, messages=part.messages))
         except Exception:  # an unknown tokenizer must not cost the client its usage chunk

@@ -2,8 +2,8 @@
 
 - ``SwitchingController`` (``controller``): the operator operations and the state behind them,
   fed by the core's health transitions and the attempts' outcomes; each change becomes a
-  ``GroupPlan`` (``plan``) that the core builds the next immutable routing table from.
-- ``InFlight`` (``inflight``): attempts in flight per deployment, what a drain waits for.
+  ``GroupPlan`` (``plan``) that the core builds the next immutable routing table from. Drains
+  wait for the in-flight counts of the request book (``litellm_failover.requests``).
 - ``OperatorError`` (``errors``): bad operator input, refused with nothing changed.
 
 The controller is imported lazily: the routing table imports ``plan`` from here, and the
@@ -15,13 +15,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litellm_failover.switching.errors import OperatorError
-from litellm_failover.switching.inflight import InFlight
 from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan, Split
 
 if TYPE_CHECKING:
     from litellm_failover.switching.controller import SwitchingController
 
-__all__ = ["EMPTY_PLAN", "GroupPlan", "InFlight", "OperatorError", "Split", "SwitchingController"]
+__all__ = ["EMPTY_PLAN", "GroupPlan", "OperatorError", "Split", "SwitchingController"]
 
 
 def __getattr__(name: str) -> Any:

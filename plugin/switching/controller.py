@@ -11,7 +11,7 @@ so a pick still reads one snapshot, takes no lock and does no I/O. What moves it
   serving tier slow-starts; a ramping deployment that is ejected aborts its ramp;
 - attempt outcomes (``on_failure``): ``abort_errors`` failed attempts within one step abort a
   ramp (and eject the deployments that failed) or roll a shift back;
-- attempt ends (``InFlight``'s listener): the last in-flight attempt of a draining deployment
+- attempt ends (the ``RequestBook``'s listener): the last in-flight attempt of a draining deployment
   completes its drain;
 - time (``advance``, run by one background task that sleeps until the next deadline): ramp and
   shift steps, hold-downs, drain timeouts, the in-flight TTL.
@@ -34,12 +34,12 @@ from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import EventType
 from litellm_failover.health import HealthState, Transition
 from litellm_failover.outlier import Outcome
+from litellm_failover.requests.book import RequestBook
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
 from litellm_failover.switching.drain import Drain, DrainBook, PlannedFailover
 from litellm_failover.switching.errors import OperatorError
 from litellm_failover.switching.events import Emitter
-from litellm_failover.switching.inflight import InFlight
 from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan, Split
 from litellm_failover.switching.ramp import Hold, Shifted, Stepper, Transfer
 from litellm_failover.switching.shift import resolve_target
@@ -55,12 +55,16 @@ MAX_IDLE_S = 1.0  # the driver wakes at least this often (the in-flight TTL, a l
 
 class SwitchingController:
     def __init__(
-        self, core: FailoverCore, settings: FailoverSettings, inflight: InFlight | None = None
+        self, core: FailoverCore, settings: FailoverSettings, inflight: RequestBook | None = None
     ) -> None:
         self.core = core
         self.settings = settings
         self.clock = core.clock
-        self.inflight = inflight or InFlight(ttl_s=settings.drain.in_flight_ttl_s, clock=core.clock)
+        self.inflight = (
+            inflight
+            if inflight is not None
+            else RequestBook(ttl_s=settings.drain.in_flight_ttl_s, clock=core.clock)
+        )
         self.inflight.listener = self._attempt_ended
         self.emit = Emitter(core)
         self.drains = DrainBook(self.inflight, self.emit)

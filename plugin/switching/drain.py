@@ -10,11 +10,13 @@ stopped waiting for that work (a maintenance that stops the node then cuts it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litellm_failover.events import EventType
 from litellm_failover.switching.events import Emitter
-from litellm_failover.switching.inflight import InFlight
+
+if TYPE_CHECKING:
+    from litellm_failover.requests.book import RequestBook
 
 
 @dataclass(slots=True)
@@ -95,7 +97,7 @@ class PlannedFailover:
 class DrainBook:
     """Every drain of the plugin, and the events that mark its phases."""
 
-    def __init__(self, inflight: InFlight, emit: Emitter) -> None:
+    def __init__(self, inflight: RequestBook, emit: Emitter) -> None:
         self.inflight = inflight
         self.emit = emit
         self._drains: dict[str, Drain] = {}

@@ -1,0 +1,280 @@
+"""``RequestBook``: one record per client request, and the in-flight counts drains wait for.
+
+A record holds what the plugin knows about one request while it runs, under the id
+``identity.route_key`` gives it:
+
+- what routing picked (its first and latest pick) and which deployments failed it, so a retry
+  never lands on one that failed it (``excluded``); known to routing from its first pick until
+  it succeeds (``finish``), which is what the outcome hooks check (``knows``): LiteLLM hands
+  every Router's outcomes to every callback, and a second Router's plugin in the same process
+  must not count them;
+- its attempts in flight, per deployment: an attempt starts when routing picks a deployment for
+  it (``start``) and ends at the first end signal LiteLLM gives for that (request, deployment)
+  (``end``): the success log event (for a stream, once it has ended), the per-attempt failure
+  hook, or the request-level failure event. A second end of the same attempt finds nothing;
+- its session (``SessionRequest``), from the first pick until its answer is recorded.
+
+The per-deployment in-flight counts are a view of these records, kept current as attempts start
+and end: ``count``, ``counts`` (a copy made in one C call, which a metrics scrape in another
+thread may take), ``stats`` and ``listener`` (called with a deployment whose count fell: the
+last attempt of a draining deployment completes its drain).
+
+One expiry. An attempt can end without any hook firing (a client that disconnects from the
+proxy mid-request, a task cancelled by a timeout LiteLLM does not report), and a request can be
+abandoned before its answer. Records are kept in the order they were last picked for; a record
+untouched for ``ttl_s`` (``drain.in_flight_ttl_s``) is forgotten whole, its attempts counted in
+``expired`` so a lost end signal never holds a drain past the TTL. Being the one horizon, the TTL
+also bounds how long a request's exclusions and session are kept, so, as drains already need, it
+should exceed the longest request. Expiry pops from the front:
+amortised O(1) per pick, never a scan. It runs on every write and from the plugin's refresh
+loop (``expire``). The book is bounded (``max_requests``); beyond it the oldest records expire
+early, counted the same way.
+
+Everything but ``counts`` runs on the plugin's event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Routing:
+    """What routing picked for a request and which deployments failed it, until it succeeds."""
+
+    first_pick: str | None = None
+    last_pick: str | None = None
+    picked_at: float = 0.0
+    failed: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the book knows about one client request."""
+
+    touched_at: float
+    routing: Routing | None = None  # None: not routed here, or succeeded (the hooks ignore it)
+    in_flight: dict[str, int] = field(default_factory=dict)  # deployment -> attempts
+    session: object | None = None  # the sessions' ``SessionRequest``, until its answer
+
+    @property
+    def idle(self) -> bool:
+        """Nothing left to remember: the record can go."""
+        return self.routing is None and self.session is None and not self.in_flight
+
+
+class RequestBook:
+    def __init__(
+        self,
+        *,
+        ttl_s: float,
+        max_requests: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_requests = max_requests
+        self.clock = clock
+        self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._counts: dict[str, int] = {}
+        self._sessions = 0
+        self.started = 0
+        self.ended = 0
+        self.expired: Counter[str] = Counter()
+        self.listener: Callable[[str], None] | None = None  # called with a deployment whose count fell
+
+    # -- identity -------------------------------------------------------------------------
+
+    def resolve(self, keys: tuple[str, ...]) -> str | None:
+        """The first of a hook's candidate ids (``identity.hook_keys``) that routing knows, else
+        the first."""
+        records = self._records
+        for key in keys:
+            record = records.get(key)
+            if record is not None and record.routing is not None:
+                return key
+        return keys[0] if keys else None
+
+    def knows(self, keys: tuple[str, ...]) -> bool:
+        """Whether this book routed the request (see the module docstring). A request with no id
+        at all cannot be told apart and counts."""
+        if not keys:
+            return True
+        records = self._records
+        return any((record := records.get(key)) is not None and record.routing is not None for key in keys)
+
+    # -- routing --------------------------------------------------------------------------
+
+    def excluded(self, request_id: str | None) -> frozenset[str]:
+        """The deployments that failed this request."""
+        routing = self.get(request_id)
+        return frozenset(routing.failed) if routing is not None and routing.failed else frozenset()
+
+    def start(self, request_id: str | None, deployment_id: str) -> None:
+        """Routing picked ``deployment_id`` for an attempt of the request: a pick, and an attempt
+        in flight. A request without an id cannot be matched to its end signals and is not
+        tracked (LiteLLM gives every request a call id or a trace id)."""
+        if request_id is None:
+            return
+        record = self.record_pick(request_id, deployment_id)
+        record.in_flight[deployment_id] = record.in_flight.get(deployment_id, 0) + 1
+        self._counts[deployment_id] = self._counts.get(deployment_id, 0) + 1
+        self.started += 1
+
+    def record_pick(self, request_id: str, deployment_id: str) -> RequestRecord:
+        """A pick with no attempt for the book to track (a stream's continuation, which its
+        resuming stream follows itself)."""
+        record = self._touch(request_id)
+        routing = record.routing
+        if routing is None:
+            routing = record.routing = Routing(first_pick=deployment_id)
+        routing.last_pick, routing.picked_at = deployment_id, record.touched_at
+        return record
+
+    def record_failure(self, request_id: str | None, deployment_id: str) -> bool:
+        """Remember that ``deployment_id`` failed the request; False if it was already known
+        (LiteLLM may report one failure through two hooks)."""
+        if request_id is None:
+            return True
+        routing = self.get(request_id)
+        if routing is None:
+            routing = self._touch(request_id).routing = Routing()
+        if deployment_id in routing.failed:
+            return False
+        routing.failed.add(deployment_id)
+        return True
+
+    def finish(self, request_id: str | None) -> Routing | None:
+        """The request succeeded: routing forgets it (its attempts in flight and its session
+        stay until they end). Returns what routing knew."""
+        if request_id is None:
+            return None
+        record = self._records.get(request_id)
+        if record is None or record.routing is None:
+            return None
+        routing, record.routing = record.routing, None
+        self._drop_if_idle(request_id, record)
+        return routing
+
+    def get(self, request_id: str | None) -> Routing | None:
+        """What routing knows of the request, while it runs."""
+        if request_id is None:
+            return None
+        record = self._records.get(request_id)
+        return None if record is None else record.routing
+
+    # -- attempts in flight ---------------------------------------------------------------
+
+    def end(self, request_keys: tuple[str, ...], deployment_id: str) -> bool:
+        """An end signal for the attempt on ``deployment_id`` of the request named by any of
+        ``request_keys``; False if none was in flight."""
+        for request_id in request_keys:
+            record = self._records.get(request_id)
+            if record is None:
+                continue
+            attempts = record.in_flight.get(deployment_id)
+            if attempts is None:
+                continue
+            if attempts > 1:
+                record.in_flight[deployment_id] = attempts - 1
+            else:
+                del record.in_flight[deployment_id]
+            self.ended += 1
+            self._decrement(deployment_id)
+            self._drop_if_idle(request_id, record)
+            return True
+        return False
+
+    def count(self, deployment_id: str) -> int:
+        return self._counts.get(deployment_id, 0)
+
+    def counts(self) -> dict[str, int]:
+        return self._counts.copy()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "in_flight": sum(self._counts.values()),
+            "started": self.started,
+            "ended": self.ended,
+            "expired": sum(self.expired.values()),
+            "ttl_s": self.ttl_s,
+        }
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def session(self, request_id: str | None) -> object | None:
+        record = self._records.get(request_id) if request_id is not None else None
+        return None if record is None else record.session
+
+    def keep_session(self, request_id: str, session: object) -> None:
+        record = self._touch(request_id)
+        if record.session is None:
+            self._sessions += 1
+        record.session = session
+
+    def take_session(self, keys: tuple[str, ...]) -> object | None:
+        """The session of the request named by the first of ``keys`` that has one, forgotten."""
+        for key in keys:
+            record = self._records.get(key)
+            if record is None or record.session is None:
+                continue
+            session, record.session = record.session, None
+            self._sessions -= 1
+            self._drop_if_idle(key, record)
+            return session
+        return None
+
+    def sessions_pending(self) -> int:
+        """Requests whose session waits for its answer."""
+        return self._sessions
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def expire(self) -> None:
+        """Forget requests untouched for ``ttl_s`` (also done on every write)."""
+        self._expire(self.clock())
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _touch(self, request_id: str) -> RequestRecord:
+        now = self.clock()
+        records = self._records
+        record = records.get(request_id)
+        if record is None:
+            record = records[request_id] = RequestRecord(touched_at=now)
+        else:
+            record.touched_at = now
+            records.move_to_end(request_id)
+        self._expire(now)
+        return record
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.ttl_s
+        records = self._records
+        while records:
+            request_id, record = next(iter(records.items()))
+            if record.touched_at >= cutoff and len(records) <= self.max_requests:
+                return
+            del records[request_id]
+            if record.session is not None:
+                self._sessions -= 1
+            for deployment_id, attempts in record.in_flight.items():
+                self.expired[deployment_id] += attempts
+                for _ in range(attempts):
+                    self._decrement(deployment_id)
+
+    def _drop_if_idle(self, request_id: str, record: RequestRecord) -> None:
+        if record.idle and self._records.get(request_id) is record:
+            del self._records[request_id]
+
+    def _decrement(self, deployment_id: str) -> None:
+        left = self._counts.get(deployment_id, 0) - 1
+        if left > 0:
+            self._counts[deployment_id] = left
+        else:
+            self._counts.pop(deployment_id, None)
+        if self.listener is not None:
+            self.listener(deployment_id)

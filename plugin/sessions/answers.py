@@ -1,0 +1,140 @@
+"""A request's answer as a session turn, and the session events: off the request path.
+
+``turn_for`` builds the ``Turn`` the recorder stores from the request ``route`` saw and the final
+answer LiteLLM logged (a chat completion of a named session, or a Responses API answer); the
+events say when a session moved (``session_repinned``) or a conversation was rebuilt elsewhere
+(``context_rebuilt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.sessions.content import chat_answer, chat_items, responses_answer, responses_items
+from litellm_failover.sessions.continuity import parse_response_id
+from litellm_failover.sessions.recorder import Turn, Usage
+from litellm_failover.sessions.request import SessionRequest
+
+_CHAT_CALLS = frozenset({"acompletion", "completion"})
+_RESPONSES_CALLS = frozenset({"aresponses", "responses"})
+
+Place = Callable[[SessionRequest], Awaitable[tuple[str, int] | None]]
+"""Where a Responses request's previous turn is stored: (session id, its last seq), or None."""
+
+
+async def turn_for(
+    request: SessionRequest,
+    deployment_id: str,
+    kwargs: Mapping[str, Any],
+    response: Any,
+    place: Place,
+    counters: dict[str, int],
+) -> Turn | None:
+    """The turn to record, or None when there is nothing to record (or nowhere to put it)."""
+    call_type = str(kwargs.get("call_type") or "")
+    usage = usage_of(response)
+    if call_type in _CHAT_CALLS and request.session is not None:
+        return Turn(
+            session_id=request.session.value,
+            model_group=request.group,
+            start_seq=0,
+            request_items=chat_items(request.messages),
+            answer_items=chat_answer(response),
+            deployment_id=deployment_id,
+            usage=usage,
+        )
+    if call_type in _RESPONSES_CALLS:
+        return await _responses_turn(request, deployment_id, response, usage, place, counters)
+    return None
+
+
+async def _responses_turn(
+    request: SessionRequest,
+    deployment_id: str,
+    response: Any,
+    usage: Usage,
+    place: Place,
+    counters: dict[str, int],
+) -> Turn | None:
+    response_id = getattr(response, "id", None)
+    raw_id = parse_response_id(response_id).raw_id if isinstance(response_id, str) else None
+    if request.session is None and (not request.store or raw_id is None):
+        return None  # the client asked the provider not to keep it: neither does the plugin
+    session_id = request.session.value if request.session else None
+    start = 0
+    if request.previous is not None:
+        where = await place(request)
+        if where is None or (session_id is not None and where[0] != session_id):
+            counters["unplaced_turns"] += 1
+            return None
+        session_id, start = where[0], where[1] + 1
+    instructions = request.instructions if request.previous is None else None
+    return Turn(
+        session_id=session_id or str(raw_id),  # a new conversation is named by its first response
+        model_group=request.group,
+        start_seq=start,
+        request_items=responses_items(request.response_input, instructions),
+        answer_items=responses_answer(response),
+        deployment_id=deployment_id,
+        response_id=raw_id,
+        usage=usage,
+    )
+
+
+def usage_of(response: Any) -> Usage:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return Usage()
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    if prompt is None:
+        prompt = getattr(usage, "input_tokens", None)
+    if completion is None:
+        completion = getattr(usage, "output_tokens", None)
+    return Usage(prompt, completion)
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+def repinned_event(
+    session_id: str, group: str, old: str, new: str, reason: str, request_id: Any, instance_id: str
+) -> FailoverEvent:
+    return FailoverEvent(
+        event_type=EventType.SESSION_REPINNED.value,
+        model_group=group,
+        deployment_id=new,
+        from_deployment=old,
+        to_deployment=new,
+        reason=reason,
+        request_id=str(request_id) if request_id else None,
+        instance_id=instance_id,
+        details={"session_id": session_id},
+    )
+
+
+def rebuilt_event(
+    request: SessionRequest, deployment_id: str, request_id: Any, instance_id: str
+) -> FailoverEvent:
+    rebuilt = request.rebuilt
+    assert rebuilt is not None and request.previous is not None
+    return FailoverEvent(
+        event_type=EventType.CONTEXT_REBUILT.value,
+        model_group=request.group,
+        deployment_id=deployment_id,
+        from_deployment=request.rebuilt_from,
+        to_deployment=deployment_id,
+        reason=(
+            f"{request.rebuilt_from} holds response {request.previous.raw_id} but is down: "
+            f"sent its {len(rebuilt.history)} messages from failover_messages to {deployment_id}"
+        ),
+        request_id=str(request_id) if request_id else None,
+        instance_id=instance_id,
+        details={
+            "session_id": rebuilt.session_id,
+            "previous_response_id": request.previous.raw_id,
+            "messages": len(rebuilt.history),
+        },
+    )

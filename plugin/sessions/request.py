@@ -1,0 +1,51 @@
+"""``SessionRequest``: what ``route`` learned about one client request's session.
+
+Kept in the request's record (``litellm_failover.requests.RequestBook``) from its first pick
+until its answer, so its later attempts and its success hook see what the first pick saw,
+whatever shape LiteLLM's logging kwargs take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from litellm_failover.sessions.continuity import Rebuilt, ResponseRef, parse_response_id
+from litellm_failover.sessions.identity import SessionId
+
+
+@dataclass(slots=True)
+class SessionRequest:
+    """What ``route`` learned about one client request, for its later attempts and its answer."""
+
+    group: str
+    session: SessionId | None  # None: a Responses conversation named by its first response
+    messages: Any
+    response_input: Any
+    instructions: Any
+    previous: ResponseRef | None
+    store: bool
+    trace_id: str | None = None  # for events: the id the request book and the other events use
+    miss: bool = False  # no pin in memory when first routed
+    pinned: str | None = None  # the pin that was not honoured, if one was not
+    unpinned_reason: str | None = None
+    rebuild_tried: bool = False
+    rebuilt: Rebuilt | None = None
+    rebuilt_from: str | None = None
+
+    @classmethod
+    def from_kwargs(
+        cls, group: str, session: SessionId | None, kwargs: Mapping[str, Any], messages: Any
+    ) -> SessionRequest:
+        previous = kwargs.get("previous_response_id")
+        return cls(
+            group=group,
+            session=session,
+            messages=messages if messages is not None else kwargs.get("messages"),
+            response_input=kwargs.get("input"),
+            instructions=kwargs.get("instructions"),
+            previous=parse_response_id(previous) if isinstance(previous, str) and previous else None,
+            store=kwargs.get("store") is not False,
+            trace_id=str(kwargs["litellm_trace_id"]) if kwargs.get("litellm_trace_id") else None,
+        )
