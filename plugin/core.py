@@ -18,10 +18,10 @@ from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth, HealthState, Transition
 from litellm_failover.outlier import Outcome
+from litellm_failover.plan import GroupPlan
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
-from litellm_failover.switching.plan import GroupPlan
 
 logger = logging.getLogger("litellm_failover")
 

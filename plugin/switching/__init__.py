@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from litellm_failover.switching.errors import OperatorError
 from litellm_failover.switching.inflight import InFlight
-from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan, Split
 
 if TYPE_CHECKING:
     from litellm_failover.switching.controller import SwitchingController
 
-__all__ = ["EMPTY_PLAN", "GroupPlan", "InFlight", "OperatorError", "Split", "SwitchingController"]
+__all__ = ["InFlight", "OperatorError", "SwitchingController"]
 
 
 def __getattr__(name: str) -> Any:

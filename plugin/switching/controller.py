@@ -34,13 +34,13 @@ from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import EventType
 from litellm_failover.health import HealthState, Transition
 from litellm_failover.outlier import Outcome
+from litellm_failover.plan import EMPTY_PLAN, GroupPlan, Split
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
 from litellm_failover.switching.drain import Drain, DrainBook, PlannedFailover
 from litellm_failover.switching.errors import OperatorError
 from litellm_failover.switching.events import Emitter
 from litellm_failover.switching.inflight import InFlight
-from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan, Split
 from litellm_failover.switching.ramp import Hold, Shifted, Stepper, Transfer
 from litellm_failover.switching.shift import resolve_target
 from litellm_failover.switching.steps import check_interval, check_steps

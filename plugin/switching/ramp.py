@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-from litellm_failover.switching.plan import Split
+from litellm_failover.plan import Split
 
 
 @dataclass(slots=True)
