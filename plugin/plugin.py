@@ -79,7 +79,7 @@ class FailoverPlugin:
         self.switching = SwitchingController(self.core, settings)
         self.in_flight = self.switching.inflight
         self._deployments: dict[str, dict] = {str(d["model_info"]["id"]): d for d in model_list}
-        self._group_size = {group: len(ids) for group, ids in self.core.groups.items()}
+        self._group_size = {group: len(ids) for group, ids in self.core.snapshot.groups.items()}
         # Sessions: pins (``self.pins.apply_remote`` / ``add_listener`` for fleets), recording,
         # Responses API continuity. See litellm_failover.sessions.manager for the rules.
         self.sessions = SessionManager(
@@ -107,7 +107,7 @@ class FailoverPlugin:
         # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
         self.streams = StreamResumer(self)
         # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
-        groups = {dep_id: record.spec.group for dep_id, record in self.core.health.items()}
+        groups = {dep_id: view.group for dep_id, view in self.core.snapshot.deployments.items()}
         self.chaos = ChaosInjector(settings.chaos, groups, self.core.emit, self.instance_id)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
@@ -183,7 +183,10 @@ class FailoverPlugin:
     def _owns(self, group: str, healthy: list[dict]) -> bool:
         """Whether this pick is the plugin's: its Router, and deployments it has read."""
         first = healthy[0]
-        return group in self.core.tables and self._deployments.get(str(first["model_info"]["id"])) is first
+        return (
+            group in self.core.snapshot.tables
+            and self._deployments.get(str(first["model_info"]["id"])) is first
+        )
 
     def route(
         self,
@@ -193,7 +196,8 @@ class FailoverPlugin:
         messages: Any = None,
     ) -> list[dict]:
         """Pick this attempt's deployment; raises ``SessionIdError`` for a bad session id."""
-        table = self.core.tables.get(group)
+        snapshot = self.core.snapshot  # one immutable view for the whole pick
+        table = snapshot.tables.get(group)
         first = healthy[0]
         if table is None or self._deployments.get(str(first["model_info"]["id"])) is not first:
             # Not this plugin's Router (LiteLLM hands every Router's picks to every callback), or
@@ -217,7 +221,7 @@ class FailoverPlugin:
             chosen = self.sessions.preferred(session, table, exclude, available)
         if chosen is None:
             if available is not None:
-                exclude = exclude | frozenset(self.core.groups[group]).difference(available)
+                exclude = exclude | frozenset(snapshot.groups[group]).difference(available)
             chosen = table.pick(exclude)
         if chosen is None:
             return []
@@ -237,7 +241,7 @@ class FailoverPlugin:
         holds the conversation is down, rebuild it from the store into the request (bounded)."""
         if not self._owns(group, healthy):
             return
-        table = self.core.tables[group]
+        table = self.core.snapshot.tables[group]
         request_id = request_key(request_kwargs)
         available = None
         if len(healthy) != self._group_size[group]:
@@ -269,8 +273,7 @@ class FailoverPlugin:
         request_id = self.ledger.resolve(request_keys)
         attempts = self.ledger.finish(request_id)
         if attempts and attempts.first_pick and attempts.first_pick != deployment_id:
-            record = self.core.health.get(deployment_id)
-            group = record.spec.group if record else ""
+            group = self.core.snapshot.group_of(deployment_id) or ""
             self.core.request_served_elsewhere(group, attempts.first_pick, deployment_id, request_id)
 
     async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:

@@ -409,7 +409,7 @@ class SessionManager:
                 stored
                 and stored != provisional
                 and self.pins.peek(session_id, group) == provisional
-                and stored in self.core.groups.get(group, ())
+                and stored in self.core.snapshot.groups.get(group, ())
             ):
                 self.pins.apply_remote(session_id, group, stored)
                 self.counters["pins_learned"] += 1
@@ -424,7 +424,7 @@ class SessionManager:
         self._emit_repinned(session_id, group, old, new, reason, None)
 
     def _pick_for_warmup(self, group: str) -> str | None:
-        table = self.core.tables.get(group)
+        table = self.core.snapshot.tables.get(group)
         return table.pick() if table is not None else None
 
     # -- helpers --------------------------------------------------------------------------
@@ -437,14 +437,14 @@ class SessionManager:
         exclude: frozenset[str],
         offered: Mapping[str, Any] | None,
     ) -> bool:
-        record = self.core.health.get(creator)
-        if record is None or record.spec.group != group or creator in exclude:
+        record = self.core.snapshot.deployments.get(creator)
+        if record is None or record.group != group or creator in exclude:
             return False
         if offered is not None and creator not in offered:
             return False
         if creator in table.draining:
             return False  # drained: no new requests, as if down (its conversation is rebuilt)
-        return record.state.routable or table.panic
+        return record.routable or table.panic
 
     def _pin_problem(
         self,
@@ -457,8 +457,8 @@ class SessionManager:
         if pinned in exclude:
             return f"{pinned} failed this request"
         if pinned not in table.serving:
-            record = self.core.health.get(pinned)
-            if record is not None and not record.state.routable:
+            record = self.core.snapshot.deployments.get(pinned)
+            if record is not None and not record.routable:
                 return f"{pinned} is {record.state.value}"
             return f"{pinned} is not in the serving tier (tier {table.active_tier} serves)"
         if offered is not None and pinned not in offered:

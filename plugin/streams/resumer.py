@@ -84,7 +84,7 @@ class StreamResumer:
         self._installed: Any = None  # the Router's wrapped acompletion, while installed
         self._tasks: set[asyncio.Task[Any]] = set()
         self._targets = {
-            dep_id: _target(dep_id, record.spec) for dep_id, record in plugin.core.health.items()
+            dep_id: _target(dep_id, view.spec) for dep_id, view in plugin.core.snapshot.deployments.items()
         }
 
     # -- wiring ---------------------------------------------------------------------------
@@ -116,7 +116,7 @@ class StreamResumer:
         stream of a group this plugin routes."""
         if (
             not isinstance(group, str)
-            or group not in self._plugin.core.tables
+            or group not in self._plugin.core.snapshot.tables
             or not isinstance(messages, Sequence)
             or not hasattr(response, "__aiter__")
         ):
@@ -143,13 +143,14 @@ class StreamResumer:
         """The deployment the stream continues on, or why there is none. A deployment that can
         continue exactly goes first; one that cannot only under ``inexact_continuation``."""
         plugin = self._plugin
-        table = plugin.core.tables.get(request.group)
+        snapshot = plugin.core.snapshot
+        table = snapshot.tables.get(request.group)
         if table is None:
             return f"group {request.group!r} is not routed by the plugin"
         exclude = frozenset(failed) | plugin.ledger.excluded(plugin.ledger.resolve(request.request_keys))
         inexact = frozenset(
             dep_id
-            for dep_id in plugin.core.groups.get(request.group, ())
+            for dep_id in snapshot.groups.get(request.group, ())
             if partial and (request.structured or not self._target(dep_id).exact)
         )
         chosen = table.pick(exclude | inexact)
@@ -311,7 +312,7 @@ class StreamResumer:
         return ck.sum_usage(usages)
 
     def _prompt_tokens(self, part: Part) -> int:
-        record = self._plugin.core.health.get(part.deployment or "")
+        record = self._plugin.core.snapshot.deployments.get(part.deployment or "")
         model = record.spec.model if record is not None else ""
         try:
             return int(litellm.token_counter(model=model, messages=part.messages))

@@ -365,17 +365,18 @@ class SwitchingController:
             return EMPTY_PLAN
         return GroupPlan(draining=draining, held=held, ramp=ramp, split=split)
 
-    def on_transition(self, transition: Transition) -> None:
+    def on_transition(self, transition: Transition) -> tuple:
         came_back = transition.to_state.routable and not transition.from_state.routable
         went_out = transition.from_state.routable and not transition.to_state.routable
         if not (came_back or went_out):
-            return
+            return ()
         now = self.clock()
         if came_back:
             self._came_back(transition.deployment_id, now, via=transition.source, operator=False)
         else:
             self._went_out(transition, now)
         self._group_changed(transition.group, rebuild_check=False)
+        return ()
 
     # -- outcomes -------------------------------------------------------------------------
 
