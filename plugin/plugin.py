@@ -37,7 +37,7 @@ from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.retention import RetentionPurger
 from litellm_failover.store.writer import StoreWriter
 from litellm_failover.streams import StreamResumer
-from litellm_failover.switching import SwitchingController
+from litellm_failover.switching import InFlight, Switching, SwitchingController
 
 logger = logging.getLogger("litellm_failover")
 
@@ -75,9 +75,13 @@ class FailoverPlugin:
         self.fleet: Fleet | None = fleet_for(self.core, settings) if settings.redis_url else None
         self.ledger = AttemptLedger()
         # Traffic switching: drains, planned failover, failback ramps, slow start, canary shifts.
-        # It plans each table the core builds (``core.planner``) and tracks attempts in flight.
-        self.switching = SwitchingController(self.core, settings)
-        self.in_flight = self.switching.inflight
+        # The controller decides; the core applies its effects and builds each table from its
+        # plan; a drain counts the attempts in flight, whose ends the controller hears of.
+        self.in_flight = InFlight(ttl_s=settings.drain.in_flight_ttl_s, clock=self.core.clock)
+        controller = SwitchingController(self.core, settings, self.in_flight)
+        self.core.attach_planner(controller)
+        self.switching = Switching(controller, self.core.apply)
+        self.in_flight.listener = self.switching.attempt_ended
         self._deployments: dict[str, dict] = {str(d["model_info"]["id"]): d for d in model_list}
         self._group_size = {group: len(ids) for group, ids in self.core.snapshot.groups.items()}
         # Sessions: pins (``self.pins.apply_remote`` / ``add_listener`` for fleets), recording,
@@ -174,6 +178,7 @@ class FailoverPlugin:
         while True:
             await asyncio.sleep(interval)
             try:
+                self.in_flight.expire()  # lost end signals; may complete drains (attempt_ended)
                 self.core.tick()
             except Exception:
                 logger.exception("refreshing routing tables failed")

@@ -18,7 +18,7 @@ from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
 from litellm_failover.outlier import Outcome
 from litellm_failover.settings import parse_settings
-from litellm_failover.switching import OperatorError, SwitchingController
+from litellm_failover.switching import InFlight, OperatorError, Switching, SwitchingController
 
 PRIMARY_STANDBY = model_list(("g", "p1", 1, 1.0), ("g", "p2", 1, 1.0), ("g", "s1", 2, 1.0))
 SAMPLES = 4000
@@ -68,7 +68,13 @@ class Rig:
             sink=self.sink,
             clock=self.clock,
         )
-        self.switching = SwitchingController(self.core, self.settings)
+        # The wiring of plugin.py: the controller plans the core's tables and decides, the core
+        # applies what it decides, and the in-flight book reports attempt ends to it.
+        self.inflight = InFlight(ttl_s=self.settings.drain.in_flight_ttl_s, clock=self.clock)
+        controller = SwitchingController(self.core, self.settings, self.inflight)
+        self.core.attach_planner(controller)
+        self.switching = Switching(controller, self.core.apply)
+        self.inflight.listener = self.switching.attempt_ended
 
     def shares(self, group: str = "g", exclude: frozenset[str] = frozenset()) -> dict[str, float]:
         table = self.core.table(group)
@@ -85,6 +91,7 @@ class Rig:
 
     def tick(self, seconds: float) -> None:
         self.clock.advance(seconds)
+        self.inflight.expire()  # the plugin's refresh loop expires lost end signals
         self.switching.advance()
 
     def fail(self, *ids: str) -> None:
