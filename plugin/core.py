@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from litellm_failover.plan import GroupPlan
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
-from litellm_failover.snapshot import CoreSnapshot, publish, status_of
+from litellm_failover.snapshot import CoreSnapshot, publish, status_of, table_weights
 
 logger = logging.getLogger("litellm_failover")
 
@@ -136,7 +136,9 @@ class FailoverCore:
         old = dict(self.tables)
         for group in self.groups:
             self.tables[group] = self._build(group, now)
-        self.snapshot = self._publish(self.snapshot, self.health.values())  # one publish for all
+        # One publish for all: fresh measurements (latency, error rate, weight) in every view.
+        weights = table_weights(self.tables.values())
+        self.snapshot = self._publish(self.snapshot, self.health.values(), now=now, weights=weights)
         for group in self.groups:
             self._announce(group, old[group], self.tables[group])
 
@@ -282,18 +284,27 @@ class FailoverCore:
     ) -> None:
         old = self.tables.get(group)
         self.tables[group] = new
-        # One assignment: readers see the old snapshot or the new one, never a mix.
-        self.snapshot = self._publish(self.snapshot, [self.health[i] for i in self.groups[group]])
+        # One assignment: readers see the old snapshot or the new one, never a mix. The views are
+        # current already (a transition publishes its record's first); only the table is new.
+        self.snapshot = self._publish(self.snapshot, ())
         self._announce(group, old, new, cause, source=source, reason=reason, deployment_id=deployment_id)
 
-    def _publish(self, previous: CoreSnapshot | None, records: Iterable[DeploymentHealth]) -> CoreSnapshot:
+    def _publish(
+        self,
+        previous: CoreSnapshot | None,
+        records: Iterable[DeploymentHealth],
+        *,
+        now: float | None = None,
+        weights: Mapping[str, float] = MappingProxyType({}),
+    ) -> CoreSnapshot:
         return publish(
             previous,
             instance_id=self.instance_id,
             tables=self.tables,
             groups=self._members,
             records=records,
-            now=self.clock(),
+            now=self.clock() if now is None else now,
+            weights=weights,
         )
 
     def _announce(

@@ -8,9 +8,11 @@ into both. Instead the core publishes one frozen ``CoreSnapshot`` (tables, group
 swapped or a deployment's health changes. A reader that holds a snapshot sees one consistent
 state: never half of an update, never a record changing under it.
 
-A view is built from a record only when that record's group changed (or, for a probe, that one
-record), so publishing stays cheap for large groups: the other views are shared with the
-previous snapshot.
+Publishing stays cheap for large groups: a view is built again only for a record that changed (a
+transition, a probe round), and a table swap shares every view with the previous snapshot. The
+periodic refresh (``FailoverCore.tick``, which rebuilds every table for fresh weights anyway)
+builds them all once, so the measurements in them (latency, error rate, weight) are at most one
+refresh interval old.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class CoreSnapshot:
         return None if view is None else view.group
 
 
-def view_of(record: DeploymentHealth, now: float) -> DeploymentView:
-    """Read a record once, on the event loop (``effective_weight`` prunes its error window)."""
+def view_of(record: DeploymentHealth, now: float, weight: float | None = None) -> DeploymentView:
+    """Read a record once, on the event loop (``effective_weight`` prunes its error window).
+    ``weight``: its effective weight at ``now`` when a table build has just computed it."""
     return DeploymentView(
         spec=record.spec,
         state=record.state,
@@ -89,7 +92,7 @@ def view_of(record: DeploymentHealth, now: float) -> DeploymentView:
         ejection_count=record.outlier.ejection_count,
         ejected_until=record.outlier.ejected_until,
         last_probe_latency_s=record.last_probe_latency_s,
-        effective_weight=record.effective_weight(now),
+        effective_weight=record.effective_weight(now) if weight is None else weight,
         latency_s=record.traffic.latency(now),
         error_rate=record.traffic.error_rate(now),
         probed=record.probed,
@@ -105,17 +108,31 @@ def publish(
     groups: Mapping[str, tuple[str, ...]],
     records: Iterable[DeploymentHealth],
     now: float,
+    weights: Mapping[str, float] = MappingProxyType({}),
 ) -> CoreSnapshot:
-    """The next snapshot: fresh views of ``records``, the previous views of everyone else."""
+    """The next snapshot: fresh views of ``records``, the previous views of everyone else.
+    ``weights``: effective weights at ``now`` already computed (see ``table_weights``)."""
     deployments = dict(previous.deployments) if previous is not None else {}
     for record in records:
-        deployments[record.spec.deployment_id] = view_of(record, now)
+        deployment_id = record.spec.deployment_id
+        deployments[deployment_id] = view_of(record, now, weights.get(deployment_id))
     return CoreSnapshot(
         instance_id=instance_id,
         tables=MappingProxyType(dict(tables)),
         groups=groups,
         deployments=MappingProxyType(deployments),
     )
+
+
+def table_weights(tables: Iterable[RoutingTable]) -> dict[str, float]:
+    """The effective weights that tables just built computed (the costly part of a view): a
+    table's weight is the member's effective weight unless panic mode or a slow-start factor
+    set it. Only for tables built at the same ``now`` as the views."""
+    known: dict[str, float] = {}
+    for table in tables:
+        if not table.panic:
+            known.update((i, w) for i, w in table.weights.items() if i not in table.ramp)
+    return known
 
 
 def status_of(snapshot: CoreSnapshot, now: float) -> dict[str, Any]:
@@ -155,4 +172,4 @@ def _row(view: DeploymentView, now: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["CoreSnapshot", "DeploymentView", "publish", "status_of", "view_of"]
+__all__ = ["CoreSnapshot", "DeploymentView", "publish", "status_of", "table_weights", "view_of"]
