@@ -70,7 +70,7 @@ def went_out(board: Board, transition: Transition, now: float) -> None:
     stepper = state.slow.get(deployment_id)
     board.put(group, state.without(deployment_id))  # the hold-down needs health without a break
     why = f"{deployment_id} {transition.to_state.value}: {transition.reason}"
-    if stepper is not None and transition.source != "ramp":
+    if stepper is not None:  # a slow start the ramp aborted is gone before its ejection arrives
         board.emit.slow_aborted(
             deployment_id, group, stepper, f"slow start of {deployment_id} aborted: {why}"
         )
