@@ -56,10 +56,11 @@ class Board:
     def held(self, deployment_id: str) -> bool:
         return deployment_id in self.state(self.spec(deployment_id).group).holds
 
-    def refresh(self, group: str) -> None:
-        """The views other threads read, and a wake-up for the timer driver."""
-        ramp = {i: s.share for _, st in self.groups.items() for i, s in st.slow.items()}
-        for _, st in self.groups.items():
+    def refresh(self) -> None:
+        """The views other threads read (rebuilt whole, then swapped in), and a wake-up for the
+        timer driver: a change may have moved the next deadline."""
+        ramp = {i: s.share for st in self.groups.values() for i, s in st.slow.items()}
+        for st in self.groups.values():
             transfer = st.transfer
             if transfer is not None and transfer.kind == "failback":
                 ramp.update({i: transfer.stepper.share for i in transfer.target if self.admitted(i)})

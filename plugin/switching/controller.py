@@ -75,7 +75,7 @@ class SwitchingController:
             came_back(self.board, transition.deployment_id, now, via=transition.source, operator=False)
         else:
             went_out(self.board, transition, now)
-        self.board.refresh(transition.group)
+        self.board.refresh()
         return self.board.emit.take()  # no rebuild: the core rebuilds after every transition
 
     # -- outcomes, attempt ends, time -----------------------------------------------------

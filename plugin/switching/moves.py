@@ -24,7 +24,7 @@ def settle(board: Board, group: str) -> None:
     """After a change: the standby check (a held primary may have to serve at once), then the
     views other threads read and the timer driver's wake-up."""
     standby_check(board, group, board.clock())
-    board.refresh(group)
+    board.refresh()
 
 
 def start_drain(
@@ -201,7 +201,7 @@ def abort_transfer(board: Board, group: str, transfer: Transfer, now: float, why
         ejected=ejected,
         via=transfer.via,
     )
-    board.refresh(group)
+    board.refresh()
     for deployment_id in ejected:
         board.emit.eject(deployment_id, reason, source="ramp", group_ramp=transfer.label)
     return reason
@@ -227,7 +227,7 @@ def rollback_shift(board: Board, group: str, transfer: Transfer, now: float, why
         via=transfer.via,
         source="shift",
     )
-    board.refresh(group)
+    board.refresh()
     return reason
 
 
