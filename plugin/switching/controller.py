@@ -52,8 +52,8 @@ class SwitchingController:
         self.board = Board(core, settings, inflight)
 
     @property
-    def inflight(self) -> InFlightView:
-        return self.board.inflight
+    def clock(self) -> Callable[[], float]:
+        return self.board.clock
 
     @property
     def changed(self) -> asyncio.Event:

@@ -13,7 +13,6 @@ from typing import Any
 from litellm_failover.actions import Effects
 from litellm_failover.outlier import Outcome
 from litellm_failover.switching.controller import Decision, SwitchingController
-from litellm_failover.switching.ports import InFlightView
 from litellm_failover.switching.timers import Driver
 
 
@@ -21,7 +20,7 @@ class Switching:
     def __init__(self, controller: SwitchingController, apply: Callable[[Effects], None]) -> None:
         self.controller = controller
         self._apply = apply
-        self._driver = Driver(self.advance, controller.board.clock, controller.changed)
+        self._driver = Driver(self.advance, controller.clock, controller.changed)
 
     async def start(self) -> None:
         await self._driver.start()
@@ -63,10 +62,6 @@ class Switching:
         return deadline
 
     # -- inspection -----------------------------------------------------------------------
-
-    @property
-    def inflight(self) -> InFlightView:
-        return self.controller.inflight
 
     def in_flight_counts(self) -> dict[str, int]:
         return self.controller.in_flight_counts()
