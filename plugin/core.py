@@ -4,6 +4,12 @@ Everything that changes a deployment's health goes through ``FailoverCore``; eac
 that group's routing table and swaps it in, and each transition or failover becomes an event for
 the store writer. It holds no I/O of its own: the prober feeds it probe reports, the LiteLLM
 handler feeds it request outcomes, and ``EventSink`` takes what it decides.
+
+Readers outside the core read ``snapshot`` (``litellm_failover.snapshot``), never the mutable
+records: one frozen value, replaced whole with every table swap. A ``Planner`` (traffic
+switching, wired by the plugin with ``attach_planner``) shapes each table with its ``GroupPlan``
+and answers each health transition with ``Effects``; the core applies them (``apply``), so the
+planner never calls back into the core while the core is calling it.
 """
 
 from __future__ import annotations
