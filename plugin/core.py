@@ -4,6 +4,12 @@ Everything that changes a deployment's health goes through ``FailoverCore``; eac
 that group's routing table and swaps it in, and each transition or failover becomes an event for
 the store writer. It holds no I/O of its own: the prober feeds it probe reports, the LiteLLM
 handler feeds it request outcomes, and ``EventSink`` takes what it decides.
+
+Readers outside the core read ``snapshot`` (``litellm_failover.snapshot``), never the mutable
+records: one frozen value, replaced whole with every table swap. A ``Planner`` (traffic
+switching, wired by the plugin with ``attach_planner``) shapes each table with its ``GroupPlan``
+and answers each health transition with ``Effects``; the core applies them (``apply``), so the
+planner never calls back into the core while the core is calling it.
 """
 
 from __future__ import annotations
@@ -11,17 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Protocol
 
+from litellm_failover.actions import Announce, Effects, Eject, Rebuild
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth, HealthState, Transition
 from litellm_failover.outlier import Outcome
+from litellm_failover.plan import GroupPlan
 from litellm_failover.providers.base import CheckResult, ProbeReport
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
-from litellm_failover.switching.plan import GroupPlan
+from litellm_failover.snapshot import CoreSnapshot, publish, status_of, table_weights
 
 logger = logging.getLogger("litellm_failover")
 
@@ -34,11 +43,11 @@ class EventSink(Protocol):
 
 class Planner(Protocol):
     """Traffic switching (``litellm_failover.switching.SwitchingController``): what each table
-    build must respect, and the health transitions that change it."""
+    build must respect, and its reaction to a health transition (applied before the rebuild)."""
 
     def plan(self, group: str) -> GroupPlan: ...
 
-    def on_transition(self, transition: Transition) -> None: ...
+    def on_transition(self, transition: Transition) -> Effects: ...
 
 
 class FailoverCore:
@@ -64,10 +73,12 @@ class FailoverCore:
         self.tables: dict[str, RoutingTable] = {}
         self.recent_events: deque[FailoverEvent] = deque(maxlen=500)
         self.listeners: list[Callable[[FailoverEvent], None]] = []
-        self.planner: Planner | None = None  # set by the switching controller when it attaches
+        self.planner: Planner | None = None  # wired by the plugin (``attach_planner``)
+        self._members = MappingProxyType({group: tuple(ids) for group, ids in self.groups.items()})
         now = self.clock()
         for group in self.groups:
             self.tables[group] = self._build(group, now)
+        self.snapshot: CoreSnapshot = self._publish(None, self.health.values())
         for record in self.health.values():
             self._submit_state(record)
 
@@ -79,7 +90,10 @@ class FailoverCore:
         transition = record.apply_probe(report, self.clock())
         if transition is not None:
             self._on_transition(transition)
-        elif before != _verdicts(record.checks):
+            return
+        # Checks and probe latency changed: readers see them now, not at the next refresh.
+        self.snapshot = self._publish(self.snapshot, (record,))
+        if before != _verdicts(record.checks):
             self._submit_state(record)  # a check's verdict changed without a transition
 
     def record_failure(
@@ -125,8 +139,48 @@ class FailoverCore:
             transition = record.tick(now)
             if transition is not None:
                 self._on_transition(transition)
+        old = dict(self.tables)
         for group in self.groups:
-            self._swap(group, self._build(group, now))
+            self.tables[group] = self._build(group, now)
+        # One publish for all: fresh measurements (latency, error rate, weight) in every view.
+        weights = table_weights(self.tables.values())
+        self.snapshot = self._publish(self.snapshot, self.health.values(), now=now, weights=weights)
+        for group in self.groups:
+            self._announce(group, old[group], self.tables[group])
+
+    def attach_planner(self, planner: Planner) -> None:
+        """Let ``planner`` shape every table built from now on (wired by the plugin, before any
+        switching state exists, so the tables already built stay valid)."""
+        self.planner = planner
+
+    def apply(self, effects: Effects) -> None:
+        """Carry out what the planner decided, in order (see ``litellm_failover.actions``)."""
+        for action in effects:
+            if isinstance(action, Announce):
+                self.emit(
+                    FailoverEvent(
+                        event_type=action.event_type,
+                        model_group=action.group,
+                        deployment_id=action.deployment_id,
+                        reason=action.reason,
+                        instance_id=self.instance_id,
+                        details=dict(action.details),
+                    )
+                )
+            elif isinstance(action, Eject):
+                self.eject(action.deployment_id, action.reason, source=action.source, **action.details)
+            elif isinstance(action, Rebuild):
+                self.rebuild(
+                    action.group,
+                    source=action.source,
+                    reason=action.reason,
+                    deployment_id=action.deployment_id,
+                )
+
+    def preview(self, group: str, plan: GroupPlan) -> RoutingTable:
+        """The table ``group`` would get under ``plan``, built but not swapped in (what serves it
+        without a shift, for the planner's failback)."""
+        return self._build(group, self.clock(), plan)
 
     def eject(self, deployment_id: str, reason: str, *, source: str, **details: Any) -> bool:
         """Eject a routable deployment on a decision outside the health machine (a failback ramp
@@ -162,7 +216,7 @@ class FailoverCore:
     # -- decisions out --------------------------------------------------------------------
 
     def table(self, group: str) -> RoutingTable | None:
-        return self.tables.get(group)
+        return self.snapshot.tables.get(group)
 
     def emit(self, event: FailoverEvent) -> None:
         self.recent_events.append(event)
@@ -184,32 +238,24 @@ class FailoverCore:
                 logger.exception("failover event listener failed")
 
     def status(self) -> dict[str, Any]:
-        now = self.clock()
-        groups = {}
-        for group, ids in self.groups.items():
-            table = self.tables[group]
-            groups[group] = {
-                "strategy": table.strategy,
-                "in_tier": table.in_tier,
-                "active_tier": table.active_tier,
-                "serving": list(table.serving),
-                "panic": table.panic,
-                "deployments": [self.health[i].status(now) for i in ids],
-            }
-        return {"instance_id": self.instance_id, "groups": groups}
+        return status_of(self.snapshot, self.clock())
 
     # -- internals ------------------------------------------------------------------------
 
-    def _build(self, group: str, now: float) -> RoutingTable:
+    def _build(self, group: str, now: float, plan: GroupPlan | None = None) -> RoutingTable:
         strategy, in_tier = self.settings.group_strategy(group)
         members = [self.health[i] for i in self.groups[group]]
-        plan = self.planner.plan(group) if self.planner is not None else None
+        if plan is None and self.planner is not None:
+            plan = self.planner.plan(group)
         return build_table(
             group, members, strategy, in_tier, now, panic_mode=self.settings.panic_mode, plan=plan
         )
 
     def _on_transition(self, transition: Transition) -> None:
         record = self.health[transition.deployment_id]
+        # The new state is readable before anyone hears of it (a fleet publishes the ejection's
+        # remaining time from the snapshot); the table follows after the planner's reaction.
+        self.snapshot = self._publish(self.snapshot, (record,))
         self.emit(
             FailoverEvent(
                 event_type=EventType.STATE_CHANGE.value,
@@ -229,7 +275,7 @@ class FailoverCore:
         self._submit_state(record)
         if self.planner is not None:
             # Before the rebuild: a recovered primary may be held down, a ramp may abort.
-            self.planner.on_transition(transition)
+            self.apply(self.planner.on_transition(transition))
         self._swap(transition.group, self._build(transition.group, self.clock()), transition)
 
     def _swap(
@@ -243,7 +289,42 @@ class FailoverCore:
         deployment_id: str | None = None,
     ) -> None:
         old = self.tables.get(group)
-        self.tables[group] = new  # one assignment: readers see the old table or the new one
+        self.tables[group] = new
+        # One assignment: readers see the old snapshot or the new one, never a mix. The views are
+        # current already (a transition publishes its record's first); only the table is new.
+        self.snapshot = self._publish(self.snapshot, ())
+        self._announce(group, old, new, cause, source=source, reason=reason, deployment_id=deployment_id)
+
+    def _publish(
+        self,
+        previous: CoreSnapshot | None,
+        records: Iterable[DeploymentHealth],
+        *,
+        now: float | None = None,
+        weights: Mapping[str, float] = MappingProxyType({}),
+    ) -> CoreSnapshot:
+        return publish(
+            previous,
+            instance_id=self.instance_id,
+            tables=self.tables,
+            groups=self._members,
+            records=records,
+            now=self.clock() if now is None else now,
+            weights=weights,
+        )
+
+    def _announce(
+        self,
+        group: str,
+        old: RoutingTable | None,
+        new: RoutingTable,
+        cause: Transition | None = None,
+        *,
+        source: str | None = None,
+        reason: str | None = None,
+        deployment_id: str | None = None,
+    ) -> None:
+        """The events of a table swap: panic mode entered or left, a new serving set."""
         if old is None:
             return
         if old.panic != new.panic:

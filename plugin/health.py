@@ -195,28 +195,6 @@ class DeploymentHealth:
     def effective_weight(self, now: float) -> float:
         return self.spec.weight * score(self.traffic, now, self.settings.weights, self.pressure())
 
-    def status(self, now: float) -> dict[str, Any]:
-        ejected_for = max(0.0, self.outlier.ejected_until - now)
-        latency = self.traffic.latency(now)
-        return {
-            "deployment_id": self.spec.deployment_id,
-            "tier": self.spec.tier,
-            "state": self.state.value,
-            "reason": self.reason,
-            "static_weight": self.spec.weight,
-            "effective_weight": round(self.effective_weight(now), 4),
-            "checks": {
-                name: {"ok": c.ok, "severity": c.severity.value, "reason": c.reason, "value": c.value}
-                for name, c in self.checks.items()
-            },
-            "ejection_count": self.outlier.ejection_count,
-            "ejected_for_s": round(ejected_for, 2),
-            "latency_s": None if latency is None else round(latency, 4),
-            "error_rate": round(self.traffic.error_rate(now), 4),
-            "probed": self.probed,
-            "ejected_by": self.ejected_by,
-        }
-
     def _up_state(self, report: ProbeReport) -> HealthState:
         return HealthState.DEGRADED if report.degraded else HealthState.HEALTHY
 

@@ -44,7 +44,7 @@ from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.retention import RetentionPurger
 from litellm_failover.store.writer import StoreWriter
 from litellm_failover.streams import StreamResumer
-from litellm_failover.switching import SwitchingController
+from litellm_failover.switching import Switching, SwitchingController
 
 logger = logging.getLogger("litellm_failover")
 
@@ -84,9 +84,12 @@ class FailoverPlugin:
         # forgotten after ``drain.in_flight_ttl_s`` untouched (also swept by ``_refresh_loop``).
         self.book = RequestBook(ttl_s=settings.drain.in_flight_ttl_s, clock=self.core.clock)
         # Traffic switching: drains, planned failover, failback ramps, slow start, canary shifts.
-        # It plans each table the core builds (``core.planner``); drains wait for the book's
-        # in-flight counts.
-        self.switching = SwitchingController(self.core, settings, self.book)
+        # The controller decides; the core applies its effects and builds each table from its
+        # plan; a drain counts the book's attempts in flight, whose ends the controller hears of.
+        controller = SwitchingController(self.core, settings, self.book)
+        self.core.attach_planner(controller)
+        self.switching = Switching(controller, self.core.apply)
+        self.book.listener = self.switching.attempt_ended
         deployments: dict[str, dict] = {str(d["model_info"]["id"]): d for d in model_list}
         group_of = {spec.deployment_id: spec.group for spec in specs}
         # Sessions: pins (``self.pins.apply_remote`` / ``add_listener`` for fleets), recording,

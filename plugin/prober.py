@@ -62,7 +62,8 @@ class Prober:
         # One keep-alive client for every probe; per-probe timeouts are the probe function's job.
         self._session = ProbeClient()
         for shared in self._probes:
-            health = self._core.health[shared.deployment_ids[0]].spec.health  # shared: same settings
+            # Shared: the same settings for every deployment behind the probe.
+            health = self._core.snapshot.deployments[shared.deployment_ids[0]].spec.health
             schedule = _Schedule(shared.deployment_ids, shared.probe, health)
             self._schedules.append(schedule)
             # Spread the first rounds over one interval so N targets don't probe in lockstep.

@@ -29,7 +29,7 @@ from types import MappingProxyType
 
 from litellm_failover.health import DeploymentHealth
 from litellm_failover.picker import Picker, make_picker
-from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan
+from litellm_failover.plan import EMPTY_PLAN, GroupPlan
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
 from litellm_failover.outlier import Outcome
 from litellm_failover.settings import parse_settings
-from litellm_failover.switching import OperatorError, SwitchingController
+from litellm_failover.requests import RequestBook
+from litellm_failover.switching import OperatorError, Switching, SwitchingController
 
 PRIMARY_STANDBY = model_list(("g", "p1", 1, 1.0), ("g", "p2", 1, 1.0), ("g", "s1", 2, 1.0))
 SAMPLES = 4000
@@ -68,7 +69,13 @@ class Rig:
             sink=self.sink,
             clock=self.clock,
         )
-        self.switching = SwitchingController(self.core, self.settings)
+        # The wiring of plugin.py: the controller plans the core's tables and decides, the core
+        # applies what it decides, and the in-flight book reports attempt ends to it.
+        self.inflight = RequestBook(ttl_s=self.settings.drain.in_flight_ttl_s, clock=self.clock)
+        controller = SwitchingController(self.core, self.settings, self.inflight)
+        self.core.attach_planner(controller)
+        self.switching = Switching(controller, self.core.apply)
+        self.inflight.listener = self.switching.attempt_ended
 
     def shares(self, group: str = "g", exclude: frozenset[str] = frozenset()) -> dict[str, float]:
         table = self.core.table(group)
@@ -85,6 +92,7 @@ class Rig:
 
     def tick(self, seconds: float) -> None:
         self.clock.advance(seconds)
+        self.inflight.expire()  # the plugin's refresh loop expires lost end signals
         self.switching.advance()
 
     def fail(self, *ids: str) -> None:
@@ -123,7 +131,7 @@ def assert_share(actual: float, expected: float) -> None:
 
 def test_drain_stops_new_picks_at_once_and_completes_when_in_flight_work_ends():
     rig = Rig()
-    inflight = rig.switching.inflight
+    inflight = rig.inflight
     for index in range(3):
         inflight.start(f"r{index}", "p1")
     inflight.start("r9", "p2")
@@ -156,10 +164,10 @@ def test_drain_stops_new_picks_at_once_and_completes_when_in_flight_work_ends():
 
 def test_a_drain_times_out_and_counts_what_is_still_running_as_cut():
     rig = Rig()
-    rig.switching.inflight.start("slow-1", "p1")
-    rig.switching.inflight.start("slow-2", "p1")
+    rig.inflight.start("slow-1", "p1")
+    rig.inflight.start("slow-2", "p1")
     rig.switching.drain("p1", timeout_s=5)
-    rig.switching.inflight.end(("slow-1",), "p1")
+    rig.inflight.end(("slow-1",), "p1")
     rig.tick(4.9)
     assert not rig.events(EventType.DRAIN_COMPLETED)
     rig.tick(0.2)
@@ -174,7 +182,7 @@ def test_a_drain_times_out_and_counts_what_is_still_running_as_cut():
 
 def test_a_lost_end_signal_expires_after_the_in_flight_ttl():
     rig = Rig({"drain": {"timeout_s": 600, "in_flight_ttl_s": 20}})
-    rig.switching.inflight.start("lost", "p1")
+    rig.inflight.start("lost", "p1")
     rig.switching.drain("p1")
     rig.tick(19)
     assert rig.switching.in_flight_counts() == {"p1": 1}
@@ -186,7 +194,7 @@ def test_a_lost_end_signal_expires_after_the_in_flight_ttl():
         0,
         0,
     )
-    assert rig.switching.inflight.stats()["expired"] == 1
+    assert rig.inflight.stats()["expired"] == 1
 
 
 def test_a_drain_with_nothing_in_flight_completes_at_once_and_undrain_slow_starts():
@@ -230,7 +238,7 @@ def test_drained_deployments_stay_out_even_in_panic_mode():
 
 def test_planned_failover_drains_the_primary_tier_and_failback_ramps_it_back():
     rig = Rig()
-    rig.switching.inflight.start("in-flight", "p1")
+    rig.inflight.start("in-flight", "p1")
     result = rig.switching.failover("g", source="control")
     assert (result["from_tier"], result["to_tier"], result["drained"]) == (1, 2, ["p1", "p2"])
     assert rig.shares() == {"s1": 100.0}
@@ -239,7 +247,7 @@ def test_planned_failover_drains_the_primary_tier_and_failback_ramps_it_back():
     assert {e.deployment_id for e in rig.events(EventType.DRAIN_STARTED)} == {"p1", "p2"}
     # p2 had nothing in flight: drained at once; p1 waits for its attempt (never cut).
     assert [e.deployment_id for e in rig.events(EventType.DRAIN_COMPLETED)] == ["p2"]
-    rig.switching.inflight.end(("in-flight",), "p1")
+    rig.inflight.end(("in-flight",), "p1")
     assert [e.details["cut"] for e in rig.events(EventType.DRAIN_COMPLETED)] == [0, 0]
     # Planned failover never fails back on its own, however long the primary is healthy.
     rig.tick(100)

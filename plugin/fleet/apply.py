@@ -107,8 +107,8 @@ def share_decision(fleet: Fleet, core: FailoverCore, event: FailoverEvent) -> No
 
 def _remaining_s(core: FailoverCore, deployment_id: str) -> float:
     """The ejection time left; zero for a probe ejection (no timer: probes decide its end)."""
-    record = core.health.get(deployment_id)
-    return 0.0 if record is None else max(0.0, record.outlier.ejected_until - core.clock())
+    view = core.snapshot.deployments.get(deployment_id)
+    return 0.0 if view is None else max(0.0, view.ejected_until - core.clock())
 
 
 _ROUTABLE = frozenset(s.value for s in HealthState if s.routable)

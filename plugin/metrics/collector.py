@@ -1,18 +1,18 @@
 """``PluginCollector``: a prometheus_client custom collector that reads the plugin at scrape time.
 
-Nothing on the request path updates a metric: a scrape reads the health records, the current
-routing tables (immutable snapshots), the writer's counters, the event counters and probe latency
-histogram (kept off the request path, see ``counters`` and ``probe_latency``) and whatever optional
-providers the plugin has, and builds the families then. A pick costs the same with metrics on or
-off. Every family is built from its entry in ``catalog``, which lists them all.
+Nothing on the request path updates a metric: a scrape reads the core's snapshot (the routing
+tables and a view of each deployment's health, see ``litellm_failover.snapshot``), the writer's
+counters, the event counters and the probe latency histogram (kept off the request path, see
+``counters`` and ``probe_latency``) and whatever optional providers the plugin has, and builds the
+families then. A pick costs the same with metrics on or off. Every family is built from its entry
+in ``catalog``, which lists them all.
 
 Scrapes may run in another thread than the plugin's event loop (LiteLLM's /metrics renders in a
-worker thread, and so does the plugin's own port), so the collector only reads: attributes that
-are replaced whole (a record's ``state`` and ``checks``, a group's table), the immutable tables
-themselves, and copies the counters and the histogram take under their own locks. It calls
-nothing that prunes or mutates (no ``effective_weight``, which expires the error window): weights
-come from the table, which was built on the loop. An optional provider that fails is skipped for
-that scrape and logged.
+worker thread, and so does the plugin's own port), so the collector reads one snapshot per scrape
+(frozen, replaced whole by the core on the loop, never mutated: one consistent state) and the
+copies the counters and the histogram take under their own locks. It calls nothing that prunes or
+mutates: weights come from the table, which was built on the loop. An optional provider that
+fails is skipped for that scrape and logged.
 
 Optional providers, read with ``getattr`` so metrics of features built later appear once they
 exist (see ``MetricsSource``):
@@ -55,9 +55,9 @@ _DROPPED = {"dropped": "events", "messages_dropped": "messages"}
 
 
 class MetricsSource(Protocol):
-    """What the collector reads; ``FailoverPlugin`` is one. Required: ``core`` (``groups``,
-    ``health``, ``tables``) and ``writer`` (``stats()``). Everything in the module docstring is
-    optional and read defensively."""
+    """What the collector reads; ``FailoverPlugin`` is one. Required: ``core`` (its ``snapshot``:
+    ``groups``, ``tables``, ``deployments``) and ``writer`` (``stats()``). Everything in the module
+    docstring is optional and read defensively."""
 
     @property
     def core(self) -> Any: ...
@@ -120,19 +120,19 @@ class PluginCollector:
         checks = Family(catalog.PROBE_CHECK_OK)
         ejections = Family(catalog.DEPLOYMENT_EJECTIONS)
 
-        core = self.source.core
+        snapshot = self.source.core.snapshot  # one consistent view for the whole scrape
         in_flight_of = self._provided("in_flight_counts")
         ramp_of = self._provided("ramp_factors")
         drain_set = _ids(self._provided("draining"))
         probed = self.probe_latency.snapshot()
-        for group, ids in list(core.groups.items()):
-            table = core.tables.get(group)
+        for group, ids in snapshot.groups.items():
+            table = snapshot.tables.get(group)
             weights: Mapping[str, float] = getattr(table, "weights", None) or {}
             serving_ids = set(getattr(table, "serving", ()) or ())
             table_ramp = _mapping(getattr(table, "ramp", None))
             drained = drain_set if drain_set is not None else _ids(getattr(table, "draining", None))
             for deployment_id in ids:
-                record = core.health[deployment_id]
+                record = snapshot.deployments[deployment_id]
                 labels = (group, deployment_id, deployment_id)  # model_id: LiteLLM's name for it
                 current = record.state.value
                 for name in STATES if current in STATES else (*STATES, current):
@@ -152,15 +152,15 @@ class PluginCollector:
                     latency.add_buckets(probed[deployment_id], *labels)
                 elif record.probed:
                     latency.add_buckets(self.probe_latency.empty(), *labels)
-                for check in list(record.checks.values()):
+                for check in record.checks.values():
                     checks.add(1.0 if check.ok else 0.0, *labels, check.name)
-                ejections.add(record.outlier.ejection_count, *labels)
+                ejections.add(record.ejection_count, *labels)
         return [state, weight, serving, tier, ramp, in_flight, draining, latency, checks, ejections]
 
     def _group_families(self) -> list[Family]:
         panic = Family(catalog.GROUP_PANIC)
         active = Family(catalog.GROUP_ACTIVE_TIER)
-        for group, table in list(self.source.core.tables.items()):
+        for group, table in self.source.core.snapshot.tables.items():
             panic.add(1.0 if table.panic else 0.0, group)
             if table.active_tier is not None:
                 active.add(table.active_tier, group)

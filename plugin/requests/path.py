@@ -23,13 +23,14 @@ from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import route_key
 from litellm_failover.routing_table import RoutingTable
+from litellm_failover.snapshot import CoreSnapshot
 
 
 class CoreRecorder(Protocol):
-    """What the request path needs of the core: its tables, and where outcomes go."""
+    """What the request path needs of the core: its published snapshot, and where outcomes go."""
 
-    tables: Mapping[str, RoutingTable]
-    groups: Mapping[str, Sequence[str]]
+    @property
+    def snapshot(self) -> CoreSnapshot: ...
 
     def record_failure(
         self, deployment_id: str, outcome: Outcome, *, request_id: str | None = None, error: str = ""
@@ -88,7 +89,7 @@ class RequestPath:
         self._core = core
         self._deployments = deployments  # LiteLLM's own deployment dicts, by id
         self._group_of = group_of
-        self._group_size = {group: len(ids) for group, ids in core.groups.items()}
+        self._group_size = {group: len(ids) for group, ids in core.snapshot.groups.items()}
         self._sessions = sessions
         self._on_failure = on_failure  # switching: errors during a ramp step abort it
         self._redact = redact
@@ -96,8 +97,9 @@ class RequestPath:
     def routed(self, group: str) -> tuple[RoutingTable, Sequence[str]] | None:
         """The group's current routing table and member ids; None for a group the plugin does
         not route. The one place the request path reads the core."""
-        table = self._core.tables.get(group)
-        return None if table is None else (table, self._core.groups[group])
+        snapshot = self._core.snapshot  # one immutable view: the table and members agree
+        table = snapshot.tables.get(group)
+        return None if table is None else (table, snapshot.groups[group])
 
     # -- hot path -------------------------------------------------------------------------
 

@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from litellm_failover.routing_table import RoutingTable
+from litellm_failover.snapshot import DeploymentView
 
 
 def creator_usable(
-    health: Mapping[str, Any],
+    deployments: Mapping[str, DeploymentView],
     creator: str,
     group: str,
     table: RoutingTable,
@@ -25,7 +26,7 @@ def creator_usable(
     offered: Mapping[str, Any] | None,
 ) -> bool:
     """Whether a Responses request can go to the deployment that holds its conversation."""
-    record = health.get(creator)
+    record = deployments.get(creator)
     if record is None or record.spec.group != group or creator in exclude:
         return False
     if offered is not None and creator not in offered:
@@ -36,7 +37,7 @@ def creator_usable(
 
 
 def pin_problem(
-    health: Mapping[str, Any],
+    deployments: Mapping[str, DeploymentView],
     pinned: str,
     table: RoutingTable,
     exclude: frozenset[str],
@@ -46,7 +47,7 @@ def pin_problem(
     if pinned in exclude:
         return f"{pinned} failed this request"
     if pinned not in table.serving:
-        record = health.get(pinned)
+        record = deployments.get(pinned)
         if record is not None and not record.state.routable:
             return f"{pinned} is {record.state.value}"
         return f"{pinned} is not in the serving tier (tier {table.active_tier} serves)"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,6 +40,7 @@ from litellm_failover.sessions.request import SessionRequest
 from litellm_failover.sessions.tasks import TaskSet
 from litellm_failover.sessions.warmup import Warmer
 from litellm_failover.settings import SessionSettings
+from litellm_failover.snapshot import CoreSnapshot
 
 logger = logging.getLogger("litellm_failover")
 
@@ -59,12 +60,12 @@ class Store(ConversationSink, Protocol):
 
 
 class SessionCore(Protocol):
-    """What sessions read of the core: health and tables for affinity, and where events go."""
+    """What sessions read of the core: its published snapshot for affinity, and where events go."""
 
     instance_id: str
-    health: Mapping[str, Any]
-    groups: Mapping[str, Sequence[str]]
-    tables: Mapping[str, RoutingTable]
+
+    @property
+    def snapshot(self) -> CoreSnapshot: ...
 
     def emit(self, event: FailoverEvent) -> None: ...
 
@@ -175,7 +176,7 @@ class SessionManager:
         if request.previous is not None and request.rebuilt is None:
             creator = request.previous.deployment_id
             if creator is not None and creator_usable(
-                self.core.health, creator, request.group, table, exclude, offered
+                self.core.snapshot.deployments, creator, request.group, table, exclude, offered
             ):
                 return creator
         if request.session is None:
@@ -184,7 +185,7 @@ class SessionManager:
         if pinned is None:
             request.miss = True
             return None
-        reason = pin_problem(self.core.health, pinned, table, exclude, offered)
+        reason = pin_problem(self.core.snapshot.deployments, pinned, table, exclude, offered)
         if reason is None:
             return pinned
         request.pinned, request.unpinned_reason = pinned, reason
@@ -218,7 +219,9 @@ class SessionManager:
             self._apply_rebuild(request, kwargs)  # a retry may start from the original kwargs
             return request
         creator = request.previous.deployment_id
-        if creator is None or creator_usable(self.core.health, creator, group, table, exclude, offered):
+        if creator is None or creator_usable(
+            self.core.snapshot.deployments, creator, group, table, exclude, offered
+        ):
             return request
         if request.rebuild_tried or not (self.settings.enabled and self.settings.store_messages):
             return request
@@ -340,7 +343,7 @@ class SessionManager:
                 stored
                 and stored != provisional
                 and self.pins.peek(session_id, group) == provisional
-                and stored in self.core.groups.get(group, ())
+                and stored in self.core.snapshot.groups.get(group, ())
             ):
                 self.pins.apply_remote(session_id, group, stored)
                 self.counters["pins_learned"] += 1
@@ -355,7 +358,7 @@ class SessionManager:
         self._emit_repinned(session_id, group, old, new, reason, None)
 
     def _pick_for_warmup(self, group: str) -> str | None:
-        table = self.core.tables.get(group)
+        table = self.core.snapshot.tables.get(group)
         return table.pick() if table is not None else None
 
     # -- helpers --------------------------------------------------------------------------

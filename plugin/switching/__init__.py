@@ -1,31 +1,28 @@
 """Traffic switching: graceful drain, planned failover, failback ramps, slow start, canary shifts.
 
-- ``SwitchingController`` (``controller``): the operator operations and the state behind them,
-  fed by the core's health transitions and the attempts' outcomes; each change becomes a
-  ``GroupPlan`` (``plan``) that the core builds the next immutable routing table from. Drains
-  wait for the in-flight counts of the request book (``litellm_failover.requests``).
+- ``SwitchingController`` (``controller``): decides. One immutable ``GroupState`` per group
+  (``state``) on a ``Board`` (``board``); the operator verbs (``verbs``), the moves they share
+  with the health transitions (``moves``) and time (``timers``). Every entry point returns
+  ``Effects`` (``litellm_failover.actions``); each group's plan (``litellm_failover.plan``) is a
+  pure function of its state, and the core builds the next immutable routing table from it.
+- ``Switching`` (``wiring``): what the plugin holds: asks the controller, has the core apply.
+- ``InFlightView`` (``ports``): the attempts-in-flight counts a drain waits for; the plugin passes
+  in its request book (``litellm_failover.requests.RequestBook``).
 - ``OperatorError`` (``errors``): bad operator input, refused with nothing changed.
-
-The controller is imported lazily: the routing table imports ``plan`` from here, and the
-controller imports the core, which imports the routing table.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+from litellm_failover.switching.controller import Decision, SwitchingController
 from litellm_failover.switching.errors import OperatorError
-from litellm_failover.switching.plan import EMPTY_PLAN, GroupPlan, Split
+from litellm_failover.switching.ports import CoreView, InFlightView
+from litellm_failover.switching.wiring import Switching
 
-if TYPE_CHECKING:
-    from litellm_failover.switching.controller import SwitchingController
-
-__all__ = ["EMPTY_PLAN", "GroupPlan", "OperatorError", "Split", "SwitchingController"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "SwitchingController":
-        from litellm_failover.switching.controller import SwitchingController
-
-        return SwitchingController
-    raise AttributeError(f"module 'litellm_failover.switching' has no attribute {name!r}")
+__all__ = [
+    "CoreView",
+    "Decision",
+    "InFlightView",
+    "OperatorError",
+    "Switching",
+    "SwitchingController",
+]

@@ -10,13 +10,11 @@ stopped waiting for that work (a maintenance that stops the node then cuts it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litellm_failover.events import EventType
 from litellm_failover.switching.events import Emitter
-
-if TYPE_CHECKING:
-    from litellm_failover.requests.book import RequestBook
+from litellm_failover.switching.ports import InFlightView
 
 
 @dataclass(slots=True)
@@ -73,31 +71,10 @@ class Drain:
         }
 
 
-@dataclass(slots=True)
-class PlannedFailover:
-    """``failover(group)``: the primary tier drained, the standby serving until ``failback``."""
-
-    tier: int
-    drained: set[str]  # members drained by it and not undrained since
-    to_tier: int | None
-    since: float
-    via: str
-
-    def describe(self, group: str, now: float) -> dict[str, Any]:
-        return {
-            "group": group,
-            "from_tier": self.tier,
-            "to_tier": self.to_tier,
-            "drained": sorted(self.drained),
-            "since_s": round(now - self.since, 3),
-            "via": self.via,
-        }
-
-
 class DrainBook:
     """Every drain of the plugin, and the events that mark its phases."""
 
-    def __init__(self, inflight: RequestBook, emit: Emitter) -> None:
+    def __init__(self, inflight: InFlightView, emit: Emitter) -> None:
         self.inflight = inflight
         self.emit = emit
         self._drains: dict[str, Drain] = {}
@@ -125,7 +102,7 @@ class DrainBook:
             started_at=now,
             timeout_s=timeout_s,
             in_flight_at_start=in_flight,
-            expired_at_start=self.inflight.expired[deployment_id],
+            expired_at_start=self.inflight.expired.get(deployment_id, 0),
             via=via,
             cause=cause,
         )
@@ -206,7 +183,7 @@ class DrainBook:
 
     def _complete(self, drain: Drain, now: float) -> None:
         still = self.inflight.count(drain.deployment_id)
-        details = drain.complete(now, still, self.inflight.expired[drain.deployment_id])
+        details = drain.complete(now, still, self.inflight.expired.get(drain.deployment_id, 0))
         self.cut += still
         self.emit(
             EventType.DRAIN_COMPLETED,

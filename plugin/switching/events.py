@@ -1,4 +1,9 @@
-"""The switching events: one place that words them and hands them to the core.
+"""The switching events: one place that words them, and the outbox the core applies.
+
+``Emitter`` does not reach the core: each event, and each ejection or rebuild a decision needs,
+becomes an action (``litellm_failover.actions``) queued in order; the controller's entry point
+hands them back with ``take()`` as its ``Effects``, and the core (through the plugin's wiring)
+applies them once the decision is complete.
 
 Every event carries what an operator (or an alert) needs without reading code: the group, the
 deployment where there is one, a sentence, and details with stable keys (``step``, ``percent``,
@@ -9,34 +14,34 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.actions import Action, Announce, Effects, Eject, Rebuild
+from litellm_failover.events import EventType
 from litellm_failover.switching.ramp import Stepper, Transfer
-
-if TYPE_CHECKING:
-    from litellm_failover.core import FailoverCore
 
 
 class Emitter:
-    def __init__(self, core: FailoverCore) -> None:
-        self.core = core
-        self.counts: Counter[str] = Counter()
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()  # events decided, by type, since start
+        self._pending: list[Action] = []
 
     def __call__(
         self, kind: EventType, group: str, reason: str, *, deployment_id: str | None = None, **details: Any
     ) -> None:
         self.counts[kind.value] += 1
-        self.core.emit(
-            FailoverEvent(
-                event_type=kind.value,
-                model_group=group,
-                deployment_id=deployment_id,
-                reason=reason,
-                instance_id=self.core.instance_id,
-                details=details,
-            )
-        )
+        self._pending.append(Announce(kind.value, group, reason, deployment_id, details))
+
+    def eject(self, deployment_id: str, reason: str, *, source: str, **details: Any) -> None:
+        self._pending.append(Eject(deployment_id, reason, source, details))
+
+    def rebuild(self, group: str, *, source: str, reason: str, deployment_id: str | None = None) -> None:
+        self._pending.append(Rebuild(group, source, reason, deployment_id))
+
+    def take(self) -> Effects:
+        """Everything decided since the last ``take``, in order; the queue is empty after."""
+        effects, self._pending = tuple(self._pending), []
+        return effects
 
     def step(self, transfer: Transfer, admitted: Iterable[str], why: str = "") -> None:
         """``failback_step`` / ``shift_step``: the step a group-level ramp has just taken."""

@@ -4,6 +4,8 @@ One ``Stepper`` drives each ramp: a failback ramp of a group's primary tier, the
 deployment recovering inside the serving tier, and a canary shift. It counts the failed attempts
 of the current step, since a ramp that keeps failing must stop rather than reach 100 %.
 
+All of them are immutable values: a change is a new value put in the group's ``GroupState``.
+
 A ``Hold`` keeps a recovered primary out of rotation until it has been routable without a break
 for ``failback.hold_down_s`` (auto) or until ``failback(group)`` (manual). A ``Transfer`` is a
 group-level ramp: ``share`` of the group's new requests go to its target, the rest elsewhere.
@@ -11,22 +13,29 @@ group-level ramp: ``share`` of the group's new requests go to its target, the re
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Literal
 
-from litellm_failover.switching.plan import Split
+from litellm_failover.plan import Split
 
 
-@dataclass(slots=True)
+def _no_errors() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
 class Stepper:
+    """Where a ramp is: a value, replaced by ``advanced`` and ``with_error``, never changed."""
+
     steps: tuple[float, ...]
     interval_s: float
     step_started_at: float
     started_at: float
     index: int = 0
     errors: int = 0  # failed attempts on the ramping deployments during this step
-    errors_by: Counter[str] = field(default_factory=Counter)
+    errors_by: Mapping[str, int] = field(default_factory=_no_errors)
 
     @property
     def percent(self) -> float:
@@ -47,16 +56,14 @@ class Stepper:
     def due(self, now: float) -> bool:
         return not self.last and now >= self.next_at
 
-    def advance(self, now: float) -> None:
-        self.index += 1
-        self.step_started_at = now
-        self.errors = 0
-        self.errors_by.clear()
+    def advanced(self, now: float) -> Stepper:
+        """The next step, started ``now``, with no errors counted yet."""
+        return replace(self, index=self.index + 1, step_started_at=now, errors=0, errors_by=_no_errors())
 
-    def record_error(self, deployment_id: str) -> int:
-        self.errors += 1
-        self.errors_by[deployment_id] += 1
-        return self.errors
+    def with_error(self, deployment_id: str) -> Stepper:
+        by = dict(self.errors_by)
+        by[deployment_id] = by.get(deployment_id, 0) + 1
+        return replace(self, errors=self.errors + 1, errors_by=MappingProxyType(by))
 
     def describe(self, now: float) -> dict[str, object]:
         return {
@@ -70,7 +77,7 @@ class Stepper:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Hold:
     """A recovered primary waiting: ``until`` None means until ``failback(group)`` (manual)."""
 
@@ -91,7 +98,7 @@ class Hold:
         }
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """A group-level ramp: a failback (the primary tier back) or a canary shift (to a target)."""
 
@@ -107,6 +114,9 @@ class Transfer:
 
     def split(self) -> Split:
         return Split(self.target, self.stepper.share, self.base)
+
+    def stepped(self, stepper: Stepper) -> Transfer:
+        return replace(self, stepper=stepper)
 
     def describe(self, now: float) -> dict[str, object]:
         return {

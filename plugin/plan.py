@@ -1,8 +1,9 @@
 """``GroupPlan``: what traffic switching asks of one group's next routing table.
 
-The switching controller keeps the mutable state (drains, holds, ramps, shifts); each time it
-changes, the core rebuilds the group's table from the health records and this plan, so a request
-only ever reads an immutable snapshot (DESIGN principle 1).
+Part of the core layer: the routing table and the core read it, and the switching feature
+(``litellm_failover.switching``) produces it, so the core never imports a feature package. The
+switching state changes; each time it does, the core rebuilds the group's table from the health
+records and this plan, so a request only ever reads an immutable snapshot (DESIGN principle 1).
 """
 
 from __future__ import annotations
