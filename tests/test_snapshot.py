@@ -17,9 +17,9 @@ from litellm_failover.actions import Announce, Eject, Rebuild
 from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
 from litellm_failover.outlier import Outcome
+from litellm_failover.requests import RequestBook
 from litellm_failover.settings import parse_settings
 from litellm_failover.snapshot import status_of
-from litellm_failover.requests import RequestBook
 from litellm_failover.switching import SwitchingController
 
 ENTRIES = model_list(("g", "p1", 1, 1.0), ("g", "p2", 1, 1.0), ("g", "s1", 2, 1.0), ("h", "x1", 1, 1.0))

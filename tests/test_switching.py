@@ -17,8 +17,8 @@ from factories import Clock, bad_report, good_report, model_list, specs_for
 from litellm_failover.core import FailoverCore
 from litellm_failover.events import EventType
 from litellm_failover.outlier import Outcome
-from litellm_failover.settings import parse_settings
 from litellm_failover.requests import RequestBook
+from litellm_failover.settings import parse_settings
 from litellm_failover.switching import OperatorError, Switching, SwitchingController
 
 PRIMARY_STANDBY = model_list(("g", "p1", 1, 1.0), ("g", "p2", 1, 1.0), ("g", "s1", 2, 1.0))
