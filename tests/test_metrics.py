@@ -427,6 +427,7 @@ def bucket(s, le: str, deployment: str) -> float | None:
 async def test_probe_latency_is_a_histogram_of_every_report(make_plugin):
     plugin = make_plugin(model_list(("chat", "p1", 1, 1.0), ("chat", "p2", 1, 1.0), ("chat", "u1", 2, 1.0)))
     plugin.core.health["u1"].probed = False  # a deployment with ``probe: false`` has no histogram
+    plugin.core.tick()  # readers see the core through its snapshot: publish the change
     metrics = PluginMetrics(plugin, default_registry=CollectorRegistry())
     metrics.install()
     assert metrics.probe_latency.observe in plugin.prober.report_listeners
