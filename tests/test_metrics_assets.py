@@ -1,7 +1,7 @@
 """The shipped Prometheus rules and Grafana dashboard use only metrics and labels the plugin exports.
 
-``deploy/prometheus/litellm-failover-rules.yml`` must be a valid Prometheus rule file, and every
-PromQL expression in it and in ``deploy/grafana/litellm-failover.json`` is parsed with
+``examples/prometheus/litellm-failover-rules.yml`` must be a valid Prometheus rule file, and every
+PromQL expression in it and in ``examples/grafana/litellm-failover.json`` is parsed with
 ``promql_parser`` (a Rust PromQL parser, offline): each selected metric must be in
 ``litellm_failover.metrics.catalog.CATALOG`` (or be one of LiteLLM's own, for the ``on(model_id)``
 joins), with only labels that metric has. Every catalogue entry must be used by the rules or the
@@ -24,8 +24,8 @@ from litellm.types.integrations.prometheus import PrometheusMetricLabels
 from litellm_failover.metrics.catalog import BY_NAME, CATALOG, Kind
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = ROOT / "deploy" / "prometheus" / "litellm-failover-rules.yml"
-DASHBOARD = ROOT / "deploy" / "grafana" / "litellm-failover.json"
+RULES = ROOT / "examples" / "prometheus" / "litellm-failover-rules.yml"
+DASHBOARD = ROOT / "examples" / "grafana" / "litellm-failover.json"
 
 # Labels Prometheus adds to every scraped series (the target's), so rules may group by them.
 TARGET_LABELS = frozenset({"instance", "job"})

@@ -6,7 +6,7 @@ its ``_total``, an info metric's with its ``_info``; a histogram's is the base o
 ``_sum`` and ``_count`` series), ``kind``, ``help`` and ``labels``. The collector builds every
 family from an entry here and from nothing else (``families.Family``); the docs' metrics reference
 page is generated from ``CATALOG``; ``tests/test_metrics_assets.py`` checks that the shipped rules
-(``deploy/prometheus``) and dashboard (``deploy/grafana``) use only names and labels listed here.
+(``examples/prometheus``) and dashboard (``examples/grafana``) use only names and labels listed here.
 
 Names follow Prometheus' conventions (prometheus.io/docs/practices/naming): one ``litellm_failover_``
 prefix, base units (seconds), ``_total`` only on counters, no gauge ending in ``_count``. A
