@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from litellm_failover.settings.alerts import AlertSettings
-from litellm_failover.settings.base import FailoverConfigError, StrictModel, format_error
+from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 from litellm_failover.settings.health import HealthSettings, OutlierSettings, WeightSettings
 from litellm_failover.settings.services import (
     ControlSettings,
@@ -136,4 +136,4 @@ def parse_settings(raw: Any, root: str = "failover_settings") -> FailoverSetting
     try:
         return FailoverSettings.model_validate(raw)
     except ValidationError as exc:
-        raise FailoverConfigError(format_error(root, exc)) from None
+        raise config_error(root, FailoverSettings, exc) from None
