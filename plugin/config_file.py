@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-from litellm_failover.deployments import read_model_list
+from litellm_failover.deployments import DeploymentSpec, check_unique_ids, read_deployment
 from litellm_failover.probes import build_probes
 from litellm_failover.settings import (
-    DEFAULT_DATABASE_URL,
     FailoverConfigError,
     FailoverSettings,
     parse_settings,
@@ -136,35 +135,64 @@ def database_origin(block: Any, path: str) -> str:
         return f"failover_settings.database_url in {path}"
     if os.environ.get(DATABASE_URL_ENV):
         return f"${DATABASE_URL_ENV}"
-    return f"the default ({DEFAULT_DATABASE_URL})"
+    return "the default"
 
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
-    """A validated proxy config: the plugin's settings and LiteLLM's model list."""
+    """A validated proxy config: the plugin's settings, LiteLLM's model list and the plugin's view
+    of each deployment (named by position where the file gives no ``model_info.id``)."""
 
     path: str
     settings: FailoverSettings
     model_list: list[dict[str, Any]]
+    deployments: list[DeploymentSpec]
     database_origin: str
 
 
 def load_proxy_config(path: str) -> ProxyConfig:
     """Read and validate everything the plugin will use, as the proxy does at start-up.
 
-    Every problem in ``failover_settings`` is reported at once; the model list is checked after
-    it (its checks need the settings), each deployment named by its ``model_info.id``.
+    Every problem is reported at once, in one ``FailoverConfigError``: those of
+    ``failover_settings``, then those of each deployment (checked against the default health
+    settings when the block itself is invalid), each deployment named by its ``model_info.id``.
     """
     config = read_config_file(path)
     block = failover_block(config)
-    settings = parse_settings(resolve_env(with_environment(block), "failover_settings"))
+    problems: list[str] = []
+    settings: FailoverSettings | None = None
+    try:
+        settings = parse_settings(resolve_env(with_environment(block), "failover_settings"))
+    except FailoverConfigError as exc:
+        problems.extend(exc.problems)
     model_list = config.get("model_list") or []
     if not isinstance(model_list, list) or not all(isinstance(entry, Mapping) for entry in model_list):
-        raise FailoverConfigError(f"invalid configuration: {path}: model_list must be a list of mappings")
-    validate_model_list(model_list, settings)
-    return ProxyConfig(path, settings, list(model_list), database_origin(block, path))
+        raise FailoverConfigError.of([*problems, f"{path}: model_list must be a list of mappings"])
+    deployments, deployment_problems = validate_model_list(model_list, settings or FailoverSettings())
+    problems.extend(deployment_problems)
+    if problems or settings is None:
+        raise FailoverConfigError.of(problems)
+    return ProxyConfig(path, settings, list(model_list), deployments, database_origin(block, path))
 
 
-def validate_model_list(model_list: list[dict[str, Any]], settings: FailoverSettings) -> None:
-    """Check every ``model_info.failover`` and provider kind before LiteLLM assigns ids."""
-    build_probes(read_model_list(model_list, settings.health, ids_assigned=False))
+def validate_model_list(
+    model_list: list[dict[str, Any]], settings: FailoverSettings
+) -> tuple[list[DeploymentSpec], list[str]]:
+    """Every deployment's ``model_info.failover`` and provider kind, checked before LiteLLM
+    assigns ids: the deployments read, and the problems found (each deployment's first)."""
+    specs: list[DeploymentSpec] = []
+    problems: list[str] = []
+    for index, raw in enumerate(model_list):
+        try:
+            spec = read_deployment(index, raw, settings.health, ids_assigned=False)
+            build_probes([spec])
+        except FailoverConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            specs.append(spec)
+    if not problems:
+        try:
+            check_unique_ids(specs)
+        except FailoverConfigError as exc:
+            problems.extend(exc.problems)
+    return specs, problems

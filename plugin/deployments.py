@@ -98,6 +98,11 @@ def read_model_list(
     model_list: Iterable[Mapping[str, Any]], health: HealthSettings, *, ids_assigned: bool = True
 ) -> list[DeploymentSpec]:
     specs = [read_deployment(i, raw, health, ids_assigned=ids_assigned) for i, raw in enumerate(model_list)]
+    check_unique_ids(specs)
+    return specs
+
+
+def check_unique_ids(specs: Iterable[DeploymentSpec]) -> None:
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
         if spec.deployment_id in seen:
@@ -106,4 +111,3 @@ def read_model_list(
                 f"{spec.deployment_id!r} (also model_list[{seen[spec.deployment_id]}])"
             )
         seen[spec.deployment_id] = i
-    return specs
