@@ -196,10 +196,14 @@ def test_config_check_lists_every_error_and_exits_2(
     assert main(["config", "check", str(tmp_path / "absent.yaml")]) == 2
 
 
-def test_the_published_schema_is_the_one_the_code_generates(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_published_schema_is_the_one_the_code_generates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["config", "schema"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == config_schema()
+    assert main(["config", "schema", "--output", str(tmp_path / "schema.json")]) == 0
+    assert json.loads((tmp_path / "schema.json").read_text()) == printed
     assert json.loads(DOCS_SCHEMA.read_text()) == printed, (
         "docs/failover-settings.schema.json is stale: `litellm-failover config schema > "
         "docs/failover-settings.schema.json`"

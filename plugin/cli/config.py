@@ -72,7 +72,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    print(json.dumps(config_schema(), indent=2, sort_keys=True))
+    text = json.dumps(config_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
     return 0
 
 
@@ -99,5 +104,8 @@ def register(subparsers: Any) -> None:
         help="Print the JSON schema of config.yaml's failover parts (for editors).",
         description="Print the JSON schema of failover_settings and model_info.failover, inside a schema "
         "of config.yaml that leaves LiteLLM's own keys open (yaml-language-server, VS Code yaml.schemas).",
+    )
+    schema.add_argument(
+        "--output", metavar="FILE", default=None, help="write the schema to FILE instead of standard output"
     )
     schema.set_defaults(handler=_schema)
