@@ -114,6 +114,7 @@ def test_an_unset_environment_reference_names_its_key(tmp_path: Path) -> None:
         ),
         ({"strategy": "round_robin"}, "(got 'round_robin'); did you mean `round-robin`?"),
         ({"groups": {"chat": {"in_tier": "wieghted"}}}, "groups.chat.in_tier: Input should be"),
+        ({"groups": {"strategy": {"in_tier": "wieghted"}}}, "(got 'wieghted'); did you mean `weighted`?"),
         ({"groups": {"chat": {"strategi": "weighted"}}}, "groups.chat.strategi: unknown key"),
         ({"health": {"intervl_s": 1}}, "did you mean `interval_s`?"),
         ({"failback": {"mode": "automatic"}}, "did you mean `auto`?"),

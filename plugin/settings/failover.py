@@ -68,7 +68,8 @@ class FailoverSettings(StrictModel):
         description=(
             "Where events and deployment state go: any SQLAlchemy async URL (`postgresql+asyncpg://...` for "
             "fleets; `postgresql://` is accepted and switched to asyncpg). Created and migrated on first "
-            "start. In the proxy, `os.environ/NAME` reads it from the environment."
+            "start. In the proxy, `os.environ/NAME` reads it from the environment; left out, the proxy reads "
+            "`$LITELLM_FAILOVER_DATABASE_URL` (the CLI's name too), else uses the default SQLite file."
         ),
     )
     instance_id: str | None = Field(
@@ -101,7 +102,8 @@ class FailoverSettings(StrictModel):
         None,
         description=(
             "Redis URL shared by every proxy replica of a fleet (`redis://[:password@]host:6379/0`, "
-            "`rediss://` for TLS; `os.environ/NAME` in the proxy). Unset: each replica acts alone."
+            "`rediss://` for TLS; `os.environ/NAME` in the proxy). Left out, the proxy reads "
+            "`$LITELLM_FAILOVER_REDIS_URL` (the CLI's name too); if unset, each replica acts alone."
         ),
     )
     fleet: FleetSettings = Field(default_factory=FleetSettings)

@@ -19,13 +19,6 @@ from pydantic import BaseModel
 _CUTOFF = 0.6  # difflib's own default: close enough that the suggestion is likely what was meant
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The settings models an annotation can hold (``X``, ``X | None``, ``dict[str, X]``, ``list[X]``)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
-
-
 def _literals_in(annotation: Any) -> list[str]:
     """The string choices of a ``Literal`` field, also inside ``Optional``/``Annotated``."""
     if typing.get_origin(annotation) is Literal:
@@ -36,29 +29,37 @@ def _literals_in(annotation: Any) -> list[str]:
     return []
 
 
-def _field(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[type[BaseModel] | None, Any]:
-    """Walk ``loc`` from ``model``: the model holding the last key, and that key's annotation.
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` -> ``X``; anything else as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
 
-    Dict keys and list indexes in the path are stepped over (``groups.chat.strategy``); a path
-    that leaves the models (a free-form dict) gives ``(None, None)``.
+
+def _field(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[type[BaseModel] | None, Any]:
+    """Walk ``loc`` from ``model``: the last model on the path, and the last key's annotation
+    (``None`` when that key is not one of the model's: an unknown key).
+
+    A dict key or list index in the path (``groups.chat.strategy``, ``webhook_urls[0]``) steps to
+    the type the container holds; a path that leaves the models gives ``(None, None)``.
     """
-    current: type[BaseModel] | None = model
-    annotation: Any = None
-    for index, part in enumerate(loc):
-        if current is None:
-            return None, None
-        info = current.model_fields.get(str(part))
-        if info is None:
-            # A key of a ``dict[str, Model]`` or an index of a ``list[Model]``: stay on the model
-            # type held, unless this is the last part (then it is an unknown key of ``current``).
-            if index == len(loc) - 1:
-                return current, None
+    current: Any = model
+    holder: type[BaseModel] | None = None
+    for part in loc:
+        current = _unwrap(current)
+        if typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
             continue
-        annotation = info.annotation
-        if index < len(loc) - 1:
-            models = _models_in(annotation)
-            current = models[0] if models else None
-    return current, annotation
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None, None
+        holder = current
+        info = holder.model_fields.get(str(part))
+        if info is None:
+            return holder, None
+        current = info.annotation
+    return holder, current
 
 
 def suggestion(model: type[BaseModel], loc: Sequence[int | str], error_type: str, value: Any) -> str | None:
