@@ -94,10 +94,8 @@ def read_deployment(
     )
 
 
-def read_model_list(
-    model_list: Iterable[Mapping[str, Any]], health: HealthSettings, *, ids_assigned: bool = True
-) -> list[DeploymentSpec]:
-    specs = [read_deployment(i, raw, health, ids_assigned=ids_assigned) for i, raw in enumerate(model_list)]
+def read_model_list(model_list: Iterable[Mapping[str, Any]], health: HealthSettings) -> list[DeploymentSpec]:
+    specs = [read_deployment(i, raw, health) for i, raw in enumerate(model_list)]
     check_unique_ids(specs)
     return specs
 
