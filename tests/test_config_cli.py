@@ -170,7 +170,7 @@ def test_config_check_accepts_a_good_config(tmp_path: Path, capsys: pytest.Captu
     config = proxy_config(tmp_path / "config.yaml", groups={"chat": {"strategy": "weighted"}})
     assert main(["config", "check", config]) == 0
     out = capsys.readouterr().out
-    assert f"{config}: OK: 1 model groups, 2 deployments, strategy primary-standby" in out
+    assert f"{config}: OK: 1 model group, 2 deployments, strategy primary-standby" in out
     assert "chat: weighted: p1 (tier 1), s1 (tier 2)" in out
     assert "database: sqlite+aiosqlite:///./litellm_failover.db (from the default)" in out
     assert main(["config", "check", config, "--json"]) == 0

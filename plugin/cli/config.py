@@ -38,11 +38,15 @@ def _summary(config: ProxyConfig) -> dict[str, Any]:
     }
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     groups = summary["groups"]
     print(
-        f"{summary['config']}: OK: {len(groups)} model groups, {summary['deployments']} deployments, "
-        f"strategy {summary['strategy']}"
+        f"{summary['config']}: OK: {_count(len(groups), 'model group')}, "
+        f"{_count(summary['deployments'], 'deployment')}, strategy {summary['strategy']}"
     )
     for name, group in groups.items():
         deployments = ", ".join(f"{d['id']} (tier {d['tier']})" for d in group["deployments"])
