@@ -31,6 +31,8 @@ class DeploymentSpec:
     litellm_params: Mapping[str, Any] = field(repr=False)
     failover: DeploymentFailoverConfig
     health: HealthSettings
+    # How configuration errors name it (``deployment_label``); empty when built by hand.
+    where: str = field(default="", repr=False, compare=False)
 
     @property
     def api_base(self) -> str | None:
@@ -53,13 +55,29 @@ def _merged_health(base: HealthSettings, config: DeploymentFailoverConfig) -> He
     return base.model_copy(update=overrides) if overrides else base
 
 
-def read_deployment(index: int, raw: Mapping[str, Any], health: HealthSettings) -> DeploymentSpec:
-    where = f"model_list[{index}]"
+def deployment_label(index: int, deployment_id: object) -> str:
+    """How an error names a deployment: by the ``model_info.id`` an operator wrote and greps for,
+    then its key path (an id LiteLLM generated means little; the position finds it in the file);
+    by position alone when there is no id yet. Errors append ``.key`` to it."""
+    position = f"model_list[{index}]"
+    return f"deployment {str(deployment_id)!r}: {position}" if deployment_id else position
+
+
+def read_deployment(
+    index: int, raw: Mapping[str, Any], health: HealthSettings, *, ids_assigned: bool = True
+) -> DeploymentSpec:
+    """One deployment. ``ids_assigned=False`` reads a config file before LiteLLM gives each
+    deployment without a ``model_info.id`` its id; such a deployment is then named by position."""
     params = raw.get("litellm_params") or {}
     info = raw.get("model_info") or {}
     deployment_id = info.get("id")
+    where = deployment_label(index, deployment_id)
     if not deployment_id:
-        raise FailoverConfigError(f"invalid configuration: {where}.model_info.id: missing (LiteLLM sets it)")
+        if ids_assigned:
+            raise FailoverConfigError(
+                f"invalid configuration: {where}.model_info.id: missing (LiteLLM sets it)"
+            )
+        deployment_id = where
     config = parse_deployment_config(info.get("failover"), f"{where}.model_info.failover")
     tier = int(_number(params.get("order"), f"{where}.litellm_params.order", minimum=1, default=1))
     weight = _number(params.get("weight"), f"{where}.litellm_params.weight", minimum=0, default=1.0)
@@ -72,11 +90,17 @@ def read_deployment(index: int, raw: Mapping[str, Any], health: HealthSettings) 
         litellm_params=dict(params),
         failover=config,
         health=_merged_health(health, config),
+        where=where,
     )
 
 
 def read_model_list(model_list: Iterable[Mapping[str, Any]], health: HealthSettings) -> list[DeploymentSpec]:
     specs = [read_deployment(i, raw, health) for i, raw in enumerate(model_list)]
+    check_unique_ids(specs)
+    return specs
+
+
+def check_unique_ids(specs: Iterable[DeploymentSpec]) -> None:
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
         if spec.deployment_id in seen:
@@ -85,4 +109,3 @@ def read_model_list(model_list: Iterable[Mapping[str, Any]], health: HealthSetti
                 f"{spec.deployment_id!r} (also model_list[{seen[spec.deployment_id]}])"
             )
         seen[spec.deployment_id] = i
-    return specs

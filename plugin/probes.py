@@ -36,7 +36,7 @@ class SharedProbe:
 def build_probes(specs: Sequence[DeploymentSpec]) -> list[SharedProbe]:
     groups: dict[object, tuple[list[str], ProbeFn]] = {}
     for index, spec in enumerate(specs):
-        where = f"model_list[{index}]"
+        where = spec.where or f"model_list[{index}]"
         params = dict(spec.litellm_params)
         kind = infer_kind(params, spec.failover.provider, f"{where}.model_info.failover.provider")
         if not spec.failover.probe:

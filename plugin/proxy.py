@@ -1,9 +1,10 @@
 """The LiteLLM proxy entry point: ``litellm_settings: {callbacks: ["litellm_failover.proxy_handler"]}``.
 
 The proxy builds callbacks while it loads config.yaml, before it builds its Router. So the handler
-validates ``failover_settings`` and every ``model_info.failover`` at once (a bad value stops the
-proxy with the key path), then attaches to the proxy's Router as soon as it exists: from a
-start-up task, or on the first routed request, whichever comes first. The plugin's background
+validates ``failover_settings`` and every ``model_info.failover`` at once (``config_file``; a bad
+value stops the proxy, reported first as a framed block on stderr naming the key path), then
+attaches to the proxy's Router as soon as it exists: from a start-up task, or on the first routed
+request, whichever comes first. The plugin's background
 work stops, and the store writer flushes, at the end of the proxy's graceful shutdown.
 """
 
@@ -15,16 +16,14 @@ import inspect
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import yaml
-
-from litellm_failover.deployments import read_model_list
+from litellm_failover.config_file import load_proxy_config
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.plugin import FailoverPlugin
-from litellm_failover.probes import build_probes
-from litellm_failover.settings import FailoverConfigError, FailoverSettings, parse_settings
+from litellm_failover.settings import FailoverConfigError, FailoverSettings
 
 logger = logging.getLogger("litellm_failover")
 
@@ -40,39 +39,22 @@ def _config_path() -> str | None:
     return os.environ.get("CONFIG_FILE_PATH") or os.environ.get("LITELLM_FAILOVER_CONFIG")
 
 
-def _resolve_env(value: Any) -> Any:
-    """LiteLLM's ``os.environ/NAME`` convention, applied to failover_settings values too."""
-    if isinstance(value, str) and value.startswith("os.environ/"):
-        name = value.split("/", 1)[1]
-        if name not in os.environ:
-            raise FailoverConfigError(f"invalid configuration: environment variable {name} is not set")
-        return os.environ[name]
-    if isinstance(value, Mapping):
-        return {k: _resolve_env(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_resolve_env(v) for v in value]
-    return value
+def report_startup_error(error: FailoverConfigError, path: str) -> None:
+    """Write a configuration error to stderr as a framed block, before the proxy prints its own
+    traceback: the one thing to fix must not be the last line of a few hundred."""
+    print(startup_banner(error, path), file=sys.stderr, flush=True)
 
 
-def load_proxy_config(path: str) -> tuple[FailoverSettings, list[dict]]:
-    with open(path, encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
-    if not isinstance(config, Mapping):
-        raise FailoverConfigError(f"invalid configuration: {path} is not a YAML mapping")
-    settings = parse_settings(_resolve_env(config.get("failover_settings")))
-    model_list = list(config.get("model_list") or [])
-    validate_model_list(model_list, settings)
-    return settings, model_list
-
-
-def validate_model_list(model_list: list[dict], settings: FailoverSettings) -> None:
-    """Check every ``model_info.failover`` and provider kind before LiteLLM assigns ids."""
-    entries = []
-    for index, raw in enumerate(model_list):
-        info = dict(raw.get("model_info") or {})
-        info.setdefault("id", f"model_list[{index}]")
-        entries.append({**raw, "model_info": info})
-    build_probes(read_model_list(entries, settings.health))
+def startup_banner(error: FailoverConfigError, path: str) -> str:
+    rule = "=" * 78
+    lines = [
+        rule,
+        f"litellm-failover: invalid configuration in {path}; the proxy will not start:",
+        *(f"  - {problem}" for problem in error.problems),
+        f"Check a fix without starting the proxy: litellm-failover config check {path}",
+        rule,
+    ]
+    return "\n".join(lines)
 
 
 def hook_server_shutdown(stop: Callable[[], Awaitable[None]]) -> bool:
@@ -189,6 +171,10 @@ def proxy_handler() -> ProxyFailoverHandler:
             raise FailoverConfigError(
                 "litellm_failover.proxy_handler: no config file found (start the proxy with --config)"
             )
-        settings, _ = load_proxy_config(path)
-        _instance = ProxyFailoverHandler(settings)
+        try:
+            config = load_proxy_config(path)
+        except FailoverConfigError as exc:
+            report_startup_error(exc, path)
+            raise
+        _instance = ProxyFailoverHandler(config.settings)
     return _instance

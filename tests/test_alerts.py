@@ -21,9 +21,9 @@ from waiting import free_port, wait_until
 from litellm_failover import attach
 from litellm_failover.alerts import ALERT_FAILED, Admission, Alerter, AlertPolicy, build_message
 from litellm_failover.alerts.message import severity_of
+from litellm_failover.config_file import load_proxy_config
 from litellm_failover.core import FailoverCore
 from litellm_failover.events import FailoverEvent
-from litellm_failover.proxy import load_proxy_config
 from litellm_failover.settings import AlertSettings, FailoverConfigError, parse_settings
 
 FAST = {"retry_backoff_s": 0.02, "retry_backoff_max_s": 0.1, "timeout_s": 2.0}

@@ -8,8 +8,8 @@ import yaml
 from factories import Clock
 
 from litellm_failover.classify import classify
+from litellm_failover.config_file import load_proxy_config
 from litellm_failover.outlier import Outcome
-from litellm_failover.proxy import load_proxy_config
 from litellm_failover.redact import Redactor
 from litellm_failover.requests import RequestBook
 from litellm_failover.settings import FailoverConfigError
@@ -130,11 +130,9 @@ def test_an_uninferable_provider_is_refused_with_the_model(tmp_path):
 
 def test_proxy_config_reads_environment_references(tmp_path, monkeypatch):
     monkeypatch.setenv("FAILOVER_DB_FOR_TEST", "sqlite+aiosqlite:///x.db")
-    settings, model_list = load_proxy_config(
-        write_config(tmp_path, {"database_url": "os.environ/FAILOVER_DB_FOR_TEST"})
-    )
-    assert settings.database_url == "sqlite+aiosqlite:///x.db"
-    assert len(model_list) == 1
+    config = load_proxy_config(write_config(tmp_path, {"database_url": "os.environ/FAILOVER_DB_FOR_TEST"}))
+    assert config.settings.database_url == "sqlite+aiosqlite:///x.db"
+    assert len(config.model_list) == 1
 
 
 def test_deployments_behind_one_server_share_one_probe_and_others_do_not():

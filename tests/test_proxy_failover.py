@@ -210,6 +210,33 @@ def test_the_proxy_refuses_to_start_with_bad_failover_settings(nodes, tmp_path):
     assert "failover_settings.strategy" in str(info.value) and "fastest" in str(info.value)
 
 
+def test_a_config_mistake_is_reported_first_framed_with_the_deployment_and_a_suggestion(nodes, tmp_path):
+    config = proxy_config(nodes, f"sqlite+aiosqlite:///{tmp_path}/e.db", stratgy="weighted")
+    config["model_list"][0]["model_info"]["failover"]["gpu_ur"] = "http://127.0.0.1:1"
+    proxy = ProxyProcess(config, tmp_path)
+    with pytest.raises(RuntimeError):
+        proxy.start(timeout=60)
+    lines = proxy.log_path.read_text(errors="replace").splitlines()
+    rule = "=" * 78
+    start = lines.index(rule)
+    end = lines.index(rule, start + 1)
+    banner = lines[start : end + 1]
+    assert (
+        banner[1].startswith("litellm-failover: invalid configuration in ") and "will not start" in banner[1]
+    )
+    assert (
+        banner[2] == "  - failover_settings.stratgy: unknown key (got 'weighted'); did you mean `strategy`?"
+    )
+    assert banner[3] == (
+        "  - deployment 'p1': model_list[0].model_info.failover.gpu_ur: unknown key "
+        "(got 'http://127.0.0.1:1'); did you mean `gpu_url`?"
+    )
+    assert "litellm-failover config check" in banner[4]
+    # Before LiteLLM's traceback, not buried at its end.
+    assert not any("Traceback" in line for line in lines[:start])
+    assert any("Traceback" in line for line in lines[end:])
+
+
 def test_status_cli_reads_what_the_proxy_wrote(proxy):
     async def healthy() -> bool:
         try:

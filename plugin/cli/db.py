@@ -1,15 +1,16 @@
 """``litellm-failover db upgrade|downgrade|current``: manage the store's schema.
 
 Also home of the database plumbing the ``events`` and ``status`` commands share: the ``--url``
-option (default from ``LITELLM_FAILOVER_DATABASE_URL``, so a password need not sit in shell
-history or ``ps`` output) and the one-line, credential-free error report (exit 1).
+and ``--config`` options (``cli._config_source``: ``--url``, else the proxy config's
+``database_url``, else ``LITELLM_FAILOVER_DATABASE_URL``, so a password need not sit in shell
+history or ``ps`` output, else the default) and the one-line, credential-free error report
+(exit 1) that says which URL was tried, where it came from and what to do.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +19,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from litellm_failover.cli._config_source import Sourced, add_config_argument, database_url
+from litellm_failover.config_file import DATABASE_URL_ENV
 from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError
 from litellm_failover.store.engine import (
     StoreError,
@@ -34,33 +37,55 @@ from litellm_failover.store.migrate import (
     upgrade_sql,
 )
 
-URL_ENV = "LITELLM_FAILOVER_DATABASE_URL"
-
 
 def add_url_argument(parser: argparse.ArgumentParser) -> None:
+    """``--url`` and ``--config``: every command that reads the store takes both."""
     parser.add_argument(
         "--url",
         default=None,
-        help=f"SQLAlchemy async database URL (default: ${URL_ENV}, else {DEFAULT_DATABASE_URL})",
+        help=f"SQLAlchemy async database URL (default: --config's failover_settings.database_url, "
+        f"else ${DATABASE_URL_ENV}, else {DEFAULT_DATABASE_URL})",
     )
+    add_config_argument(parser)
 
 
 def resolve_url(args: argparse.Namespace) -> str:
     """The URL to use. One that is not a supported database URL is a usage error (exit 2)."""
-    url = args.url or os.environ.get(URL_ENV) or DEFAULT_DATABASE_URL
+    source = database_url(args)
     try:
-        parse_url(url)
+        parse_url(source.value)
     except StoreError as exc:
-        raise FailoverConfigError(f"--url: {exc}") from None
-    return url
+        raise FailoverConfigError(f"{source.origin}: {exc}") from None
+    return source.value
 
 
-def report_error(what: str, exc: BaseException, url: str | None) -> int:
-    """Print one credential-free line for a failed database command; exit code 1."""
-    message = describe_error(exc, url)
+def _advice(exc: BaseException, source: Sourced) -> str:
+    """What to do next, for the usual reasons: the wrong database, no tables yet, no server."""
+    if source.origin == "the default":
+        return (
+            "to read the proxy's database, pass --config with the proxy's config.yaml, "
+            f"or --url, or set ${DATABASE_URL_ENV}"
+        )
+    if is_missing_table_error(exc) or "database file not found" in str(exc):
+        return (
+            "is this the proxy's database? (a relative SQLite path is relative to the directory each "
+            "process runs in); `litellm-failover db upgrade` with the same options creates the tables"
+        )
+    return "check that the database is up and reachable from here"
+
+
+def report_error(what: str, exc: BaseException, args: argparse.Namespace) -> int:
+    """Print one credential-free line for a failed database command: the error, the URL tried and
+    where it came from, and what to do; exit code 1."""
+    source = database_url(args)
+    message = describe_error(exc, source.value)
     if is_missing_table_error(exc):
         message += " (has `litellm-failover db upgrade` been run on this database?)"
-    print(f"litellm-failover: {what}: {message}", file=sys.stderr)
+    print(
+        f"litellm-failover: {what}: {message}; database {redact_url(source.value)} from {source.origin}; "
+        f"{_advice(exc, source)}",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -99,7 +124,7 @@ async def _upgrade(args: argparse.Namespace) -> int:
         await upgrade_database(url, args.revision)
         revision = await current_revision(url)
     except Exception as exc:
-        return report_error("db upgrade failed", exc, url)
+        return report_error("db upgrade failed", exc, args)
     print(f"{redact_url(url)}: at revision {revision or 'base'} (newest known: {head_revision()})")
     return 0
 
@@ -110,7 +135,7 @@ async def _downgrade(args: argparse.Namespace) -> int:
         await downgrade_database(url, args.revision)
         revision = await current_revision(url)
     except Exception as exc:
-        return report_error("db downgrade failed", exc, url)
+        return report_error("db downgrade failed", exc, args)
     print(f"{redact_url(url)}: at revision {revision or 'base'}")
     return 0
 
@@ -120,7 +145,7 @@ async def _current(args: argparse.Namespace) -> int:
     try:
         revision = await current_revision(url)
     except Exception as exc:
-        return report_error("db current failed", exc, url)
+        return report_error("db current failed", exc, args)
     head = head_revision()
     note = "up to date" if revision == head else f"newest known is {head}: run `litellm-failover db upgrade`"
     print(f"{redact_url(url)}: at revision {revision or 'base'} ({note})")

@@ -60,7 +60,7 @@ async def _events(args: argparse.Namespace) -> int:
             url, since=since, event_type=args.event_type, model_group=args.model_group, limit=args.limit
         )
     except Exception as exc:
-        return report_error("events", exc, url)
+        return report_error("events", exc, args)
     return print_rows(rows, as_json=args.json, table=_table, empty="no events match")
 
 

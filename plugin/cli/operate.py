@@ -1,8 +1,9 @@
 """``litellm-failover drain|undrain|failover|failback|shift``: operator commands for running proxies.
 
 Each command goes to every running replica: through Redis when a Redis URL is given
-(``--redis-url`` or ``$LITELLM_FAILOVER_REDIS_URL``), otherwise through the database (``--url``,
-as for ``events`` and ``status``). The CLI checks what it can before sending (bad input: exit 2,
+(``--redis-url``, the ``redis_url`` of ``--config``'s proxy config, or
+``$LITELLM_FAILOVER_REDIS_URL``), otherwise through the database (``--url`` or ``--config``, as
+for ``events`` and ``status``). The CLI checks what it can before sending (bad input: exit 2,
 nothing sent), then waits up to ``--wait`` seconds for every listening replica's answer and
 prints one line per replica. Exit codes: 0 applied everywhere, 1 refused (or failed) somewhere or
 could not be sent, 2 bad input, 3 no answer in time from some or all replicas.
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,15 +20,14 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from litellm_failover.cli._config_source import DEFAULT_CHANNEL, channel, redis_url
 from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console, usage_error
+from litellm_failover.config_file import CHANNEL_ENV, REDIS_URL_ENV
 from litellm_failover.control.client import EXIT_REFUSED, Delivery, send_via_database, send_via_redis
 from litellm_failover.control.commands import CommandError, build_command
 from litellm_failover.durations import DURATION_HELP, duration_arg
 from litellm_failover.store.engine import redact, redact_url
 
-REDIS_URL_ENV = "LITELLM_FAILOVER_REDIS_URL"
-CHANNEL_ENV = "LITELLM_FAILOVER_CHANNEL"
-DEFAULT_CHANNEL = "litellm_failover"
 DEFAULT_WAIT_S = 5.0
 
 _TRANSPORTS = {"redis": "Redis", "database": "the database"}
@@ -47,12 +46,13 @@ def add_transport_arguments(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         default=None,
         help=f"send through this Redis (the proxies' redis_url) instead of the database "
-        f"(default: ${REDIS_URL_ENV})",
+        f"(default: --config's failover_settings.redis_url, else ${REDIS_URL_ENV})",
     )
     parser.add_argument(
         "--channel",
         default=None,
-        help=f"the proxies' fleet.channel (default: ${CHANNEL_ENV}, else {DEFAULT_CHANNEL})",
+        help=f"the proxies' fleet.channel (default: --config's failover_settings.fleet.channel, "
+        f"else ${CHANNEL_ENV}, else {DEFAULT_CHANNEL})",
     )
     parser.add_argument(
         "--wait",
@@ -77,18 +77,17 @@ async def deliver(args: argparse.Namespace, kind: str, target: str, raw: dict[st
         command = build_command(kind, target, raw)
     except CommandError as exc:
         return usage_error(f"{kind}: {exc} (nothing sent)")
-    redis_url = args.redis_url or os.environ.get(REDIS_URL_ENV)
-    if redis_url:
-        channel = args.channel or os.environ.get(CHANNEL_ENV) or DEFAULT_CHANNEL
+    redis = redis_url(args)
+    if redis is not None:
         try:
-            return await send_via_redis(redis_url, channel, command, wait_s=args.wait)
+            return await send_via_redis(redis.value, channel(args).value, command, wait_s=args.wait)
         except ValueError as exc:  # a malformed URL (already credential-free)
-            return usage_error(f"--redis-url: {exc}")
+            return usage_error(f"{redis.origin}: {exc}")
         except Exception as exc:
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             print(
-                f"litellm-failover: {kind}: could not send through Redis {redact_url(redis_url)}: "
-                f"{redact(text, redis_url)}",
+                f"litellm-failover: {kind}: could not send through Redis {redact_url(redis.value)} "
+                f"(from {redis.origin}): {redact(text, redis.value)}",
                 file=sys.stderr,
             )
             return EXIT_REFUSED
@@ -96,7 +95,7 @@ async def deliver(args: argparse.Namespace, kind: str, target: str, raw: dict[st
     try:
         return await send_via_database(url, command, wait_s=args.wait)
     except Exception as exc:
-        return report_error(f"{kind}: could not send through {redact_url(url)}", exc, url)
+        return report_error(f"{kind}: could not send through the database", exc, args)
 
 
 def _results_table(delivery: Delivery) -> Table:

@@ -123,7 +123,7 @@ async def _list(args: argparse.Namespace) -> int:
     try:
         rows = await list_sessions(url, limit=args.limit, since=args.since, model_group=args.model_group)
     except Exception as exc:
-        return report_error("sessions list", exc, url)
+        return report_error("sessions list", exc, args)
     return print_rows(rows, as_json=args.json, table=_list_table, empty="no sessions match")
 
 
@@ -134,7 +134,7 @@ async def _show(args: argparse.Namespace) -> int:
             groups = await load_session(engine, args.session_id)
             messages = await load_messages(engine, args.session_id, up_to_seq=args.up_to)
     except Exception as exc:
-        return report_error("sessions show", exc, url)
+        return report_error("sessions show", exc, args)
     if not groups and not messages:
         return _not_found(args.session_id, url)
     if not args.json:
@@ -149,7 +149,7 @@ async def _delete(args: argparse.Namespace) -> int:
     try:
         sessions, messages = await delete_session(url, args.session_id)
     except Exception as exc:
-        return report_error("sessions delete", exc, url)
+        return report_error("sessions delete", exc, args)
     if (sessions, messages) == (0, 0):
         return _not_found(args.session_id, url)
     print(f"deleted session {args.session_id!r}: {sessions} session rows, {messages} messages")

@@ -108,7 +108,7 @@ async def _status(args: argparse.Namespace) -> int:
     try:
         rows = await list_deployment_states(url)
     except Exception as exc:
-        return report_error("status", exc, url)
+        return report_error("status", exc, args)
     return print_rows(
         rows, as_json=args.json, table=_table, empty=f"no deployment state recorded in {redact_url(url)} yet"
     )

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from litellm_failover.settings.alerts import AlertSettings
-from litellm_failover.settings.base import FailoverConfigError, StrictModel, format_error
+from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 from litellm_failover.settings.health import HealthSettings, OutlierSettings, WeightSettings
 from litellm_failover.settings.services import (
     ControlSettings,
@@ -68,7 +68,8 @@ class FailoverSettings(StrictModel):
         description=(
             "Where events and deployment state go: any SQLAlchemy async URL (`postgresql+asyncpg://...` for "
             "fleets; `postgresql://` is accepted and switched to asyncpg). Created and migrated on first "
-            "start. In the proxy, `os.environ/NAME` reads it from the environment."
+            "start. In the proxy, `os.environ/NAME` reads it from the environment; left out, the proxy reads "
+            "`$LITELLM_FAILOVER_DATABASE_URL` (the CLI's name too), else uses the default SQLite file."
         ),
     )
     instance_id: str | None = Field(
@@ -101,7 +102,8 @@ class FailoverSettings(StrictModel):
         None,
         description=(
             "Redis URL shared by every proxy replica of a fleet (`redis://[:password@]host:6379/0`, "
-            "`rediss://` for TLS; `os.environ/NAME` in the proxy). Unset: each replica acts alone."
+            "`rediss://` for TLS; `os.environ/NAME` in the proxy). Left out, the proxy reads "
+            "`$LITELLM_FAILOVER_REDIS_URL` (the CLI's name too); if unset, each replica acts alone."
         ),
     )
     fleet: FleetSettings = Field(default_factory=FleetSettings)
@@ -136,4 +138,4 @@ def parse_settings(raw: Any, root: str = "failover_settings") -> FailoverSetting
     try:
         return FailoverSettings.model_validate(raw)
     except ValidationError as exc:
-        raise FailoverConfigError(format_error(root, exc)) from None
+        raise config_error(root, FailoverSettings, exc) from None

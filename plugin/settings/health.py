@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from litellm_failover.providers.thresholds import ProbeThresholds
-from litellm_failover.settings.base import FailoverConfigError, StrictModel, format_error
+from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 
 ProviderKind = Literal["vllm", "sglang", "tgi", "openai-compatible", "openai", "azure", "anthropic"]
 GpuSource = Literal["agent", "dcgm"]
@@ -231,4 +231,4 @@ def parse_deployment_config(raw: Any, root: str) -> DeploymentFailoverConfig:
     try:
         return DeploymentFailoverConfig.model_validate(raw)
     except ValidationError as exc:
-        raise FailoverConfigError(format_error(root, exc)) from None
+        raise config_error(root, DeploymentFailoverConfig, exc) from None

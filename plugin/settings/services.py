@@ -80,7 +80,7 @@ class FleetSettings(StrictModel):
         min_length=1,
         description=(
             "Pub/sub channel and key prefix (`<channel>:state:*`) in Redis; replicas of one fleet must share"
-            " it."
+            " it. Left out, the proxy reads `$LITELLM_FAILOVER_CHANNEL` (the CLI's name too)."
         ),
     )
     key_ttl_s: float = Field(

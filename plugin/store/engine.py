@@ -137,7 +137,8 @@ def require_sqlite_file(url: URL) -> None:
     """Fail clearly instead of letting a reader create an empty database at a mistyped path."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
-        raise StoreError(f"database file not found: {path} (run `litellm-failover db upgrade`?)")
+        # No advice here: the CLI knows whether this was the default path or one it was given.
+        raise StoreError(f"database file not found: {path}")
 
 
 def _server_settings(query: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
