@@ -22,6 +22,7 @@ import yaml
 
 from litellm_failover.deployments import read_model_list
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.probes import build_probes
 from litellm_failover.settings import FailoverConfigError, FailoverSettings, parse_settings
@@ -184,6 +185,7 @@ def proxy_handler() -> ProxyFailoverHandler:
     """The proxy's handler, built once from the config file the proxy is loading."""
     global _instance
     if _instance is None:
+        keep_tokenizer_downloads_off_the_loop()  # before the proxy serves its first request
         path = _config_path()
         if path is None:
             raise FailoverConfigError(
