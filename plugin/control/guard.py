@@ -51,7 +51,7 @@ class Guard:
         except Exception as exc:
             # A deadline that passed while the loop stood still is not the service's fault:
             # blaming it would send an operator to a healthy database.
-            blocked_s = watch.blocked_for(limit_s) if isinstance(exc, TimeoutError) else None
+            blocked_s = watch.blocked_s if isinstance(exc, TimeoutError) else None
             blocked = blocked_loop_message(blocked_s, what) if blocked_s is not None else None
             if blocked is not None:
                 error = f"TimeoutError: {blocked}"
