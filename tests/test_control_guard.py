@@ -35,7 +35,7 @@ async def test_a_slow_service_is_reported_as_unavailable(caplog: pytest.LogCaptu
 
 async def block_the_loop(for_s: float) -> None:
     await asyncio.sleep(0.05)
-    time.sleep(for_s)  # what a synchronous download on the loop does
+    time.sleep(for_s)  # noqa: ASYNC251 (the point: what a synchronous download on the loop does)
 
 
 async def test_a_blocked_loop_is_named_instead_of_the_service(
@@ -64,7 +64,7 @@ async def test_a_short_stall_in_a_long_budget_leaves_the_blame_with_the_service(
 
 async def test_the_watch_sees_a_stall_even_before_its_tick_runs() -> None:
     with LoopWatch(tick_s=0.05) as watch:
-        time.sleep(BLOCKED_S + 0.2)  # the watch ends before the loop gets back to its timer
+        time.sleep(BLOCKED_S + 0.2)  # noqa: ASYNC251 (the watch ends before its timer runs again)
     assert watch.blocked_s is not None and watch.blocked_s >= BLOCKED_S
     with LoopWatch(tick_s=0.05) as quiet:
         await asyncio.sleep(0.2)

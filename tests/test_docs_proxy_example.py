@@ -38,7 +38,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "getting-started.md"
 EXAMPLE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 # Variables a harness sets that would make the example pass where a user's shell would not.
-SCRUBBED_PREFIXES = ("LITELLM", "HF_", "HUGGING", "TRANSFORMERS_", "OPENAI", "CONFIG_FILE_PATH", "DATABASE_URL")
+SCRUBBED_PREFIXES = (
+    "LITELLM",
+    "HF_",
+    "HUGGING",
+    "TRANSFORMERS_",
+    "OPENAI",
+    "CONFIG_FILE_PATH",
+    "DATABASE_URL",
+)
 PROMPT = [{"role": "user", "content": "Name some places in the mountains"}]
 ANSWER_WITHIN_S = 15.0  # offline, the tokenizer download LiteLLM tried kept a request 24 s and more here
 
@@ -118,7 +126,9 @@ def proxy_url(example: str, nodes: dict[str, FakeVLLMProcess], tmp_path: Path) -
         deadline = time.monotonic() + 180  # LiteLLM retries its remote cost map before it falls back
         while not _live(url):
             assert process.poll() is None, f"proxy exited:\n{log_path.read_text(errors='replace')[-6000:]}"
-            assert time.monotonic() < deadline, f"proxy not up:\n{log_path.read_text(errors='replace')[-6000:]}"
+            assert time.monotonic() < deadline, (
+                f"proxy not up:\n{log_path.read_text(errors='replace')[-6000:]}"
+            )
             time.sleep(0.2)
         yield url
     finally:
@@ -148,8 +158,7 @@ def test_the_docs_name_no_environment_variable_the_proxy_needs(example: str) -> 
 
 
 async def test_the_example_serves_streams_and_non_streams_offline(
-    example: str,
-    proxy_url: str, nodes: dict[str, FakeVLLMProcess], tmp_path: Path
+    example: str, proxy_url: str, nodes: dict[str, FakeVLLMProcess], tmp_path: Path
 ) -> None:
     master_key = yaml.safe_load(example)["general_settings"]["master_key"]  # what a user's client sends
     client = AsyncOpenAI(base_url=proxy_url, api_key=master_key, max_retries=0, timeout=60)
@@ -182,6 +191,10 @@ async def test_the_example_serves_streams_and_non_streams_offline(
     assert response.headers["x-litellm-model-id"] in {"gpu-node-1", "gpu-node-2"}  # a primary answered
     assert stream_s < ANSWER_WITHIN_S and plain_s < ANSWER_WITHIN_S
     assert liveness and max(liveness) < 5.0, f"the proxy stopped answering for {max(liveness):.1f} s"
-    served = sum(node.state()["requests"]["by_endpoint"].get("/v1/chat/completions", 0) for node in nodes.values())
+    served = sum(
+        node.state()["requests"]["by_endpoint"].get("/v1/chat/completions", 0) for node in nodes.values()
+    )
     assert served == 2
-    await wait_until(lambda: (tmp_path / "litellm_failover.db").exists(), timeout=10, what="the default SQLite file")
+    await wait_until(
+        lambda: (tmp_path / "litellm_failover.db").exists(), timeout=10, what="the default SQLite file"
+    )

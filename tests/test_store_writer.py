@@ -305,17 +305,21 @@ async def test_a_timeout_while_the_loop_stood_still_names_the_loop(caplog: pytes
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     caplog.set_level(logging.WARNING, logger="litellm_failover.store")
-    writer = StoreWriter(f"postgresql+asyncpg://u@127.0.0.1:{port}/db?connect_timeout=0.3", FAST, start_timeout=0)
+    writer = StoreWriter(
+        f"postgresql+asyncpg://u@127.0.0.1:{port}/db?connect_timeout=0.3", FAST, start_timeout=0
+    )
 
     async def block_the_loop() -> None:
         await asyncio.sleep(0.05)
-        time.sleep(BLOCKED_S + 0.5)  # the connect's 0.3 s deadline passes in here
+        time.sleep(BLOCKED_S + 0.5)  # noqa: ASYNC251 (the connect's 0.3 s deadline passes in here)
 
     try:
         blocker = asyncio.create_task(block_the_loop())
         await writer.start()
         await blocker
-        await wait_until(lambda: "event loop was blocked" in caplog.text, timeout=10, what="the blocked loop named")
+        await wait_until(
+            lambda: "event loop was blocked" in caplog.text, timeout=10, what="the blocked loop named"
+        )
         warning = next(r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage())
         assert "TimeoutError: the event loop was blocked for 1." in warning
         # The next attempts time out with the loop running: that is the database's doing again.

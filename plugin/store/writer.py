@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
+from litellm_failover.looplag import LoopWatch, caused_by_timeout
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.batches import TableWriter
 from litellm_failover.store.buffers import (
@@ -44,7 +45,6 @@ from litellm_failover.store.buffers import (
 )
 from litellm_failover.store.engine import create_engine, ensure_sqlite_directory, parse_url
 from litellm_failover.store.migrate import upgrade_engine
-from litellm_failover.looplag import LoopWatch, caused_by_timeout
 from litellm_failover.store.outage import DatabaseOutage
 from litellm_failover.wakeups import RateLimit
 from litellm_failover.worker import Backoff, Worker
