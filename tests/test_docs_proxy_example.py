@@ -31,6 +31,7 @@ from openai import AsyncOpenAI
 from waiting import free_port, wait_until
 
 from litellm_failover.providers.fake.process import FakeVLLMProcess
+from litellm_failover.store.queries import list_deployment_states
 
 pytestmark = pytest.mark.proxy
 
@@ -195,6 +196,22 @@ async def test_the_example_serves_streams_and_non_streams_offline(
         node.state()["requests"]["by_endpoint"].get("/v1/chat/completions", 0) for node in nodes.values()
     )
     assert served == 2
-    await wait_until(
-        lambda: (tmp_path / "litellm_failover.db").exists(), timeout=10, what="the default SQLite file"
-    )
+    # The default database is the SQLite file in the proxy's working directory; what it holds says
+    # the hosted standby, with no key and no network, is out of rotation while the primaries serve.
+    default_database = f"sqlite+aiosqlite:///{tmp_path}/litellm_failover.db"
+
+    async def stored() -> dict[str, str]:
+        try:
+            return {
+                row["deployment_id"]: row["state"] for row in await list_deployment_states(default_database)
+            }
+        except Exception:
+            return {}  # the file and its tables appear with the plugin's first flush
+
+    async def settled() -> bool:
+        states = await stored()
+        return len(states) == 3 and states["openai-standby"] != "healthy"
+
+    await wait_until(settled, timeout=20, what="three deployments stored, the standby out of rotation")
+    states = await stored()
+    assert states["gpu-node-1"] == states["gpu-node-2"] == "healthy", states
