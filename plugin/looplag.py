@@ -62,11 +62,13 @@ class LoopWatch:
         self._handle = self._loop.call_at(self._due, self._tick)
 
     def _tick(self) -> None:
-        self._note(self._loop.time() - self._due if self._loop is not None else 0.0)
+        assert self._loop is not None
+        self._note(self._loop.time() - self._due)
         self._schedule()
 
     def _note(self, late_s: float) -> None:
-        if late_s >= BLOCKED_S and self._loop is not None:
+        assert self._loop is not None
+        if late_s >= BLOCKED_S:
             self._stall_s = late_s
             self._stall_ended = self._loop.time()
 

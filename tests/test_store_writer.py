@@ -321,6 +321,7 @@ async def test_a_timeout_while_the_loop_stood_still_names_the_loop(caplog: pytes
             lambda: "event loop was blocked" in caplog.text, timeout=10, what="the blocked loop named"
         )
         warning = next(r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage())
+        assert "call timed out, keeping" in warning and "unavailable" not in warning
         assert "TimeoutError: the event loop was blocked for 1." in warning
         # The next attempts time out with the loop running: that is the database's doing again.
         await wait_until(

@@ -47,8 +47,9 @@ class DatabaseOutage:
         changed = was_connected or message != self._logged_error
         if self._log.allow(force=changed):
             logger.warning(
-                "store database %s unavailable, keeping %d rows and retrying: %s",
+                "store database %s %s, keeping %d rows and retrying: %s",
                 self.safe_url,
+                "unavailable" if blocked_s is None else "call timed out",
                 queued,
                 message,
             )
