@@ -22,6 +22,7 @@ from typing import Any
 
 from litellm_failover.config_file import load_proxy_config
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.settings import FailoverConfigError, FailoverSettings
 
@@ -166,6 +167,7 @@ def proxy_handler() -> ProxyFailoverHandler:
     """The proxy's handler, built once from the config file the proxy is loading."""
     global _instance
     if _instance is None:
+        keep_tokenizer_downloads_off_the_loop()  # before the proxy serves its first request
         path = _config_path()
         if path is None:
             raise FailoverConfigError(

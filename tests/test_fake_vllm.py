@@ -25,6 +25,10 @@ from litellm_failover.providers.fake.faults import FaultError
 from litellm_failover.providers.fake.process import FakeVLLMProcess, FakeVLLMProcessError
 from litellm_failover.providers.fake.text import VOCAB, answer_pieces, continuation_pieces, expected_answer
 from litellm_failover.providers.fake.vllm import FakeVLLM
+from litellm_failover.providers.gpu import DcgmGpuReader
+from litellm_failover.providers.http import ReadTracker
+from litellm_failover.providers.probe_client import ProbeClient
+from litellm_failover.providers.thresholds import ProbeThresholds
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
@@ -106,6 +110,7 @@ async def test_metrics_use_vllm_names_and_parse(http: aiohttp.ClientSession, ser
         labels = {
             family.samples[0].labels["model_name"]
             for family in text_string_to_metric_families(await response.text())
+            if family.name.startswith("vllm:")
         }
     assert labels == {'org/m "q" \\ x'}
     async with http.get(f"{server.url}/metrics") as response:
@@ -115,6 +120,19 @@ async def test_metrics_use_vllm_names_and_parse(http: aiohttp.ClientSession, ser
     assert parsed["vllm:num_requests_waiting"] == (0.0, {"model_name": "fake-model"})
     assert parsed["vllm:kv_cache_usage_perc"][0] == pytest.approx(0.05)
     assert parsed["vllm:gpu_cache_usage_perc"] == parsed["vllm:kv_cache_usage_perc"]
+
+
+async def test_metrics_also_serve_a_dcgm_exporter_reading(server: FakeVLLM) -> None:
+    """``gpu_source: dcgm`` pointed at the fake's ``/metrics`` reads its GPU, pressure included."""
+    async with ProbeClient() as session:
+        reader = DcgmGpuReader(server.url)
+        outcome = await reader.read(session, ProbeThresholds(), ReadTracker())
+        assert [check.ok for check in outcome.checks] == [True, True]
+        assert outcome.memory_ratio == pytest.approx(0.6)
+        server.set_fault("gpu_pressure")
+        outcome = await reader.read(session, ProbeThresholds(), ReadTracker())
+        assert outcome.memory_ratio == pytest.approx(0.97)
+        assert not outcome.checks[1].ok
 
 
 async def test_running_reflects_in_flight_streams(http: aiohttp.ClientSession) -> None:

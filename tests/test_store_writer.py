@@ -290,3 +290,43 @@ async def test_postgres_down_at_start_and_mid_run_loses_nothing(postgres_relay: 
     rows = await list_events(relay.url)
     assert [r["reason"] for r in rows] == [f"r{i}" for i in range(10)]
     assert [s["state"] for s in await list_deployment_states(relay.url)] == ["ejected"]
+
+
+async def test_a_timeout_while_the_loop_stood_still_names_the_loop(caplog: pytest.LogCaptureFixture) -> None:
+    """A server that accepts and never answers times the connection out. When that deadline passes
+    while something blocks the event loop, the warning says so instead of blaming the database."""
+    import asyncio
+
+    from litellm_failover.looplag import BLOCKED_S
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # hold the connection open until the client gives up
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="litellm_failover.store")
+    writer = StoreWriter(
+        f"postgresql+asyncpg://u@127.0.0.1:{port}/db?connect_timeout=0.3", FAST, start_timeout=0
+    )
+
+    async def block_the_loop() -> None:
+        await asyncio.sleep(0.05)
+        time.sleep(BLOCKED_S + 0.5)  # noqa: ASYNC251 (the connect's 0.3 s deadline passes in here)
+
+    try:
+        blocker = asyncio.create_task(block_the_loop())
+        await writer.start()
+        await blocker
+        await wait_until(
+            lambda: "event loop was blocked" in caplog.text, timeout=10, what="the blocked loop named"
+        )
+        warning = next(r.getMessage() for r in caplog.records if "event loop was blocked" in r.getMessage())
+        assert "call timed out, keeping" in warning and "unavailable" not in warning
+        assert "TimeoutError: the event loop was blocked for 1." in warning
+        # The next attempts time out with the loop running: that is the database's doing again.
+        await wait_until(
+            lambda: writer.stats()["last_error"] == "TimeoutError", timeout=10, what="a plain timeout"
+        )
+    finally:
+        await writer.stop(timeout=1)
+        server.close()

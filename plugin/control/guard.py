@@ -15,6 +15,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Literal
 
+from litellm_failover.looplag import LoopWatch, blocked_loop_message
 from litellm_failover.store.engine import describe_error, redact
 from litellm_failover.wakeups import RateLimit
 
@@ -44,10 +45,17 @@ class Guard:
 
     async def _guarded(self, what: Service, work: Coroutine[Any, Any, Any], limit_s: float) -> Any:
         try:
-            async with asyncio.timeout(limit_s):
-                result = await work
+            with LoopWatch() as watch:
+                async with asyncio.timeout(limit_s):
+                    result = await work
         except Exception as exc:
-            if what == "database":
+            # A deadline that passed while the loop stood still is not the service's fault:
+            # blaming it would send an operator to a healthy database.
+            blocked_s = watch.blocked_s if isinstance(exc, TimeoutError) else None
+            blocked = blocked_loop_message(blocked_s, what) if blocked_s is not None else None
+            if blocked is not None:
+                error = f"TimeoutError: {blocked}"
+            elif what == "database":
                 error = describe_error(exc)
             else:
                 text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -55,7 +63,10 @@ class Guard:
             self.errors[what] = error
             if (held := self._warnings[what].due()) is not None:
                 more = f" ({held} similar errors not logged)" if held else ""
-                logger.warning("control: %s unavailable (%s); retrying%s", what, error, more)
+                if blocked is not None:
+                    logger.warning("control: %s call timed out: %s; retrying%s", what, blocked, more)
+                else:
+                    logger.warning("control: %s unavailable (%s); retrying%s", what, error, more)
             return None
         self.errors[what] = None
         return result if result is not None else True

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy.engine import URL
 
 from litellm_failover.events import utcnow
+from litellm_failover.looplag import blocked_loop_message
 from litellm_failover.store.engine import describe_error, redact_url
 from litellm_failover.wakeups import RateLimit
 
@@ -34,16 +35,21 @@ class DatabaseOutage:
         self._log = RateLimit(_ERROR_LOG_INTERVAL_S)
         self._logged_error: str | None = None  # the outage being reported, None when there is none
 
-    def failed(self, exc: BaseException, queued: int) -> None:
+    def failed(self, exc: BaseException, queued: int, blocked_s: float | None = None) -> None:
+        """``blocked_s``: the call timed out while the event loop stood still that long (see
+        ``looplag``), so the words name the loop, not the database."""
         message = describe_error(exc, self._url)
+        if blocked_s is not None:
+            message = f"{message}: {blocked_loop_message(blocked_s, 'database')}"
         self.last_error = message
         self.last_error_at = utcnow()
         was_connected, self.connected = self.connected, False
         changed = was_connected or message != self._logged_error
         if self._log.allow(force=changed):
             logger.warning(
-                "store database %s unavailable, keeping %d rows and retrying: %s",
+                "store database %s %s, keeping %d rows and retrying: %s",
                 self.safe_url,
+                "unavailable" if blocked_s is None else "call timed out",
                 queued,
                 message,
             )

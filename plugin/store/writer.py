@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
+from litellm_failover.looplag import LoopWatch, caused_by_timeout
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.batches import TableWriter
 from litellm_failover.store.buffers import (
@@ -344,11 +345,12 @@ class StoreWriter:
     async def _attempt(self, operation: Callable[[], Awaitable[None]]) -> bool:
         """Run one database operation; on failure record it (safely) and report False."""
         try:
-            await operation()
+            with LoopWatch() as watch:
+                await operation()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._on_failure(exc)
+            self._on_failure(exc, watch.blocked_s if caused_by_timeout(exc) else None)
             await self._notify()
             return False
         self._on_success()
@@ -374,8 +376,8 @@ class StoreWriter:
             async with self._progress:
                 self._progress.notify_all()
 
-    def _on_failure(self, exc: BaseException) -> None:
-        self._database.failed(exc, self._queued())
+    def _on_failure(self, exc: BaseException, blocked_s: float | None = None) -> None:
+        self._database.failed(exc, self._queued(), blocked_s)
         self._worker.failed(exc)
 
     def _on_success(self) -> None:

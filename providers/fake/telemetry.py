@@ -53,6 +53,32 @@ def metrics_text(model: str, mode: str | None, running: int, waiting: int) -> st
     return "\n".join(lines) + "\n"
 
 
+def dcgm_text(status: dict[str, Any]) -> str:
+    """The NVML reading again under NVIDIA dcgm-exporter's names, so the fake's ``/metrics`` also
+    serves ``gpu_source: dcgm`` (a node running vLLM and the exporter, on one port): the docs'
+    proxy example points one deployment at an exporter and runs as pasted against fakes."""
+    gauges = (
+        ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "memory_used_bytes"),
+        ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", None),
+        ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "utilization_pct"),
+        ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "temperature_c"),
+        ("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", "xid_errors"),
+    )
+    lines = []
+    for metric, help_text, key in gauges:
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+        for gpu in status["gpus"]:
+            if key is None:
+                value = (gpu["memory_total_bytes"] - gpu["memory_used_bytes"]) / 1024**2
+            elif key == "memory_used_bytes":
+                value = gpu[key] / 1024**2
+            else:
+                value = gpu[key]
+            name = _label_value(gpu["name"])
+            lines.append(f'{metric}{{gpu="{gpu["index"]}",modelName="{name}"}} {float(value)}')
+    return "\n".join(lines) + "\n"
+
+
 def gpu_status(mode: str | None, running: int) -> dict[str, Any]:
     """The NVML sidecar's reading; vLLM preallocates memory, so usage is flat unless pressured."""
     pressure = mode == "gpu_pressure"

@@ -184,8 +184,10 @@ class FakeVLLM:
         }
 
     def metrics_text(self) -> str:
-        """Prometheus text under vLLM's names (see ``telemetry.metrics_text``)."""
-        return telemetry.metrics_text(self.model, self._faults.mode, self._running, self._waiting)
+        """Prometheus text under vLLM's names (see ``telemetry.metrics_text``), then the GPU
+        reading under dcgm-exporter's (``telemetry.dcgm_text``)."""
+        engine = telemetry.metrics_text(self.model, self._faults.mode, self._running, self._waiting)
+        return engine + telemetry.dcgm_text(self.gpu_status())
 
     def gpu_status(self) -> dict[str, Any]:
         """The NVML sidecar's reading (see ``telemetry.gpu_status``)."""
