@@ -204,3 +204,13 @@ def test_an_unmeasured_ramp_fails_only_the_scenario_that_requires_it():
         failure.startswith("the failback ramp was not measured")
         and "the 10% step 0 in 2.26-2.36 s" in failure
     )
+
+
+def test_the_cli_summary_has_a_ramp_column_that_says_not_measured(capsys):
+    from litellm_failover.drill.cli import _print_summary
+
+    phases, events, outcomes = _short_ramp()
+    entry = analyse(SCENARIOS["hang"], "plugin", outcomes, phases, events, (10, 50, 100))
+    _print_summary({"profile": "plugin", "passed": True, "duration_s": 3.2, "scenarios": [entry]})
+    header, row = capsys.readouterr().out.splitlines()[1:3]
+    assert header.split()[-1] == "ramp" and row.endswith(" not measured")

@@ -131,8 +131,10 @@ async def handle(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    from litellm_failover.drill.ramp import ramp_verdict
+
     header = f"{'scenario':<18} {'status':<8} {'requests':>8} {'errors':>6} {'broken':>6} {'resumed':>7} "
-    header += f"{'standby_s':>9} {'failback_s':>10}"
+    header += f"{'standby_s':>9} {'failback_s':>10} ramp"
     verdict = "PASSED" if result["passed"] else "FAILED"
     print(f"profile {result['profile']}: {verdict} in {result['duration_s']}s")
     print(header)
@@ -140,7 +142,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         print(
             f"{sc['name']:<18} {sc['status']:<8} {sc['requests']:>8} {sc['client_errors']:>6} "
             f"{sc['broken_streams']:>6} {sc['resumed_streams']:>7} {_num(sc['time_to_first_standby_s']):>9} "
-            f"{_num(sc['time_to_failback_s']):>10}"
+            f"{_num(sc['time_to_failback_s']):>10} {ramp_verdict(sc) or '-'}"
         )
         if sc["status"] == "skipped":
             print(f"    skipped: {sc['skip_reason']}")

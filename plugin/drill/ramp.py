@@ -11,7 +11,7 @@ never "ok" (at the smallest duration scales a step lasts a fraction of a second)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +157,13 @@ def plain_ramp_ok(outcomes: Sequence[Outcome], node: str, phases: Phases) -> boo
         if share > 0:
             return max(shares[i : i + 2]) < 0.8
     return None
+
+
+def ramp_verdict(sc: Mapping[str, Any]) -> str | None:
+    """A report entry's ramp check in words: "yes", "no", "not measured" (the check could not
+    see the steps), or None where no ramp was checked. Reports written before the step-aligned
+    check have only ``ramp_ok``."""
+    ramp = sc.get("ramp")
+    if ramp and ramp["verdict"] == "not measured":
+        return "not measured" + (" (required)" if ramp["required"] else "")
+    return None if sc["ramp_ok"] is None else ("yes" if sc["ramp_ok"] else "no")
