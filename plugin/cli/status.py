@@ -2,6 +2,10 @@
 
 This reads ``failover_deployment_state``, so it works from any machine that can reach the
 database, without access to a running proxy; the state is as fresh as the writer's last flush.
+That table holds health only: whether a deployment is drained, held after recovering or ramping
+back is told by the switching events, so the latest of those per deployment is folded into a
+``traffic`` column next to the health state (a healthy deployment that is drained must not look
+like one that serves).
 ``--live`` (or ``--redis-url``) asks the running proxies instead, each answering with its routing
 state now (``litellm_failover.cli.operate``), which also works for a fleet with no shared database.
 """
@@ -16,8 +20,56 @@ from rich.text import Text
 
 from litellm_failover.cli.db import add_url_argument, print_rows, report_error, resolve_url
 from litellm_failover.cli.operate import add_transport_arguments, live_status
+from litellm_failover.events import EventType
 from litellm_failover.store.engine import redact_url
-from litellm_failover.store.queries import list_deployment_states
+from litellm_failover.store.queries import list_deployment_states, list_traffic_events
+
+# The events that change whether a deployment takes its share of traffic, and what each leaves it at
+# (None: back to normal). Group-level ones name their deployments in ``details``.
+_TRAFFIC_EVENTS = (
+    EventType.DRAIN_STARTED,
+    EventType.DRAIN_COMPLETED,
+    EventType.UNDRAINED,
+    EventType.FAILBACK_PENDING,
+    EventType.FAILBACK_STEP,
+    EventType.FAILBACK_COMPLETED,
+    EventType.RAMP_STEP,
+    EventType.RAMP_COMPLETED,
+    EventType.RAMP_ABORTED,
+)
+
+
+def _traffic_word(event_type: str, details: dict[str, Any]) -> str | None:
+    percent = details.get("percent")
+    match event_type:
+        case EventType.DRAIN_STARTED:
+            return "draining"
+        case EventType.DRAIN_COMPLETED:
+            return "drained"
+        case EventType.FAILBACK_PENDING:
+            return "held (manual failback)" if details.get("mode") == "manual" else "held (hold-down)"
+        case EventType.FAILBACK_STEP | EventType.RAMP_STEP if (
+            isinstance(percent, int | float) and percent < 100
+        ):
+            return f"ramping {percent:g}%"
+    return None  # undrained, a last step, completed, aborted (health then says ejected)
+
+
+def traffic_by_deployment(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each deployment's traffic word from the latest switching event about it (oldest first in)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        details = event.get("details") or {}
+        named = details.get("deployments") if event["event_type"] == EventType.FAILBACK_STEP else None
+        if event["event_type"] in (EventType.FAILBACK_COMPLETED, EventType.RAMP_ABORTED):
+            named = details.get("deployments") or details.get("ejected")
+        targets = named if isinstance(named, list) else [event.get("deployment_id")]
+        word = _traffic_word(event["event_type"], details)
+        for deployment_id in targets:
+            if deployment_id:
+                latest[str(deployment_id)] = {"traffic": word, "traffic_since": event["created_at"]}
+    return latest
+
 
 _STATE_STYLES = {
     "healthy": "green",
@@ -78,6 +130,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     table.add_column("group", no_wrap=True)
     table.add_column("deployment", no_wrap=True)
     table.add_column("state", no_wrap=True)
+    table.add_column("traffic", no_wrap=True)
     table.add_column("reason", ratio=1, overflow="fold")
     table.add_column("ejections", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
@@ -90,6 +143,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             row["model_group"],
             row["deployment_id"],
             Text(state, style=_STATE_STYLES.get(state.lower(), "")),
+            Text(row["traffic"] or "", style="yellow"),
             row["reason"],
             str(row["ejection_count"]),
             row["updated_at"].strftime("%m-%d %H:%M:%S"),
@@ -107,8 +161,11 @@ async def _status(args: argparse.Namespace) -> int:
     url = resolve_url(args)
     try:
         rows = await list_deployment_states(url)
+        traffic = traffic_by_deployment(await list_traffic_events(url, _TRAFFIC_EVENTS))
     except Exception as exc:
         return report_error("status", exc, url)
+    for row in rows:
+        row.update(traffic.get(row["deployment_id"]) or {"traffic": None, "traffic_since": None})
     return print_rows(
         rows, as_json=args.json, table=_table, empty=f"no deployment state recorded in {redact_url(url)} yet"
     )
