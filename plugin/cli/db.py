@@ -64,11 +64,12 @@ def report_error(what: str, exc: BaseException, url: str | None) -> int:
     return 1
 
 
-def table_console() -> Console:
+def table_console(*, stderr: bool = False) -> Console:
     """A terminal's own width; when piped (to a file, ``less``, CI logs) a wide one, since 80
-    columns cannot hold an events or status table without crushing the reason column."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    columns cannot hold an events or status table without crushing the reason column. Rich
+    writes no colour codes where its stream is not a terminal."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=200)
 
 
 def print_rows(
