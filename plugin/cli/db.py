@@ -72,6 +72,11 @@ def table_console(*, stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=200)
 
 
+def print_json(value: Any) -> None:
+    """One JSON document on one line (datetimes as ISO-8601): what every ``--json`` prints."""
+    print(json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+
+
 def print_rows(
     rows: list[dict[str, Any]], *, as_json: bool, table: Callable[[list[dict[str, Any]]], Table], empty: str
 ) -> int:
@@ -79,7 +84,7 @@ def print_rows(
     table, or one line when there is nothing to show."""
     if as_json:
         for row in rows:
-            print(json.dumps(row, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+            print_json(row)
         return 0
     console = table_console()
     console.print(table(rows) if rows else empty)

@@ -127,15 +127,16 @@ def _table(rows: list[dict[str, Any]]) -> Table:
     # The instance column only earns its width when several proxy replicas write to this store.
     show_instance = len({row["instance_id"] for row in rows}) > 1
     table = Table(title=f"deployment states ({len(rows)})", title_justify="left")
-    table.add_column("group", no_wrap=True)
-    table.add_column("deployment", no_wrap=True)
+    # Ids fold rather than lose their end to an ellipsis on a narrow terminal.
+    table.add_column("group", overflow="fold")
+    table.add_column("deployment", overflow="fold")
     table.add_column("state", no_wrap=True)
     table.add_column("traffic", no_wrap=True)
     table.add_column("reason", ratio=1, overflow="fold")
     table.add_column("ejections", justify="right", no_wrap=True)
     table.add_column("updated (UTC)", no_wrap=True)
     if show_instance:
-        table.add_column("instance", no_wrap=True)
+        table.add_column("instance", overflow="fold")
     table.add_column("checks", ratio=1, overflow="fold")
     for row in rows:
         state = row["state"]
