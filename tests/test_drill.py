@@ -202,7 +202,7 @@ def test_an_unmeasured_ramp_fails_only_the_scenario_that_requires_it():
     (failure,) = [f for f in entry["failures"] if "ramp" in f]
     assert (
         failure.startswith("the failback ramp was not measured")
-        and "the 10% step 0 in 2.26-2.36 s" in failure
+        and "0 for the 10% step in 2.26-2.36 s" in failure
     )
 
 

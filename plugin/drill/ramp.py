@@ -138,7 +138,7 @@ def _unseen(windows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def ramp_not_measured(check: RampCheck) -> str:
     """Why the ramp could not be measured, for the scenario that requires the measurement."""
     held = ", ".join(
-        f"the {w['percent']:g}% step {w['n']} in {w['start']:.2f}-{w['end']:.2f} s"
+        f"{w['n']} for the {w['percent']:g}% step in {w['start']:.2f}-{w['end']:.2f} s"
         for w in _unseen(check.windows)
     )
     return (
