@@ -546,8 +546,9 @@ def test_a_ramp_the_check_could_not_see_says_not_measured_in_the_summary_and_the
     assert "(ramp check: not measured)" in section and "yes" not in section.split("failback ramp")[1][:400]
     assert "10 % step 18.00\u201318.10 s: not measured (1 answers)" in section
     assert "100 % step 18.20\u201330.00 s: 100 % of 90 answers" in section
-    page = parse(write_html(make_result([_unmeasured_ramp(True)]), tmp_path / "q.html"))
-    assert page.rows["sigkill"][9] == "not measured (required)"
+    path = write_html(make_result([_unmeasured_ramp(True)]), tmp_path / "q.html")
+    assert parse(path).rows["sigkill"][9] == "not measured (required)"
+    assert '<td class="bad">not measured (required)</td>' in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,7 @@ def _summary(result: Mapping[str, Any], slugs: Mapping[str, str]) -> str:
             f"<td{_bad(sc['client_errors'])}>{cells[4]}</td>",
             f"<td{_bad(sc['broken_streams'])}>{cells[5]}</td>",
         ]
-        tds += [f"<td{_bad(c == 'no')}>{_e(c)}</td>" for c in cells[6:]]
+        tds += [f"<td{_bad(c in ('no', 'not measured (required)'))}>{_e(c)}</td>" for c in cells[6:]]
         rows.append(f'<tr data-scenario="{_e(sc["name"])}">{"".join(tds)}</tr>')
     body = "".join(rows) or f'<tr><td colspan="{len(SUMMARY_COLUMNS)}">no scenarios ran</td></tr>'
     return (
