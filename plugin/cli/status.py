@@ -123,6 +123,15 @@ def _checks_text(checks: Any) -> Text:
     return text
 
 
+def _traffic_text(row: dict[str, Any]) -> Text:
+    """The traffic word and when its event came: a proxy stopped mid-ramp leaves its last word
+    standing, and the time is what tells an operator how old it is."""
+    if not row["traffic"]:
+        return Text("")
+    since = row["traffic_since"].strftime("%m-%d %H:%M:%S")
+    return Text(f"{row['traffic']}\nsince {since}", style="yellow")
+
+
 def _table(rows: list[dict[str, Any]]) -> Table:
     # The instance column only earns its width when several proxy replicas write to this store.
     show_instance = len({row["instance_id"] for row in rows}) > 1
@@ -144,7 +153,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             row["model_group"],
             row["deployment_id"],
             Text(state, style=_STATE_STYLES.get(state.lower(), "")),
-            Text(row["traffic"] or "", style="yellow"),
+            _traffic_text(row),
             row["reason"],
             str(row["ejection_count"]),
             row["updated_at"].strftime("%m-%d %H:%M:%S"),
