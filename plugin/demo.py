@@ -92,7 +92,8 @@ def render(run: DemoRun, plugin: Any) -> Group:
     )
     nodes = Table(title="deployments", expand=False)
     for column in ("id", "tier", "state", "weight", SHARE_LABEL, "reason"):
-        nodes.add_column(column, no_wrap=True)
+        # Ids and figures stay whole; the long header and the reason may wrap on a narrow terminal.
+        nodes.add_column(column, no_wrap=column not in (SHARE_LABEL, "reason"))
     shares = Counter(r.served_by for r in run.recent if r.ok)
     total = max(1, sum(shares.values()))
     for deployment in plugin.status()["groups"]["demo-chat"]["deployments"]:
@@ -107,7 +108,7 @@ def render(run: DemoRun, plugin: Any) -> Group:
             deployment["reason"][:60],
         )
     events = Table(title="latest events", expand=False, show_header=False)
-    events.add_column("event", no_wrap=True)
+    events.add_column("event")
     for line in run.events[-6:]:
         events.add_row(line)
     return Group(head, nodes, events)
