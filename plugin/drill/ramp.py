@@ -19,8 +19,11 @@ from litellm_failover.drill.load import Outcome
 from litellm_failover.drill.shares import Phases, failback_shares, first_answer_by, share_in
 
 SHARE_TOLERANCE = 0.15
-# Answers sent this close to a step may have been routed by the step before: left out.
-WINDOW_MARGIN_S = 0.2
+# A request is routed after it is sent, so one sent just before the next step may be routed by
+# that step: the answers sent this close to a window's end are left out. At its start only the
+# moment between the event's timestamp and the routing change it records needs a margin.
+WINDOW_END_MARGIN_S = 0.2
+WINDOW_START_MARGIN_S = 0.05
 MIN_STEP_REQUESTS = 5
 
 
@@ -52,7 +55,7 @@ def _window(
 ) -> dict[str, Any]:
     """One judged window, aligned with the ramp step that opened it (``start``) and the next one
     (``step`` false: the hold-down window from the restore to the first step)."""
-    share, n = share_in(outcomes, node, start + WINDOW_MARGIN_S, end - WINDOW_MARGIN_S)
+    share, n = share_in(outcomes, node, start + WINDOW_START_MARGIN_S, end - WINDOW_END_MARGIN_S)
     return {
         "start": round(start, 3),
         "end": round(end, 3),
@@ -145,8 +148,8 @@ def ramp_not_measured(check: RampCheck) -> str:
     )
     return (
         f"the failback ramp was not measured: answers sent inside each step's window ({held}); "
-        f"each step needs at least {MIN_STEP_REQUESTS}, more than {WINDOW_MARGIN_S:g} s from either end "
-        "(a larger --duration-scale or --concurrency gives more)"
+        f"each step needs at least {MIN_STEP_REQUESTS}, sent more than {WINDOW_END_MARGIN_S:g} s "
+        "before the next step (a larger --duration-scale or --concurrency gives more)"
     )
 
 
