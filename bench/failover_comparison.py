@@ -142,6 +142,9 @@ def _side(entry: Mapping[str, Any]) -> dict[str, Any]:
         "standby_s": entry["time_to_first_standby_s"],
         "failback_s": entry["time_to_failback_s"],
         "ramp_ok": entry["ramp_ok"],
+        # "ok", "failed" or "not measured" (the step windows held too few answers); None before
+        # the drill reported it, or where no ramp was checked.
+        "ramp_check": (entry.get("ramp") or {}).get("verdict"),
         "first_second_share": first_second_share(entry),
         "p50_ms": latency.get("p50"),
         "p99_ms": latency.get("p99"),
@@ -210,6 +213,16 @@ def ramp_misses(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     """(plugin scenarios with a checked failback whose ramp was not as configured, how many were checked)."""
     checked = [row for row in rows if row["checks_ramp"] and _ran(row, "plugin")]
     return sum(row["plugin"]["ramp_ok"] is not True for row in checked), len(checked)
+
+
+def ramp_unmeasured(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Of ``ramp_misses``' misses, the ones the check could not see (counted as misses: a ramp
+    nobody measured is not a ramp that followed the configuration)."""
+    return sum(
+        row["plugin"]["ramp_check"] == "not measured"
+        for row in rows
+        if row["checks_ramp"] and _ran(row, "plugin")
+    )
 
 
 # --- formatting -------------------------------------------------------------------------------
@@ -332,9 +345,15 @@ def markdown(
     ]
     misses, checked = ramp_misses(rows)
     if checked:
+        unmeasured = ramp_unmeasured(rows)
         parts.append(
             f"With the plugin, {checked - misses} of {checked} failbacks checked against the configured "
-            "ramp (steps read from its `failback_step` events, shares measured per step) followed it.\n"
+            "ramp (steps read from its `failback_step` events, shares measured per step) followed it"
+            + (
+                f"; {unmeasured} could not be measured (too few answers inside a step's window).\n"
+                if unmeasured
+                else ".\n"
+            )
         )
     samples = [
         (row["name"], row["plain"]["error_samples"][0])

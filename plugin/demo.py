@@ -25,6 +25,8 @@ from litellm_failover.drill.loadgen import RequestResult, router_sender, run_loa
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 NODES = (("p1", 1), ("p2", 1), ("s1", 2))
+RECENT = 60  # the requests the share column counts
+SHARE_LABEL = f"share of the last {RECENT} requests"
 
 
 @dataclass
@@ -32,7 +34,7 @@ class DemoRun:
     started_at: float = field(default_factory=time.monotonic)
     phase: str = "starting"
     results: list[RequestResult] = field(default_factory=list)
-    recent: deque[RequestResult] = field(default_factory=lambda: deque(maxlen=60))
+    recent: deque[RequestResult] = field(default_factory=lambda: deque(maxlen=RECENT))
     killed_at: float | None = None
     ejected_at: float | None = None
     first_served_elsewhere_at: float | None = None
@@ -89,8 +91,9 @@ def render(run: DemoRun, plugin: Any) -> Group:
         f"[bold]client errors[/]: {len(run.client_errors)}",
     )
     nodes = Table(title="deployments", expand=False)
-    for column in ("id", "tier", "state", "weight", "share (last 60)", "reason"):
-        nodes.add_column(column)
+    for column in ("id", "tier", "state", "weight", SHARE_LABEL, "reason"):
+        # Ids and figures stay whole; the long header and the reason may wrap on a narrow terminal.
+        nodes.add_column(column, no_wrap=column not in (SHARE_LABEL, "reason"))
     shares = Counter(r.served_by for r in run.recent if r.ok)
     total = max(1, sum(shares.values()))
     for deployment in plugin.status()["groups"]["demo-chat"]["deployments"]:
@@ -109,6 +112,46 @@ def render(run: DemoRun, plugin: Any) -> Group:
     for line in run.events[-6:]:
         events.add_row(line)
     return Group(head, nodes, events)
+
+
+class Screen:
+    """The demo's view. On a terminal, a live view redrawn in place; into a pipe or a file a
+    redrawn view means nothing (only its last frame would land, glued to what follows), so one
+    plain line per phase as it starts, then the last frame, each on lines of their own."""
+
+    def __init__(self, console: Console, run: DemoRun, plugin: Any) -> None:
+        self.console, self.run, self.plugin = console, run, plugin
+        self._live: Live | None = None
+        self._phase: str | None = None
+
+    def __enter__(self) -> Screen:
+        if self.console.is_terminal:
+            self._live = Live(self._frame(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+        elif exc[0] is None:
+            self.console.print(self._frame())
+            self.console.print()
+
+    def _frame(self) -> Group:
+        return render(self.run, self.plugin)
+
+    def update(self) -> None:
+        if self._live is not None:
+            self._live.update(self._frame())
+        elif self.run.phase != self._phase:
+            self._phase = self.run.phase
+            elapsed = time.monotonic() - self.run.started_at
+            self.console.print(
+                f"{elapsed:5.1f}s phase: {self.run.phase} (requests: {len(self.run.results)}, "
+                f"client errors: {len(self.run.client_errors)})",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 async def run_demo(duration_s: float, output_dir: Path, console: Console) -> dict[str, Any]:
@@ -155,13 +198,13 @@ async def run_demo(duration_s: float, output_dir: Path, console: Console) -> dic
                     stop=stop,
                 )
             )
-            with Live(render(run, plugin), console=console, refresh_per_second=4, transient=False) as live:
+            with Screen(console, run, plugin) as screen:
 
                 async def phase(name: str, seconds: float) -> None:
                     run.phase = name
                     deadline = time.monotonic() + seconds
                     while time.monotonic() < deadline:
-                        live.update(render(run, plugin))
+                        screen.update()
                         await asyncio.sleep(0.25)
 
                 await phase("steady: traffic on the primary tier (p1, p2)", phase_s)
@@ -175,12 +218,12 @@ async def run_demo(duration_s: float, output_dir: Path, console: Console) -> dic
                 recovery_deadline = time.monotonic() + 30
                 run.phase = "p1 restarted: probes must pass before it gets traffic"
                 while run.recovered_at is None and time.monotonic() < recovery_deadline:
-                    live.update(render(run, plugin))
+                    screen.update()
                     await asyncio.sleep(0.25)
                 await phase("p1 recovered: traffic shared again", phase_s)
                 stop.set()
                 await load
-                live.update(render(run, plugin))
+                screen.update()
             await plugin.writer.flush(timeout=10)
             writer = plugin.writer.stats()
     finally:

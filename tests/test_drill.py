@@ -22,8 +22,11 @@ import pytest
 
 from litellm_failover.cli import main
 from litellm_failover.drill.load import Outcome
+from litellm_failover.drill.ramp import MIN_STEP_REQUESTS, check_ramp, plain_ramp_ok
 from litellm_failover.drill.report_schema import validate
-from litellm_failover.drill.timeline import Phases, check_ramp, plain_ramp_ok
+from litellm_failover.drill.scenarios import SCENARIOS
+from litellm_failover.drill.shares import Phases
+from litellm_failover.drill.timeline import analyse
 from litellm_failover.providers.fake.vllm import FakeVLLM
 
 SCALE = "0.4"
@@ -136,16 +139,78 @@ def test_the_ramp_check_passes_a_ramp_and_fails_a_jump():
     ramp = (
         _traffic(5.0, 6.0, 0) + _traffic(6.0, 8.0, 0.1) + _traffic(8.0, 10.0, 0.5) + _traffic(10.0, 12.0, 1)
     )
-    assert check_ramp(_answers(ramp), "p1", phases, events, (10, 50, 100)) == (True, [])
+    check = check_ramp(_answers(ramp), "p1", phases, events, (10, 50, 100))
+    assert (check.verdict, check.ok, check.problems) == ("ok", True, [])
     jump = _traffic(5.0, 6.0, 0) + _traffic(6.0, 12.0, 1)
-    ok, problems = check_ramp(_answers(jump), "p1", phases, events, (10, 50, 100))
-    assert not ok and "got 100% of" in problems[0] and "while the ramp was at 10%" in problems[0]
-    ok, problems = check_ramp(_answers(jump), "p1", phases, events[:2], (10, 50, 100))
-    assert not ok and "reached only 10%, 50% of 10%, 50%, 100%" in problems[0]
+    check = check_ramp(_answers(jump), "p1", phases, events, (10, 50, 100))
+    assert (check.verdict, check.ok) == ("failed", False)
+    assert "got 100% of" in check.problems[0] and "while the ramp was at 10%" in check.problems[0]
+    check = check_ramp(_answers(jump), "p1", phases, events[:2], (10, 50, 100))
+    assert not check.ok and "reached only 10%, 50% of 10%, 50%, 100%" in check.problems[0]
     aborted = [{"t": 5.5, "type": "failback_step", "percent": 10.0, "step": 1}]
     aborted += [{**event, "step": n} for n, event in enumerate(events, 1)]
-    assert check_ramp(_answers(ramp), "p1", phases, aborted, (10, 50, 100)) == (True, [])
+    check = check_ramp(_answers(ramp), "p1", phases, aborted, (10, 50, 100))
+    assert (check.verdict, check.problems) == ("ok", [])
     assert plain_ramp_ok(_answers(ramp), "p1", phases) is True  # without events (plain profile)
     assert plain_ramp_ok(_answers(jump), "p1", phases) is False
-    ok, problems = check_ramp(_answers(jump), "p1", phases, [], (10, 50, 100))
-    assert not ok and "with no failback ramp step recorded" in problems[0]
+    check = check_ramp(_answers(jump), "p1", phases, [], (10, 50, 100))
+    assert not check.ok and "with no failback ramp step recorded" in check.problems[0]
+
+
+def _short_ramp() -> tuple[Phases, list[dict], list[Outcome]]:
+    """The smallest duration scale as the issue saw it: the steps come 0.1 s apart at 2.26-2.46 s,
+    while answers arrive every 0.25 s; the half-second buckets from the restore (1.62 s, 2.12 s)
+    held a few answers each and never lined up with a step."""
+    phases = Phases(fault_at=0.5, restored_at=1.62, end_at=3.2)
+    events = [
+        {"t": t, "type": "failback_step", "percent": p, "step": n}
+        for n, (t, p) in enumerate(((2.26, 10.0), (2.36, 50.0), (2.46, 100.0)), 1)
+    ]
+    answers = [(1.62 + i * 0.25, "p1" if 1.62 + i * 0.25 >= 2.26 else "s1") for i in range(7)]
+    return phases, events, _answers(answers)
+
+
+def test_a_ramp_whose_step_windows_hold_too_few_answers_is_not_measured_never_ok():
+    phases, events, outcomes = _short_ramp()
+    check = check_ramp(outcomes, "p1", phases, events, (10, 50, 100))
+    assert (check.verdict, check.ok, check.problems) == ("not measured", None, [])
+    # The windows are the step events' own: each from its step to the next, with its count.
+    steps = [w for w in check.windows if w["step"]]
+    assert [(w["start"], w["end"], w["percent"]) for w in steps] == [
+        (2.26, 2.36, 10.0), (2.36, 2.46, 50.0), (2.46, 3.2, 100.0)
+    ]  # fmt: skip
+    assert all(w["n"] < MIN_STEP_REQUESTS and not w["measured"] for w in steps[:2])
+    # The same answers four times as dense, still in those windows: a jump it can see fails.
+    dense = _answers([(2.26 + 0.2 + i * 0.01, "p1") for i in range(10)])
+    wide = [{**e, "t": e["t"] + k} for k, e in zip((0.0, 0.6, 1.2), events, strict=True)]
+    check = check_ramp(dense, "p1", Phases(0.5, 1.62, 5.0), wide, (10, 50, 100))
+    assert check.verdict == "failed" and "while the ramp was at 10%" in check.problems[0]
+
+
+def test_an_unmeasured_ramp_fails_only_the_scenario_that_requires_it():
+    phases, events, outcomes = _short_ramp()
+    required, optional = SCENARIOS["sigkill_primary"], SCENARIOS["hang"]
+    assert required.ramp_required and not optional.ramp_required
+    entry = analyse(optional, "plugin", outcomes, phases, events, (10, 50, 100))
+    assert entry["ramp_ok"] is None and entry["ramp"]["verdict"] == "not measured"
+    assert entry["status"] == "passed" and entry["failures"] == []
+    entry = analyse(required, "plugin", outcomes, phases, events, (10, 50, 100))
+    assert entry["ramp_ok"] is None and entry["ramp"] == {
+        "verdict": "not measured", "required": True, "windows": entry["ramp"]["windows"]
+    }  # fmt: skip
+    assert entry["status"] == "failed"
+    (failure,) = [f for f in entry["failures"] if "ramp" in f]
+    assert (
+        failure.startswith("the failback ramp was not measured")
+        and "0 for the 10% step in 2.26-2.36 s" in failure
+    )
+
+
+def test_the_cli_summary_has_a_ramp_column_that_says_not_measured(capsys):
+    from litellm_failover.drill.cli import _print_summary
+
+    phases, events, outcomes = _short_ramp()
+    entry = analyse(SCENARIOS["hang"], "plugin", outcomes, phases, events, (10, 50, 100))
+    _print_summary({"profile": "plugin", "passed": True, "duration_s": 3.2, "scenarios": [entry]})
+    header, row = capsys.readouterr().out.splitlines()[1:3]
+    assert header.split()[-1] == "ramp" and row.endswith(" not measured")

@@ -521,3 +521,51 @@ def test_failback_ramp_is_shown_as_runs_of_equal_share() -> None:
     assert ramp_text([]) == ""
     flapping = [{"t": i * BUCKET, "share": (i % 2) * 1.0} for i in range(20)]
     assert ramp_text(flapping, max_runs=4).endswith("\u2026 16 more changes")
+
+
+def _unmeasured_ramp(required: bool) -> dict[str, Any]:
+    """sigkill with the step-aligned ramp check that could not see its steps (too few answers)."""
+    sc = sigkill_passed()
+    windows = [
+        {"start": 15.0, "end": 18.0, "percent": 0.0, "step": False, "n": 30, "share": 0.0, "measured": True},
+        {"start": 18.0, "end": 18.1, "percent": 10.0, "step": True, "n": 1, "share": 1.0, "measured": False},
+        {"start": 18.1, "end": 18.2, "percent": 50.0, "step": True, "n": 0, "share": None, "measured": False},
+        {"start": 18.2, "end": 30.0, "percent": 100.0, "step": True, "n": 90, "share": 1.0, "measured": True},
+    ]
+    sc["ramp_ok"] = None
+    sc["ramp"] = {"verdict": "not measured", "required": required, "windows": windows}
+    return sc
+
+
+def test_a_ramp_the_check_could_not_see_says_not_measured_in_the_summary_and_the_facts(
+    tmp_path: Path,
+) -> None:
+    page = parse(write_html(make_result([_unmeasured_ramp(False)]), tmp_path / "r.html"))
+    assert page.rows["sigkill"][9] == "not measured"
+    section = page.text_by_id["scenario-sigkill"]
+    assert "(ramp check: not measured)" in section and "yes" not in section.split("failback ramp")[1][:400]
+    assert "10 % step 18.00\u201318.10 s: not measured (1 answers)" in section
+    assert "100 % step 18.20\u201330.00 s: 100 % of 90 answers" in section
+    path = write_html(make_result([_unmeasured_ramp(True)]), tmp_path / "q.html")
+    assert parse(path).rows["sigkill"][9] == "not measured (required)"
+    assert '<td class="bad">not measured (required)</td>' in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path"),
+    [
+        (lambda r: r.update(ramp_ok=True), "scenarios[0].ramp.verdict: does not agree with ramp_ok True"),
+        (
+            lambda r: r["ramp"].update(verdict="maybe"),
+            "scenarios[0].ramp.verdict: expected one of ok, failed",
+        ),
+        (lambda r: r["ramp"]["windows"][1].pop("n"), "scenarios[0].ramp.windows[1].n: required key missing"),
+        (lambda r: r["ramp"]["windows"][0].update(measured="yes"), "scenarios[0].ramp.windows[0].measured"),
+    ],
+)
+def test_validate_checks_the_ramp_verdict_and_its_windows(mutate, path: str) -> None:
+    sc = _unmeasured_ramp(False)
+    validate(make_result([sc]))
+    mutate(sc)
+    with pytest.raises(DrillReportError, match=re.escape(path)):
+        validate(make_result([sc]))

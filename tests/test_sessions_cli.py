@@ -96,7 +96,11 @@ def test_show_prints_messages_in_order_with_hash_only_ones_marked(
     assert "11/5" in out  # tokens in/out of the assistant's answer
 
     assert main(["sessions", "show", "chat-1", "--url", url, "--json", "--up-to", "2"]) == 0
-    rows = json_lines(capsys.readouterr().out)
+    (document,) = json_lines(capsys.readouterr().out)  # one document: the pins, then the messages
+    assert document["session_id"] == "chat-1"
+    pins = [(g["model_group"], g["pinned_deployment"], g["turn_count"]) for g in document["groups"]]
+    assert pins == [("chat", "vllm-a", 2), ("embed", None, 1)]
+    rows = document["messages"]
     assert [(r["seq"], r["role"], r["content"]) for r in rows] == [
         (0, "user", "hello [bold]there[/bold]"),
         (1, "assistant", "general kenobi"),
@@ -110,6 +114,9 @@ def test_delete_and_missing_sessions(store_url: str, capsys: pytest.CaptureFixtu
     seed(store_url)
     assert main(["sessions", "delete", "chat-1", "--url", store_url]) == 0
     assert "deleted session 'chat-1': 2 session rows, 4 messages" in capsys.readouterr().out
+    seed(store_url)
+    assert main(["sessions", "delete", "chat-1", "--url", store_url, "--json"]) == 0
+    assert json_lines(capsys.readouterr().out) == [{"session_id": "chat-1", "session_rows": 2, "messages": 4}]
     for argv in (["sessions", "show", "chat-1"], ["sessions", "delete", "chat-1"]):
         assert main([*argv, "--url", store_url]) == 1
         captured = capsys.readouterr()

@@ -280,3 +280,43 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
     assert process.wait(timeout=60) == 0
     assert json.loads(first)["event_type"] == "failover"
     assert "Traceback" not in stderr
+
+
+def test_plain_status_shows_a_drained_healthy_deployment_as_drained(
+    seeded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The state table holds health only; the switching events say drained, held or ramping."""
+    now = datetime.now(UTC)
+    events = [
+        FailoverEvent("drain_started", "chat", deployment_id="s1", created_at=now - timedelta(seconds=50)),
+        FailoverEvent("drain_completed", "chat", deployment_id="s1", created_at=now - timedelta(seconds=40)),
+        FailoverEvent(
+            "failback_pending", "chat", deployment_id="p1", details={"mode": "auto"},
+            created_at=now - timedelta(seconds=30),
+        ),
+        FailoverEvent(
+            "failback_step", "chat", details={"percent": 10.0, "deployments": ["p1"]},
+            created_at=now - timedelta(seconds=20),
+        ),
+    ]  # fmt: skip
+
+    async def write() -> None:
+        async with StoreWriter(seeded, WriterSettings(flush_interval_s=0.01)) as writer:
+            for item in events:
+                writer.submit_event(item)
+            assert await writer.flush(timeout=5)
+
+    asyncio.run(write())
+    assert main(["status", "--url", seeded, "--json"]) == 0
+    rows = {r["deployment_id"]: r for r in json_lines(capsys.readouterr().out)}
+    assert (rows["s1"]["state"], rows["s1"]["traffic"]) == ("healthy", "drained")
+    assert rows["p1"]["traffic"] == "ramping 10%"
+    datetime.fromisoformat(rows["s1"]["traffic_since"])
+    assert main(["status", "--url", seeded]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if " s1 " in line)
+    assert line.index("healthy") < line.index("drained")  # next to the health state
+    events[:] = [FailoverEvent("undrained", "chat", deployment_id="s1", created_at=now)]
+    asyncio.run(write())
+    assert main(["status", "--url", seeded, "--json"]) == 0
+    rows = {r["deployment_id"]: r for r in json_lines(capsys.readouterr().out)}
+    assert rows["s1"]["traffic"] is None and rows["p1"]["traffic"] == "ramping 10%"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import inspect
 import os
 import pkgutil
@@ -18,11 +19,42 @@ import sys
 from litellm_failover.settings import FailoverConfigError
 
 
+def version_text() -> str:
+    """``litellm-failover X (LiteLLM Y)``, from the installed distributions' metadata: importing
+    LiteLLM to ask it would cost seconds, and a light command must not pay that."""
+
+    def installed(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    litellm = installed("litellm")
+    return f"litellm-failover {installed('litellm-failover') or 'unknown'} " + (
+        f"(LiteLLM {litellm})" if litellm else "(LiteLLM not installed)"
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, its text looked up only when asked for (every other command skips the
+    metadata scan), printed on stdout, exit 0."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the versions and exit"
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litellm-failover",
         description="GPU-aware failover for LiteLLM: demo, servers, store and status.",
     )
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

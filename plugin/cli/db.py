@@ -89,11 +89,17 @@ def report_error(what: str, exc: BaseException, args: argparse.Namespace) -> int
     return 1
 
 
-def table_console() -> Console:
+def table_console(*, stderr: bool = False) -> Console:
     """A terminal's own width; when piped (to a file, ``less``, CI logs) a wide one, since 80
-    columns cannot hold an events or status table without crushing the reason column."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    columns cannot hold an events or status table without crushing the reason column. Rich
+    writes no colour codes where its stream is not a terminal."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=200)
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on one line (datetimes as ISO-8601): what every ``--json`` prints."""
+    print(json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
 
 
 def print_rows(
@@ -103,7 +109,7 @@ def print_rows(
     table, or one line when there is nothing to show."""
     if as_json:
         for row in rows:
-            print(json.dumps(row, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)))
+            print_json(row)
         return 0
     console = table_console()
     console.print(table(rows) if rows else empty)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from litellm_failover.durations import DURATION_HELP, duration_arg
@@ -22,16 +23,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output-dir", type=Path, default=Path("demo-output"), help="Where the SQLite file and summary go."
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="Print the summary as one JSON object on stdout (the running view goes to stderr).",
+    )
     parser.set_defaults(handler=run)
 
 
 async def run(args: argparse.Namespace) -> int:
     import logging
 
-    from rich.console import Console
-
+    from litellm_failover.cli.db import table_console
     from litellm_failover.demo import run_demo
 
     logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)
-    summary = await run_demo(args.duration, args.output_dir, Console())
+    # With --json, stdout carries the summary alone, so that `demo --json | jq` works.
+    summary = await run_demo(args.duration, args.output_dir, table_console(stderr=args.json))
+    if args.json:
+        print(json.dumps(summary))
     return 0 if summary["client_visible_errors"] == 0 else 1

@@ -27,14 +27,14 @@ def _route(row: dict[str, Any]) -> str:
 
 def _table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"failover events ({len(rows)}, newest last)", title_justify="left")
-    # The reason is what an operator reads; the rest stays on one line each, and the request id
-    # is shortened to its first 8 characters (enough to grep; --json has it whole).
+    # Ids are never cut (an id with an ellipsis cannot be grepped or pasted): a column too narrow
+    # for one folds it onto the next line instead. The reason, what an operator reads, wraps.
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("type", no_wrap=True)
-    table.add_column("group", no_wrap=True, max_width=16, overflow="ellipsis")
-    table.add_column("deployment", no_wrap=True, max_width=24, overflow="ellipsis")
+    table.add_column("group", overflow="fold")
+    table.add_column("deployment", overflow="fold")
     table.add_column("reason", ratio=1, overflow="fold")
-    table.add_column("request", no_wrap=True)
+    table.add_column("request", overflow="fold")
     for row in rows:
         table.add_row(
             row["created_at"].strftime("%m-%d %H:%M:%S"),
@@ -42,7 +42,7 @@ def _table(rows: list[dict[str, Any]]) -> Table:
             row["model_group"],
             _route(row),
             row["reason"],
-            (row.get("request_id") or "")[:8],
+            row.get("request_id") or "",
         )
     return table
 

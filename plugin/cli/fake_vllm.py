@@ -27,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``fake-vllm`` subcommand."""
     parser = subparsers.add_parser(
         "fake-vllm",
-        help="run a fake vLLM server (OpenAI API, /metrics, GPU sidecar) with switchable faults",
+        help="run a fake vLLM server (OpenAI API, /metrics and a GPU sidecar, all on one port) with faults",
         description=(
-            "Serve a fake vLLM node until SIGTERM/SIGINT. Faults can be set at start with --fault "
+            "Serve a fake vLLM node until SIGTERM/SIGINT: the OpenAI API, /health, /metrics and a "
+            "simulated GPU sidecar (/gpu-status, /gpu-memory), all on --port; point a deployment's "
+            "model_info.failover.gpu_url at http://HOST:PORT. Faults can be set at start with --fault "
             'or at run time with POST /control/fault {"mode": ...}; DELETE /control/fault clears.'
         ),
     )

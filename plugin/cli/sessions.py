@@ -20,6 +20,7 @@ from rich.text import Text
 
 from litellm_failover.cli.db import (
     add_url_argument,
+    print_json,
     print_rows,
     report_error,
     resolve_url,
@@ -140,8 +141,15 @@ async def _show(args: argparse.Namespace) -> int:
     if not args.json:
         table_console().print(_show_table(args.session_id, groups, messages))
         return 0
-    rows = [dataclasses.asdict(message) for message in messages]
-    return print_rows(rows, as_json=True, table=_list_table, empty="")  # JSON: no table is drawn
+    # One document, as the table shows it: the pins per group, then the messages in order.
+    print_json(
+        {
+            "session_id": args.session_id,
+            "groups": [group._asdict() for group in groups],
+            "messages": [dataclasses.asdict(message) for message in messages],
+        }
+    )
+    return 0
 
 
 async def _delete(args: argparse.Namespace) -> int:
@@ -152,6 +160,9 @@ async def _delete(args: argparse.Namespace) -> int:
         return report_error("sessions delete", exc, args)
     if (sessions, messages) == (0, 0):
         return _not_found(args.session_id, url)
+    if args.json:
+        print_json({"session_id": args.session_id, "session_rows": sessions, "messages": messages})
+        return 0
     print(f"deleted session {args.session_id!r}: {sessions} session rows, {messages} messages")
     return 0
 
@@ -186,7 +197,9 @@ def register(subparsers: Any) -> None:
     show.add_argument("session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)")
     add_url_argument(show)
     show.add_argument("--up-to", type=_seq, default=None, metavar="SEQ", help="only messages up to this seq")
-    show.add_argument("--json", action="store_true", help="one JSON object per message per line")
+    show.add_argument(
+        "--json", action="store_true", help="one JSON object: session_id, groups (pins) and messages"
+    )
     show.set_defaults(handler=_show)
 
     remove = commands.add_parser("delete", help="Delete a session (every model group) and all its messages.")
@@ -194,4 +207,7 @@ def register(subparsers: Any) -> None:
         "session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)"
     )
     add_url_argument(remove)
+    remove.add_argument(
+        "--json", action="store_true", help="one JSON object: session_id, session_rows, messages deleted"
+    )
     remove.set_defaults(handler=_delete)

@@ -14,28 +14,50 @@ from pathlib import Path
 from typing import Any
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# What a missing matplotlib (the report's charts) costs and how to get it.
+DRILL_EXTRA_HINT = "pip install 'litellm-failover[drill]'"
 
 
 def register(chaos_subparsers: Any) -> None:
     """Add ``drill`` under ``chaos``; called by ``litellm_failover.cli.chaos``."""
+    from litellm_failover.drill.scenarios import SCENARIOS
+
+    # The scenario list comes from the battery itself, so --help cannot name one that is gone.
+    listing = "\n".join(f"  {name:<18} {scenario.title}" for name, scenario in SCENARIOS.items())
     parser = chaos_subparsers.add_parser(
         "drill",
         help="Run the failover drill battery against fake vLLM servers through a real LiteLLM proxy.",
         description=(
-            "Runs fault scenarios (SIGKILL, hang, http_500, health_lie, gpu_pressure, mid-stream drops, "
-            "flapping, every node down, network black hole) under concurrent mixed load through a real "
-            "LiteLLM proxy, writes report.json and report.html, and exits 1 if a request was lost or a "
-            "stream broke (2 on bad input)."
+            "Runs fault scenarios under concurrent mixed load through a real LiteLLM proxy, writes "
+            "report.json and report.html, and exits 1 if a request was lost or a stream broke (2 on "
+            "bad input)."
         ),
+        epilog=f"scenarios (--scenarios, in the order they run):\n{listing}\n\n"
+        f"report.html's charts need matplotlib: {DRILL_EXTRA_HINT}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # Numbers are parsed here, not by argparse, so a bad value exits 2 with our own message.
-    parser.add_argument("--scenarios", default=None, help="Comma-separated scenario names (default: all).")
-    parser.add_argument("--profile", default="plugin", help="plugin (default) or plain (LiteLLM alone).")
+    from litellm_failover.drill.profiles import PROFILES
+    from litellm_failover.drill.scenarios import SCENARIO_NAMES
+
+    # Values are checked by DrillOptions, not argparse, so a bad one exits 2 with our own message
+    # naming the option; the help lists the same constants that check uses.
+    parser.add_argument(
+        "--scenarios",
+        default=None,
+        metavar="NAME[,NAME...]",
+        help=f"Comma-separated scenario names (default: all): {', '.join(SCENARIO_NAMES)}.",
+    )
+    parser.add_argument(
+        "--profile",
+        default="plugin",
+        metavar="PROFILE",
+        help=f"One of {', '.join(PROFILES)} (default plugin; plain is LiteLLM alone).",
+    )
     parser.add_argument("--out", default="./drill-report", help="Report directory (default ./drill-report).")
     parser.add_argument(
         "--duration-scale", default="1.0", help="Multiply every phase and the ramp times (default 1.0)."
@@ -93,6 +115,12 @@ def write_reports(result: dict[str, Any], out: Path) -> tuple[Path, Path | None,
     try:
         from litellm_failover.drill.report import write_html
     except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] == "matplotlib":
+            return (
+                json_path,
+                None,
+                f"report.html not written: its charts need matplotlib ({DRILL_EXTRA_HINT})",
+            )
         return json_path, None, f"report.html not written: the report module is missing ({exc})"
     try:
         return json_path, write_html(result, out / "report.html"), None
@@ -131,8 +159,10 @@ async def handle(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
+    from litellm_failover.drill.ramp import ramp_verdict
+
     header = f"{'scenario':<18} {'status':<8} {'requests':>8} {'errors':>6} {'broken':>6} {'resumed':>7} "
-    header += f"{'standby_s':>9} {'failback_s':>10}"
+    header += f"{'standby_s':>9} {'failback_s':>10} ramp"
     verdict = "PASSED" if result["passed"] else "FAILED"
     print(f"profile {result['profile']}: {verdict} in {result['duration_s']}s")
     print(header)
@@ -140,7 +170,7 @@ def _print_summary(result: dict[str, Any]) -> None:
         print(
             f"{sc['name']:<18} {sc['status']:<8} {sc['requests']:>8} {sc['client_errors']:>6} "
             f"{sc['broken_streams']:>6} {sc['resumed_streams']:>7} {_num(sc['time_to_first_standby_s']):>9} "
-            f"{_num(sc['time_to_failback_s']):>10}"
+            f"{_num(sc['time_to_failback_s']):>10} {ramp_verdict(sc) or '-'}"
         )
         if sc["status"] == "skipped":
             print(f"    skipped: {sc['skip_reason']}")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from litellm_failover.drill.charts import MARKER_STYLE, deployment_colours, scenario_svg
+from litellm_failover.drill.ramp import ramp_verdict
 from litellm_failover.drill.report_css import CSS
 from litellm_failover.drill.report_schema import (
     COUNTS,
@@ -51,7 +52,7 @@ SCENARIO_KEYS = frozenset(
         "name", "title", "description", "status", "skip_reason", "failures", "deployments", "requests",
         "streams", "client_errors", "broken_streams", "resumed_streams", "error_samples", "latency_ms",
         "fault_at_s", "restored_at_s", "time_to_first_standby_s", "time_to_failback_s", "failback_shares",
-        "ramp_ok", "markers", "timeline", "events",
+        "ramp_ok", "ramp", "markers", "timeline", "events",
     )
 )  # fmt: skip
 NOT_MEASURED = "\u2014"  # em dash
@@ -204,7 +205,7 @@ def summary_cells(sc: Mapping[str, Any]) -> list[str]:
         fmt_count(sc["resumed_streams"]),
         fmt_seconds(sc["time_to_first_standby_s"]),
         fmt_seconds(sc["time_to_failback_s"]),
-        fmt_bool(sc["ramp_ok"]),
+        ramp_verdict(sc) or NOT_MEASURED,
         fmt_ms(latency.get("p50")),
         fmt_ms(latency.get("p99")),
     ]
@@ -223,7 +224,7 @@ def _summary(result: Mapping[str, Any], slugs: Mapping[str, str]) -> str:
             f"<td{_bad(sc['client_errors'])}>{cells[4]}</td>",
             f"<td{_bad(sc['broken_streams'])}>{cells[5]}</td>",
         ]
-        tds += [f"<td{_bad(c == 'no')}>{_e(c)}</td>" for c in cells[6:]]
+        tds += [f"<td{_bad(c in ('no', 'not measured (required)'))}>{_e(c)}</td>" for c in cells[6:]]
         rows.append(f'<tr data-scenario="{_e(sc["name"])}">{"".join(tds)}</tr>')
     body = "".join(rows) or f'<tr><td colspan="{len(SUMMARY_COLUMNS)}">no scenarios ran</td></tr>'
     return (
@@ -279,7 +280,7 @@ def _facts(sc: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         f'<span class="moment {_e(m["kind"])}">{_e(m["label"])} {fmt_seconds(m["t"])}</span>'
         for m in sorted(sc["markers"], key=lambda m: (m["t"] is None, m["t"] or 0.0))
     )
-    ramp = ramp_text(sc["failback_shares"])
+    ramp = step_text(sc["ramp"]["windows"]) if sc.get("ramp") else ramp_text(sc["failback_shares"])
     latency = sc["latency_ms"] or {}
     rows = [
         ("deployments", deps or NOT_MEASURED),
@@ -288,7 +289,7 @@ def _facts(sc: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         ("restored at", fmt_seconds(sc["restored_at_s"])),
         ("first request on standby", _after(sc["time_to_first_standby_s"], "the fault")),
         ("failback", _after(sc["time_to_failback_s"], "the restore")),
-        ("failback ramp", f"{ramp or NOT_MEASURED} (ramp ok: {fmt_bool(sc['ramp_ok'])})"),
+        ("failback ramp", f"{_e(ramp) or NOT_MEASURED} (ramp check: {_e(ramp_verdict(sc) or NOT_MEASURED)})"),
         (
             "traffic",
             f"{fmt_count(sc['requests'])} requests, {fmt_count(sc['streams'])} streams, "
@@ -304,6 +305,20 @@ def _facts(sc: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         if key not in SCENARIO_KEYS and (value is None or isinstance(value, str | int | float | bool))
     ]
     return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
+
+
+def step_text(windows: list[Mapping[str, Any]]) -> str:
+    """The judged windows, one per ramp step ("10 % step 2.26\u20132.36 s: 12 % of 17 answers")."""
+    parts = []
+    for w in windows:
+        name = f"{w['percent']:g} % step" if w["step"] else "before the first step"
+        seen = (
+            f"{round(w['share'] * 100)} % of {w['n']} answers"
+            if w["measured"]
+            else f"not measured ({w['n']} answers)"
+        )
+        parts.append(f"{name} {w['start']:.2f}\u2013{w['end']:.2f} s: {seen}")
+    return ", ".join(parts)
 
 
 def ramp_text(points: list[Mapping[str, Any]], max_runs: int = 12) -> str:

@@ -27,6 +27,7 @@ STATUSES = ("passed", "failed", "skipped")
 MARKER_KINDS = ("fault", "restore", "failover", "failback", "panic")
 COUNTS = ("requests", "streams", "client_errors", "broken_streams", "resumed_streams")
 SCENARIO_TIMES = ("fault_at_s", "restored_at_s", "time_to_first_standby_s", "time_to_failback_s")
+RAMP_VERDICTS = ("ok", "failed", "not measured")
 MAX_ERROR_SAMPLES = 5
 
 
@@ -120,6 +121,29 @@ def _json_ready(value: Any, path: str) -> None:
     raise _fail(path, f"a {type(value).__name__} cannot be written as JSON", value)
 
 
+def _ramp(ramp: Mapping[str, Any], path: str, ramp_ok: Any) -> None:
+    """The step-aligned ramp check: its verdict agrees with ``ramp_ok`` (null when not measured)."""
+    verdict = _get(ramp, "verdict", path)
+    _string(verdict, _join(path, "verdict"), choices=RAMP_VERDICTS)
+    if {"ok": True, "failed": False}.get(verdict) is not ramp_ok:
+        raise _fail(_join(path, "verdict"), f"does not agree with ramp_ok {ramp_ok!r}", verdict)
+    if not isinstance(_get(ramp, "required", path), bool):
+        raise _fail(_join(path, "required"), "expected true or false", ramp["required"])
+    for j, window in enumerate(_sequence(_get(ramp, "windows", path), _join(path, "windows"))):
+        wpath = _join(_join(path, "windows"), j)
+        window = _mapping(window, wpath)
+        for key in ("start", "end", "percent"):
+            _number(_get(window, key, wpath), _join(wpath, key), nullable=False)
+        _count(_get(window, "n", wpath), _join(wpath, "n"))
+        share = _get(window, "share", wpath)
+        _number(share, _join(wpath, "share"), minimum=0)
+        if share is not None and share > 1:
+            raise _fail(_join(wpath, "share"), "expected a fraction between 0 and 1", share)
+        for key in ("step", "measured"):
+            if not isinstance(_get(window, key, wpath), bool):
+                raise _fail(_join(wpath, key), "expected true or false", window[key])
+
+
 def validate(result: Any) -> None:
     """Raise :class:`DrillReportError` (a ValueError) naming the first bad key path, else return."""
     top = _mapping(result, "")
@@ -200,6 +224,8 @@ def _scenario(sc: Mapping[str, Any], path: str) -> None:
     ramp_ok = _get(sc, "ramp_ok", path)
     if ramp_ok is not None and not isinstance(ramp_ok, bool):
         raise _fail(_join(path, "ramp_ok"), "expected true, false or null", ramp_ok)
+    if sc.get("ramp") is not None:  # optional: reports written before the step-aligned check lack it
+        _ramp(_mapping(sc["ramp"], _join(path, "ramp")), _join(path, "ramp"), ramp_ok)
     for j, marker in enumerate(_sequence(_get(sc, "markers", path), _join(path, "markers"))):
         mpath = _join(_join(path, "markers"), j)
         marker = _mapping(marker, mpath)

@@ -20,7 +20,7 @@ from litellm_failover.drill.profiles import RAMP_STEPS, STEP_INTERVAL_S
 from litellm_failover.drill.progress import Progress
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.drill.scenarios import Scenario, ScenarioContext
-from litellm_failover.drill.timeline import Phases, first_answer_by, share_in
+from litellm_failover.drill.shares import Phases, first_answer_by, share_in
 
 # Phase lengths at --duration-scale 1 (seconds).
 WARM_S = 3.0

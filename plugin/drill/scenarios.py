@@ -79,6 +79,9 @@ class Scenario:
     failback: bool = True
     # The failback must follow the configured ramp (plugin profile): checked from events and shares.
     check_ramp: bool = False
+    # With check_ramp: a ramp the check could not see ("not measured") fails the scenario, rather
+    # than being reported as not measured only.
+    ramp_required: bool = False
     # Plugin goal: the first standby answer within this many seconds of the fault.
     max_standby_s: float | None = None
     # Plugin profile: the faulted node's share must drop (degrade before eject) without failures.
@@ -157,6 +160,7 @@ SCENARIOS: dict[str, Scenario] = {
             _kill_p1,
             _restart_p1,
             check_ramp=True,
+            ramp_required=True,
             max_standby_s=1.0,
         ),
         Scenario(

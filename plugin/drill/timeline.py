@@ -2,10 +2,8 @@
 
 Times are seconds since the scenario's load started. Traffic is attributed to the moment a
 request was sent (the routing decision), errors and broken streams to the moment the client saw
-them. The ramp check reads the plugin's ``failback_step`` events for the step times and compares
-the restored node's measured share inside each step window against the step's percent, with a
-tolerance (the larger of 15 points and four binomial standard errors at that window's count),
-because a share measured on tens of requests is noisy.
+them. The ramp check is ``litellm_failover.drill.ramp``'s; the shared measurements are in
+``litellm_failover.drill.shares``.
 """
 
 from __future__ import annotations
@@ -13,27 +11,17 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from litellm_failover.drill.load import Outcome
+from litellm_failover.drill.ramp import check_ramp, plain_ramp_ok, ramp_not_measured
 from litellm_failover.drill.scenarios import Scenario
+from litellm_failover.drill.shares import BUCKET_S, Phases, failback_shares, first_answer_by, share_in
 
-BUCKET_S = 0.5
 ERROR_SAMPLES = 5
-SHARE_TOLERANCE = 0.15
-WINDOW_MARGIN_S = 0.2
 # Degrade before eject: under pressure the node's share must fall below this fraction of before.
 SHARE_DROP_RATIO = 0.5
 DETECTION_GRACE_S = 1.5
-MIN_STEP_REQUESTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Phases:
-    fault_at: float
-    restored_at: float
-    end_at: float
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -66,119 +54,6 @@ def build_timeline(outcomes: Sequence[Outcome], nodes: Sequence[str], end_at: fl
         "errors": errors,
         "broken": broken,
     }
-
-
-def share_in(outcomes: Sequence[Outcome], node: str, start: float, end: float) -> tuple[float | None, int]:
-    """The node's share of the answers sent in [start, end), and how many answers that was."""
-    window = [o for o in outcomes if o.ok and start <= o.start < end]
-    if not window:
-        return None, 0
-    return sum(o.served_by == node for o in window) / len(window), len(window)
-
-
-def first_answer_by(
-    outcomes: Sequence[Outcome], node: str, after: float, *, sent_after: bool = False
-) -> float | None:
-    """Seconds from ``after`` to the first byte ``node`` sent in a good answer after it.
-
-    A stream continued on ``node`` counts from ``node``'s own first chunk. ``sent_after``: only
-    requests sent after ``after`` (a failback is a routing decision; a request held by a hung
-    node and released at the restore is not one).
-    """
-    times = [
-        o.first_byte_by[node]
-        for o in outcomes
-        if o.ok and node in o.first_byte_by and (not sent_after or o.start >= after)
-    ]
-    later = [t for t in times if t >= after]
-    return round(min(later) - after, 3) if later else None
-
-
-def failback_shares(outcomes: Sequence[Outcome], node: str, phases: Phases) -> list[dict[str, float]]:
-    shares = []
-    t = phases.restored_at
-    while t < phases.end_at:
-        share, n = share_in(outcomes, node, t, t + BUCKET_S)
-        if share is not None:
-            shares.append({"t": round(t, 3), "share": round(share, 3), "n": n})
-        t += BUCKET_S
-    return shares
-
-
-def _tolerance(p: float, n: int) -> float:
-    return max(SHARE_TOLERANCE, 4 * math.sqrt(max(p * (1 - p), 0.0025) / max(n, 1)))
-
-
-def check_ramp(
-    outcomes: Sequence[Outcome],
-    node: str,
-    phases: Phases,
-    events: Sequence[dict[str, Any]],
-    steps: Sequence[float],
-) -> tuple[bool, list[str]]:
-    """Did the failback follow the configured steps? (ok, failure sentences)."""
-    all_steps = [
-        e for e in events if e["type"] == "failback_step" and phases.fault_at <= e["t"] <= phases.end_at
-    ]
-    # A ramp aborted on errors starts again from step 1 later: judge the last ramp, whole.
-    starts = [i for i, e in enumerate(all_steps) if e.get("step", 1 if i == 0 else 0) == 1]
-    first = starts[-1] if starts else 0
-    step_events, earlier = all_steps[first:], all_steps[:first]
-    seen = [float(e.get("percent") or 0) for e in step_events]
-    problems: list[str] = []
-    if not step_events:
-        first_answer = first_answer_by(outcomes, node, phases.restored_at, sent_after=True)
-        if first_answer is not None:
-            problems.append(
-                f"{node} served again {first_answer:.2f} s after the restore "
-                "with no failback ramp step recorded"
-            )
-        else:
-            problems.append(
-                f"no failback ramp step was recorded before the scenario ended ({node} never served)"
-            )
-        return False, problems
-    configured = [float(s) for s in steps]
-    if seen != configured and seen == configured[: len(seen)]:
-        problems.append(
-            f"the failback ramp had reached only {', '.join(f'{p:g}%' for p in seen)} of "
-            f"{', '.join(f'{p:g}%' for p in steps)} when the scenario ended"
-        )
-    elif seen != configured:
-        problems.append(
-            f"the failback ramp took steps {', '.join(f'{p:g}%' for p in seen)} instead of the configured "
-            f"{', '.join(f'{p:g}%' for p in steps)}"
-        )
-    bounds = [e["t"] for e in step_events] + [phases.end_at]
-    # Before the ramp the node gets nothing, unless an earlier (aborted) ramp let it in.
-    windows = (
-        [] if earlier and earlier[-1]["t"] >= phases.restored_at else [(phases.restored_at, bounds[0], 0.0)]
-    )
-    windows += [(bounds[i], bounds[i + 1], seen[i] / 100) for i in range(len(step_events))]
-    for start, end, expected in windows:
-        if expected >= 1.0:
-            continue  # the last step: any share up to all of it is right
-        share, n = share_in(outcomes, node, start + WINDOW_MARGIN_S, end - WINDOW_MARGIN_S)
-        if share is None or n < MIN_STEP_REQUESTS:
-            continue
-        tolerance = _tolerance(expected, n)
-        if share > expected + tolerance:
-            problems.append(
-                f"{node} got {share:.0%} of {n} answers while the ramp was at {expected:.0%} "
-                f"(tolerance {tolerance:.0%}): a jump ahead of the configured steps"
-            )
-    return not problems, problems
-
-
-def plain_ramp_ok(outcomes: Sequence[Outcome], node: str, phases: Phases) -> bool | None:
-    """Without ramp events: did the node come back gradually? A jump is 80 % or more of the
-    answers in the bucket of its first answer or the next one (the first bucket may straddle
-    the moment it came back, so it alone would understate the jump)."""
-    shares = [entry["share"] for entry in failback_shares(outcomes, node, phases)]
-    for i, share in enumerate(shares):
-        if share > 0:
-            return max(shares[i : i + 2]) < 0.8
-    return None
 
 
 def summarize_errors(outcomes: Sequence[Outcome]) -> list[str]:
@@ -237,10 +112,14 @@ def analyse(
     if broken:
         failures.append(f"{broken} stream(s) broke after delivering text")
     ramp_ok: bool | None = None
+    ramp: dict[str, Any] | None = None
     if scenario.check_ramp:
         if profile == "plugin":
-            ramp_ok, problems = check_ramp(outcomes, restored, phases, events, ramp_steps)
-            failures += problems
+            check = check_ramp(outcomes, restored, phases, events, ramp_steps)
+            ramp_ok, failures = check.ok, failures + check.problems
+            if check.verdict == "not measured" and scenario.ramp_required:
+                failures.append(ramp_not_measured(check))
+            ramp = {"verdict": check.verdict, "required": scenario.ramp_required, "windows": check.windows}
         else:
             ramp_ok = plain_ramp_ok(outcomes, restored, phases)
     if profile == "plugin" and scenario.max_standby_s is not None:
@@ -291,6 +170,7 @@ def analyse(
         "time_to_failback_s": failback_s,
         "failback_shares": failback_shares(outcomes, restored, phases) if scenario.failback else [],
         "ramp_ok": ramp_ok,
+        "ramp": ramp,
         "markers": markers,
         "timeline": build_timeline(outcomes, nodes, phases.end_at),
         "events": list(events),

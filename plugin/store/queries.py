@@ -8,7 +8,7 @@ the running plugin also makes through the writer's engine, are in ``store.conver
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +58,21 @@ async def list_deployment_states(url: str | URL) -> list[dict[str, Any]]:
     """Every deployment's latest recorded state, ordered by model group then deployment."""
     table = deployment_state_table
     query = select(table).order_by(table.c.model_group, table.c.deployment_id)
+    async with _reading(url) as connection:
+        rows = (await connection.execute(query)).mappings().all()
+    return [dict(row) for row in rows]
+
+
+async def list_traffic_events(url: str | URL, event_types: Sequence[str]) -> list[dict[str, Any]]:
+    """Every event of ``event_types`` (the switching events that say whether a deployment is
+    drained, held or ramping), oldest first. These are operator actions and failbacks, so they are
+    few, and retention bounds them; ``litellm-failover status`` folds them into one word each."""
+    table = events_table
+    query = (
+        select(table)
+        .where(table.c.event_type.in_(list(event_types)))
+        .order_by(table.c.created_at, table.c.id)
+    )
     async with _reading(url) as connection:
         rows = (await connection.execute(query)).mappings().all()
     return [dict(row) for row in rows]
