@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 from factories import message, session
-from sqlalchemy import text
 from test_store_writer import event, state
 
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.buffers import SessionBuffer
 from litellm_failover.store.conversations import load_messages, load_session
-from litellm_failover.store.engine import create_engine
 from litellm_failover.store.queries import list_deployment_states, list_events
 from litellm_failover.store.rows import jsonable
 from litellm_failover.store.writer import StoreWriter
@@ -56,7 +54,10 @@ async def test_nul_and_non_finite_values_are_stored_clean_in_every_table(store_u
         assert writer.stats()["written"] == 5 and writer.stats()["messages_written"] == 2
     events = await list_events(store_url)
     assert [e["reason"] for e in events] == ["r0", "upstream said \ufffd here", "r2", "r3", "r4"]
-    assert events[1]["details"] == {"error": "upstream said \ufffd here", "k\ufffdey": ["upstream said \ufffd here"]}
+    assert events[1]["details"] == {
+        "error": "upstream said \ufffd here",
+        "k\ufffdey": ["upstream said \ufffd here"],
+    }
     assert events[3]["details"] == {"nan": "NaN", "inf": "Infinity", "deep": ["-Infinity"]}
     assert events[4]["deployment_id"] == "p\ufffdq"
     states = {s["deployment_id"]: s for s in await list_deployment_states(store_url)}
@@ -125,7 +126,7 @@ def test_session_buffer_is_bounded_and_counts_its_drops() -> None:
     assert buffer.add(session("a", turns=2))  # merges into a held row: no new entry
     assert not buffer.add(session("c"))
     assert (len(buffer), buffer.dropped) == (2, 1)
-    seq, taken = buffer.take()
+    seq, _ = buffer.take()
     assert not buffer.add(session("d"))  # rows being written still count
     buffer.settle(seq, written=True)
     assert buffer.add(session("d")) and buffer.dropped == 2
@@ -154,15 +155,14 @@ async def test_a_new_sqlite_file_is_readable_by_its_owner_only(tmp_path: Path) -
             assert await writer.flush(timeout=5)
         assert mode(path) == 0o600
         # Journal files take the database file's mode (SQLite's rule): WAL's -wal and -shm too.
-        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        connection = sqlite3.connect(path)
         try:
-            async with engine.connect() as connection:
-                await connection.execute(text("PRAGMA journal_mode=WAL"))
-                await connection.execute(text("DELETE FROM failover_events"))
-                await connection.commit()
-                extra: dict[str, Any] = {n: mode(Path(f"{path}{n}")) for n in ("-wal", "-shm")}
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("DELETE FROM failover_events")
+            connection.commit()
+            extra = {n: mode(Path(f"{path}{n}")) for n in ("-wal", "-shm")}
         finally:
-            await engine.dispose()
+            connection.close()
         assert extra == {"-wal": 0o600, "-shm": 0o600}
     finally:
         os.umask(old)
