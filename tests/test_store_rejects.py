@@ -21,6 +21,7 @@ from test_store_writer import event, state
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.buffers import SessionBuffer
 from litellm_failover.store.conversations import load_messages, load_session
+from litellm_failover.store.migrate import upgrade_database
 from litellm_failover.store.queries import list_deployment_states, list_events
 from litellm_failover.store.rows import jsonable
 from litellm_failover.store.writer import StoreWriter
@@ -176,3 +177,13 @@ async def test_an_existing_sqlite_file_keeps_its_mode(tmp_path: Path) -> None:
         writer.submit_event(event(0))
         assert await writer.flush(timeout=5)
     assert mode(path) == 0o640
+
+
+async def test_db_upgrade_creates_the_sqlite_file_owner_only_too(tmp_path: Path) -> None:
+    path = tmp_path / "cli" / "store.db"
+    old = os.umask(0o022)
+    try:
+        await upgrade_database(f"sqlite+aiosqlite:///{path}")
+    finally:
+        os.umask(old)
+    assert mode(path) == 0o600

@@ -133,6 +133,13 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
+def ensure_sqlite_directory(url: URL) -> None:
+    """Create the SQLite file's directory: SQLite creates the file, never its directory."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def ensure_sqlite_file(url: URL) -> None:
     """Create the SQLite file's directory (SQLite never does) and the file itself, readable and
     writable by its owner only (0600).
@@ -145,7 +152,7 @@ def ensure_sqlite_file(url: URL) -> None:
     path = sqlite_path(url)
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_directory(url)
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
@@ -191,7 +198,7 @@ def _server_settings(query: dict[str, Any]) -> tuple[dict[str, str], dict[str, A
 def create_engine(url: str | URL, *, create_directory: bool = True) -> AsyncEngine:
     """An async engine for the store; no I/O happens here (the first connection is lazy).
 
-    ``create_directory`` makes the SQLite file (owner-only) and its directory; readers pass False and call
+    ``create_directory`` makes the SQLite file's parent directory; readers pass False and call
     ``require_sqlite_file`` instead, so a typo never leaves an empty database behind.
     """
     parsed = parse_url(url)
@@ -209,7 +216,7 @@ def create_engine(url: str | URL, *, create_directory: bool = True) -> AsyncEngi
         kwargs.update(connect_args=connect_args, pool_pre_ping=True, pool_size=2, max_overflow=4)
         return create_async_engine(parsed, **kwargs)
     if create_directory:
-        ensure_sqlite_file(parsed)
+        ensure_sqlite_directory(parsed)
     engine = create_async_engine(parsed, **kwargs)
     _make_sqlite_transactional(engine)
     return engine
