@@ -13,11 +13,14 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from factories import message, session
+from prometheus_client import CollectorRegistry, generate_latest
 from test_store_writer import event, state
 
+from litellm_failover.metrics import PluginCollector
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.buffers import SessionBuffer
 from litellm_failover.store.conversations import load_messages, load_session
@@ -140,6 +143,10 @@ async def test_the_writer_drops_sessions_over_its_bound_and_says_so(tmp_path: Pa
         writer.submit_session(session(name))
     stats = writer.stats()
     assert (stats["queued_sessions"], stats["sessions_dropped"]) == (3, 2)
+    registry = CollectorRegistry()  # the metric: the other sections fail on this bare source
+    registry.register(PluginCollector(SimpleNamespace(writer=writer)))  # type: ignore[arg-type]
+    scraped = generate_latest(registry).decode()
+    assert 'litellm_failover_writer_dropped_rows_total{kind="sessions"} 2.0' in scraped
     await writer.stop(timeout=0.1)
 
 
