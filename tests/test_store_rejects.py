@@ -22,11 +22,14 @@ from test_store_writer import event, state
 
 from litellm_failover.metrics import PluginCollector
 from litellm_failover.settings import WriterSettings
+from litellm_failover.store.batches import is_row_error
 from litellm_failover.store.buffers import SessionBuffer
 from litellm_failover.store.conversations import load_messages, load_session
+from litellm_failover.store.engine import create_engine
 from litellm_failover.store.migrate import upgrade_database
 from litellm_failover.store.queries import list_deployment_states, list_events
-from litellm_failover.store.rows import jsonable
+from litellm_failover.store.rows import event_row, jsonable
+from litellm_failover.store.statements import insert_events
 from litellm_failover.store.writer import StoreWriter
 
 pytest_plugins = ["services", "store_fixtures"]
@@ -194,3 +197,19 @@ async def test_db_upgrade_creates_the_sqlite_file_owner_only_too(tmp_path: Path)
     finally:
         os.umask(old)
     assert mode(path) == 0o600
+
+
+async def test_a_non_finite_number_that_skipped_the_rows_is_refused_not_written(store_url: str) -> None:
+    """The engine's JSON serialiser is strict too: such a value fails to bind (a row error, so
+    rejected alone) instead of reaching the table as ``NaN``."""
+    await upgrade_database(store_url)
+    engine = create_engine(store_url)
+    try:
+        row = event_row(event(0)) | {"details": {"x": math.nan}}
+        with pytest.raises(Exception) as raised:
+            async with engine.begin() as connection:
+                await connection.execute(insert_events(engine.dialect.name), [row])
+        assert is_row_error(raised.value)
+    finally:
+        await engine.dispose()
+    assert await list_events(store_url) == []
