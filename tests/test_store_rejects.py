@@ -8,6 +8,7 @@ table behind it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sqlite3
@@ -213,3 +214,16 @@ async def test_a_non_finite_number_that_skipped_the_rows_is_refused_not_written(
     finally:
         await engine.dispose()
     assert await list_events(store_url) == []
+
+
+async def test_a_value_the_driver_cannot_bind_is_rejected_alone(store_url: str) -> None:
+    """A position past any integer column: sqlite3 raises a bare OverflowError, asyncpg a
+    client-side DataError wrapped as an InterfaceError; both were taken for an outage."""
+    async with StoreWriter(store_url, FAST) as writer:
+        writer.submit_message(message("a", 0))
+        writer.submit_message(dataclasses.replace(message("a", 1), seq=2**70))
+        writer.submit_message(message("a", 2))
+        assert await writer.flush(timeout=10)
+        assert_never_an_outage(writer)
+        assert (writer.stats()["messages_written"], writer.stats()["rejected"]) == (2, 1)
+    assert [m.seq for m in await load_messages(store_url, "a")] == [0, 2]
