@@ -165,7 +165,7 @@ async def test_sessions_submitted_from_threads_while_writing_are_counted_once(tm
 
 
 def test_session_buffer_puts_a_failed_write_back_in_front() -> None:
-    buffer = SessionBuffer()
+    buffer = SessionBuffer(max_rows=10)
     buffer.add(session("a", turns=1, at=T0))
     buffer.add(session("b", turns=1, at=T0))
     seq, taken = buffer.take()

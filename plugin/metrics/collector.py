@@ -51,7 +51,7 @@ STATES = tuple(state.value for state in HealthState)
 # writer.stats() key -> the ``kind`` label of the writer's row counters.
 _WRITTEN = {"written": "events", "states_written": "states", "sessions_written": "sessions"}
 _WRITTEN["messages_written"] = "messages"
-_DROPPED = {"dropped": "events", "messages_dropped": "messages"}
+_DROPPED = {"dropped": "events", "messages_dropped": "messages", "sessions_dropped": "sessions"}
 
 
 class MetricsSource(Protocol):

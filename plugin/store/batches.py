@@ -32,11 +32,41 @@ logger = logging.getLogger("litellm_failover.store")
 _IDENT_FIELDS = ("event_id", "deployment_id", "session_id", "seq")  # how a refused row is named
 
 
-def _is_row_error(exc: BaseException) -> bool:
-    """The database refused these rows (retrying cannot help), as opposed to being unreachable."""
+_ROW_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    """The server's SQLSTATE, where the driver gives one (asyncpg does; sqlite3 does not)."""
+    for error in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(error, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """The database refused these rows for their content (retrying cannot help), as opposed to
+    being unreachable.
+
+    SQLAlchemy maps only some driver errors to ``DataError`` / ``IntegrityError``: asyncpg's
+    data exceptions (a NUL in text, ``NaN`` in ``jsonb``, an integer out of range) arrive as a
+    plain ``DBAPIError``, which used to be taken for an outage and retried forever. So the
+    SQLSTATE class decides where there is one (22 and 23 are the row's fault); a value that
+    could not even be bound (not JSON serialisable, out of the driver's range) is the row's fault
+    too, whether the driver raised it (asyncpg's client-side ``DataError`` is a ``ValueError``,
+    sqlite3 raises ``OverflowError``) or SQLAlchemy's bind processing did (``StatementError``).
+    """
     if isinstance(exc, (DataError, IntegrityError)):
         return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+    if isinstance(exc, DBAPIError):
+        code = _sqlstate(exc)
+        if code is not None:
+            return code[:2] in _ROW_SQLSTATE_CLASSES
+        cause = getattr(exc.orig, "__cause__", None)
+        return isinstance(cause, (ValueError, TypeError, OverflowError))
+    if isinstance(exc, StatementError):
+        return True
+    return isinstance(exc, (ValueError, TypeError, OverflowError))
 
 
 class TableWriter:
@@ -95,24 +125,23 @@ class TableWriter:
             return
         seq, taken = self._states.take()
         values = self._convert([row for _, row in taken.values()], state_row, "deployment state")
-        await self._execute(engine, upsert_states(engine.dialect.name), values, "deployment state")
+        written = await self._execute(engine, upsert_states(engine.dialect.name), values, "deployment state")
         self._states.settle(seq, taken)
-        self.states_written += len(taken)
+        self.states_written += written
 
     async def _write_sessions(self, engine: AsyncEngine) -> None:
         seq, taken = self._sessions.take()
-        written = False
+        written = None
         try:
             if taken:
                 values = self._convert(taken, lambda e: session_row(e.row, e.created_at), "session")
-                await self._execute(engine, upsert_sessions(engine.dialect.name), values, "session")
-            written = True
+                written = await self._execute(engine, upsert_sessions(engine.dialect.name), values, "session")
         finally:
             # Unreachable (or cancelled at shutdown): the turns go back for the next attempt. If
             # the one-by-one fallback had already committed some rows, those turns count twice:
             # that takes a refused row and an outage in the same write, and costs a turn count.
-            self._sessions.settle(seq, written=written)
-        self.sessions_written += len(taken)
+            self._sessions.settle(seq, written=written is not None or not taken)
+        self.sessions_written += written or 0
 
     async def _write_events(self, engine: AsyncEngine, batch: list[FailoverEvent]) -> int:
         rows = self._convert(batch, event_row, "event")
@@ -144,7 +173,7 @@ class TableWriter:
                 await connection.execute(stmt, rows)
             return len(rows)
         except Exception as exc:
-            if not _is_row_error(exc):
+            if not is_row_error(exc):
                 raise
         written = 0
         for row in rows:
@@ -153,7 +182,7 @@ class TableWriter:
                     await connection.execute(stmt, [row])
                 written += 1
             except Exception as exc:
-                if not _is_row_error(exc):
+                if not is_row_error(exc):
                     raise
                 self._reject(kind, row, exc)
         return written

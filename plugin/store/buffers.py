@@ -9,7 +9,10 @@ across I/O.
 Why two shapes: events and messages are facts, each one kept, in order, and bounded because
 memory is all that protects the proxy while the database is away. Session rows are counters:
 only the sum of the turns and the latest pin matter, so rows for one (session, group) merge into
-one until written, which also bounds them by the number of live sessions. Deployment states are
+one until written. That bounds them by the number of live sessions, which a client inventing a
+session id per request makes unbounded, so the map has a row bound too: a row that would add an
+entry past it is dropped and counted (one that merges into a held entry is always taken).
+Deployment states are
 coalesced per deployment because only the latest one is worth a write.
 """
 
@@ -124,23 +127,31 @@ class SessionBuffer:
     counts submissions and ``done`` is the highest ``seq`` known persisted (what ``flush`` waits on).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
         self._rows: dict[tuple[str, str], PendingSession] = {}
         self._in_flight: list[PendingSession] = []
         self._lock = threading.Lock()
         self.seq = 0
         self.done = 0
+        self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._rows) + len(self._in_flight)
 
-    def add(self, row: SessionRow) -> None:
+    def add(self, row: SessionRow) -> bool:
+        """Merge or hold ``row``; False (counted in ``dropped``) when it needs a new entry and
+        ``max_rows`` entries, those being written included, are held already."""
         entry = PendingSession(created_at=row.updated_at, row=row)
         key = (row.session_id, row.model_group)
         with self._lock:
-            self.seq += 1
             current = self._rows.get(key)
+            if current is None and len(self._rows) + len(self._in_flight) >= self.max_rows:
+                self.dropped += 1
+                return False
+            self.seq += 1
             self._rows[key] = entry if current is None else merge_sessions(current, entry)
+            return True
 
     def take(self) -> tuple[int, list[PendingSession]]:
         """Everything unwritten, and the ``seq`` it covers; one ``take`` at a time."""

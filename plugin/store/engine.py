@@ -14,6 +14,9 @@ The schema must exist; the tables and the migration version table are created in
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import re
 import shlex
 from collections.abc import AsyncIterator
@@ -32,6 +35,10 @@ _CONNECT_TIMEOUT_S = 10.0  # asyncpg waits 60 s by default; a writer retrying sh
 _ASYNC_DRIVERS = {"postgresql": "asyncpg", "sqlite": "aiosqlite"}
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)[^@\s]+@")
 _CLASS_PREFIX = re.compile(r"^<class '[\w.]+'>:\s*")
+_STRICT_JSON = functools.partial(json.dumps, allow_nan=False)
+"""JSON columns are written without NaN/Infinity: PostgreSQL's ``jsonb`` refuses them and other
+readers of the tables would choke on them. ``store.rows`` replaces them first; a value that
+still holds one fails to bind and is rejected alone, never written."""
 
 
 class StoreError(Exception):
@@ -133,6 +140,25 @@ def ensure_sqlite_directory(url: URL) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def ensure_sqlite_file(url: URL) -> None:
+    """Create the SQLite file's directory (SQLite never does) and the file itself, readable and
+    writable by its owner only (0600).
+
+    The file holds conversations and upstream error text: SQLite would create it with the
+    process's umask (usually world-readable). Its ``-journal``, ``-wal`` and ``-shm`` files take
+    the database file's mode (SQLite's own rule), so they follow. An existing file keeps its
+    mode: an operator who chose one (a group that backs it up) is not overruled.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    ensure_sqlite_directory(url)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 def require_sqlite_file(url: URL) -> None:
     """Fail clearly instead of letting a reader create an empty database at a mistyped path."""
     path = sqlite_path(url)
@@ -176,7 +202,7 @@ def create_engine(url: str | URL, *, create_directory: bool = True) -> AsyncEngi
     ``require_sqlite_file`` instead, so a typo never leaves an empty database behind.
     """
     parsed = parse_url(url)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"json_serializer": _STRICT_JSON}
     if parsed.get_backend_name() == "postgresql":
         settings, rest = _server_settings(dict(parsed.query))
         settings.setdefault("application_name", APPLICATION_NAME)

@@ -30,7 +30,13 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import litellm_failover.migrations as _migrations
-from litellm_failover.store.engine import StoreError, create_engine, parse_url, require_sqlite_file
+from litellm_failover.store.engine import (
+    StoreError,
+    create_engine,
+    ensure_sqlite_file,
+    parse_url,
+    require_sqlite_file,
+)
 from litellm_failover.store.models import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(_migrations.__file__).resolve().parent
@@ -108,11 +114,13 @@ async def upgrade_engine(engine: AsyncEngine, revision: str = "head", *, allow_n
 async def upgrade_database(url: str | URL, revision: str = "head") -> None:
     """``alembic upgrade head`` against any supported async URL.
 
-    ``sqlite+aiosqlite:///path`` (the file's directory is created) or
-    ``postgresql+asyncpg://user:pw@host/db``; a schema goes on the URL as
+    ``sqlite+aiosqlite:///path`` (the file and its directory are created, the file owner-only)
+    or ``postgresql+asyncpg://user:pw@host/db``; a schema goes on the URL as
     ``?options=-csearch_path%3Dmyschema`` (see ``litellm_failover.store.engine``).
     """
-    engine = create_engine(url)
+    parsed = parse_url(url)
+    ensure_sqlite_file(parsed)
+    engine = create_engine(parsed)
     try:
         await upgrade_engine(engine, revision, allow_newer=False)
     finally:

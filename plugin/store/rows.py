@@ -2,8 +2,11 @@
 
 The writer converts at flush time, off the hot path. Conversion never trusts its input: a row the
 database would refuse forever (an over-long id, details that are not JSON, text PostgreSQL cannot
-store) would otherwise be retried and then rejected, so values are clipped to their column, details
-are forced through JSON and message text is made storable.
+store) would otherwise be rejected and lost, so values are clipped to their column, every text (ids,
+reasons, message text, the keys and strings inside JSON) is made storable, and JSON is made
+strict: NaN and +/-Infinity, which ``json.dumps`` writes by default and PostgreSQL's ``jsonb``
+refuses, become the strings "NaN", "Infinity" and "-Infinity" (strings rather than null, so the
+audit trail still says what the upstream reported). Counts are kept within a 32-bit column.
 
 Conversation rows arrive with the product's content rules already applied (``content`` is None
 when storing content is off or the message is over ``max_message_chars``); the checks here are a
@@ -13,6 +16,7 @@ last line of defence, not the policy.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -26,9 +30,15 @@ marked truncated. Far above any sensible ``max_message_chars``; it only guards t
 the writer's memory) against a producer that skipped the cap."""
 
 
+MAX_COUNT = 2**31 - 1
+"""The largest value an ``Integer`` column holds on PostgreSQL."""
+
+
 def _text(value: Any) -> Any:
     if isinstance(value, Enum):
-        return value.value
+        value = value.value
+    if isinstance(value, str):
+        return storable_text(value)
     return value
 
 
@@ -47,7 +57,7 @@ def _count(value: Any) -> int | None:
         number = int(value)
     except (TypeError, ValueError):
         return None
-    return max(number, 0)
+    return min(max(number, 0), MAX_COUNT)
 
 
 def storable_text(text: str) -> str:
@@ -62,12 +72,29 @@ def storable_text(text: str) -> str:
     return text
 
 
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _strict_json(value: Any) -> Any:
+    """``value`` (already through a JSON round trip) with storable strings and finite numbers."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else _NON_FINITE[value]
+    if isinstance(value, dict):
+        return {storable_text(key): _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(item) for item in value]
+    return value
+
+
 def jsonable(value: Any) -> Any:
-    """A JSON-safe copy: unknown types become strings, and anything unencodable a marker."""
+    """A strict JSON-safe copy: unknown types become strings, NUL and lone surrogates U+FFFD,
+    non-finite numbers strings, and anything unencodable a marker."""
     try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return {"unserialisable": repr(value)[:200]}
+        return _strict_json(json.loads(json.dumps(value, default=str)))
+    except (TypeError, ValueError, RecursionError):
+        return {"unserialisable": storable_text(repr(value)[:200])}
 
 
 def event_row(event: FailoverEvent) -> dict[str, Any]:
@@ -94,7 +121,7 @@ def state_row(row: DeploymentStateRow) -> dict[str, Any]:
         "reason": _text(row.reason) or "",
         "instance_id": _clip(row.instance_id) or "",
         "checks": jsonable(row.checks or {}),
-        "ejection_count": int(row.ejection_count or 0),
+        "ejection_count": _count(row.ejection_count) or 0,
         "updated_at": row.updated_at,
     }
 

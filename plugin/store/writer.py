@@ -4,8 +4,8 @@ The hot path calls ``submit_event`` / ``submit_state`` / ``submit_session`` / ``
 synchronous, O(1), no I/O, no lock held across anything slow, never raising. Rows wait in
 buffers (``store.buffers``); one background task writes them in batches, in submission order per
 table. When the database is away, rows are kept (up to ``max_buffer`` events and, separately,
-``max_buffer`` messages; more are dropped and counted, because memory is the only thing protecting
-the proxy then) and written once it returns. Shutdown flushes, within a deadline.
+``max_buffer`` messages and ``max_buffer`` sessions; more are dropped and counted, because memory
+is the only thing protecting the proxy then) and written once it returns. Shutdown flushes, within a deadline.
 
 Why this shape: a proxy must keep serving while its audit database restarts, and a request must
 never wait for SQL (design principle 7). Deployment states are coalesced per deployment because
@@ -43,7 +43,7 @@ from litellm_failover.store.buffers import (
     StateBuffer,
     message_weight,
 )
-from litellm_failover.store.engine import create_engine, ensure_sqlite_directory, parse_url
+from litellm_failover.store.engine import create_engine, ensure_sqlite_file, parse_url
 from litellm_failover.store.migrate import upgrade_engine
 from litellm_failover.store.outage import DatabaseOutage
 from litellm_failover.wakeups import RateLimit
@@ -84,7 +84,7 @@ class StoreWriter:
             self._settings.max_buffer, message_buffer_chars, message_weight
         )
         self._states = StateBuffer()
-        self._sessions = SessionBuffer()
+        self._sessions = SessionBuffer(self._settings.max_buffer)
         self._tables = TableWriter(
             self._url,
             self._settings.batch_size,
@@ -109,6 +109,7 @@ class StoreWriter:
         self._drop_logs = {
             "events": RateLimit(_DROP_LOG_INTERVAL_S),
             "messages": RateLimit(_DROP_LOG_INTERVAL_S),
+            "sessions": RateLimit(_DROP_LOG_INTERVAL_S),
         }
 
     # ------------------------------------------------------------------ hot path
@@ -124,11 +125,15 @@ class StoreWriter:
         """
         return self._offer(self._messages, row, "messages")
 
-    def submit_session(self, row: SessionRow) -> None:
+    def submit_session(self, row: SessionRow) -> bool:
         """Queue a session's turns and pin; unwritten rows of the same (session, group) merge,
-        their turns summed. Never dropped: the map holds one entry per live session."""
-        self._sessions.add(row)
+        their turns summed. False when dropped: a new session while ``max_buffer`` sessions
+        wait (the database is away, or a client invents a session id per request)."""
+        if not self._sessions.add(row):
+            self._log_drop(self._sessions, "sessions")
+            return False
         self._worker.wake()
+        return True
 
     def _offer(self, queue: RowQueue[Any], row: Any, kind: str) -> bool:
         if self._stopped:
@@ -146,7 +151,7 @@ class StoreWriter:
         self._states.add(row)
         self._worker.wake()
 
-    def _log_drop(self, queue: RowQueue[Any], kind: str) -> None:
+    def _log_drop(self, queue: RowQueue[Any] | SessionBuffer, kind: str) -> None:
         limit = self._drop_logs[kind]
         if limit.allow():
             held = limit.suppressed
@@ -155,7 +160,7 @@ class StoreWriter:
                 why = "the writer is stopped"
             else:
                 size = f"{len(queue)} rows"
-                if queue.max_weight is not None:
+                if isinstance(queue, RowQueue) and queue.max_weight is not None:
                     size += f", {queue.weight:,} of at most {queue.max_weight:,} characters"
                 why = f"buffer full ({size}, database {self._database.safe_url}: "
                 why += f"{self._database.last_error or 'writes slower than submissions'})"
@@ -301,6 +306,7 @@ class StoreWriter:
             "messages_written": tables.messages_written,
             "dropped": self._events.dropped,
             "messages_dropped": self._messages.dropped,
+            "sessions_dropped": self._sessions.dropped,
             "rejected": tables.rejected,
             "last_error": database.last_error,
             "last_error_at": database.last_error_at.isoformat() if database.last_error_at else None,
@@ -359,7 +365,7 @@ class StoreWriter:
 
     async def _connect(self) -> None:
         assert self._engine is not None
-        ensure_sqlite_directory(self._url)
+        ensure_sqlite_file(self._url)
         if self._migrate:
             await upgrade_engine(self._engine, allow_newer=True)
         else:
