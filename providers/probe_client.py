@@ -17,6 +17,12 @@ no compression, no proxies. That is all this implements.
 - Bodies: ``Content-Length``, ``chunked`` or read-until-close, each bounded by ``max_body_bytes``.
 - Any error or cancellation (the runner's timeout) closes the connection: a half-read answer must
   never be mistaken for the next one.
+- Nor may bytes the server sent beyond the answer's declared end: a connection with unread bytes
+  (in the reader's buffer, or still in the socket) is never reused, or a server sending a second
+  answer after ``Content-Length: 2`` would have the next probe read a stale 200 instead of a 503.
+  Framing is read strictly (RFC 9112): ASCII-digit ``Content-Length`` that agrees with any
+  duplicate, hex-digit chunk sizes with well-formed extensions only, no transfer coding but
+  ``chunked``; anything in doubt is an error, and an error closes the connection.
 - Errors are the subclasses of ``ProbeHttpError`` below, which ``http.describe_error`` turns into
   secret-free reasons.
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import socket
 import ssl
 import time
@@ -41,6 +48,25 @@ IDLE_KEEP_S = 30.0
 """Idle connections older than this are closed rather than reused."""
 MAX_IDLE_PER_ORIGIN = 4
 _READ_CHUNK = 64 * 1024
+MAX_CHUNK_SIZE_DIGITS = 16
+"""Hex digits in a chunk size: 16 covers any size a 64-bit server can send; more is an overflow try."""
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,%d})" % MAX_CHUNK_SIZE_DIGITS
+    + rb"(?:[ \t]*;[ \t]*"
+    + _TOKEN
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED
+    + rb"))?)*\r\n"
+)
+"""RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, nothing else (no "0x", sign, or padding)."""
+_HEADER_NAME = re.compile(_TOKEN.decode())
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
+"""ASCII digits only (``str.isdigit`` takes "²"), and few enough that the value fits any int64."""
 
 
 class ProbeHttpError(Exception):
@@ -125,7 +151,36 @@ class _Connection:
             not self.reader.at_eof()
             and not self.writer.transport.is_closing()
             and now - self.idle_since < IDLE_KEEP_S
+            and not self.has_buffered_bytes()
+            and not self._socket_has_bytes()
         )
+
+    def has_buffered_bytes(self) -> bool:
+        """Bytes read from the socket but not by us: whatever they are, they answer no request."""
+        # StreamReader has no public "bytes buffered" API; ``_buffer`` is the bytearray it reads
+        # from (stable since 3.4). tests/test_probe_client.py fails if that ever changes.
+        return bool(self.reader._buffer)
+
+    def _socket_has_bytes(self) -> bool:
+        """A non-blocking peek at the socket: bytes the event loop has not read yet, or EOF.
+
+        The peek is on a duplicate of the descriptor (asyncio's socket wrapper has no ``recv``);
+        the duplicate shares the kernel socket, so it sees the same queue and closing it closes
+        only the duplicate. With TLS it sees records, not plaintext: a record arriving while idle
+        (an alert, a late session ticket) also retires the connection, which costs a handshake
+        and never a stale answer.
+        """
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            with socket.fromfd(sock.fileno(), sock.family, sock.type) as peek:
+                peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return True  # a byte nobody asked for, or b"": the server closed it
+        except BlockingIOError:
+            return False  # nothing queued: the one outcome that lets the connection be reused
+        except OSError:
+            return True
 
     def close(self) -> None:
         self.writer.transport.abort()  # no FIN handshake to wait for: we are done with it
@@ -241,7 +296,8 @@ class ProbeClient:
             connection.writer.write(request)
             status, keep_alive, framing = await _read_head(connection.reader)
             body = await _read_body(connection.reader, framing, max_body_bytes)
-            keep = keep_alive and framing[0] != "close"
+            # Bytes already buffered past the answer's end belong to no request of ours.
+            keep = keep_alive and framing[0] != "close" and not connection.has_buffered_bytes()
             return RawAnswer(status, body)
         finally:
             # On success a kept connection goes back; on anything else (an error, the
@@ -274,32 +330,41 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, bool, Framing]:
     lines = head[:-4].decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit():
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_status_code(code) or rest[3:4] not in ("", " "):
         raise BadResponse(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
     status = int(code)
     length: int | None = None
-    chunked = False
+    codings: list[str] = []
     connection_header = ""
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep:
+        # No whitespace in or around the name (RFC 9112 5.1), which also rules out obs-fold.
+        if not sep or not _HEADER_NAME.fullmatch(name):
             raise BadResponse(f"malformed header line {line[:60]!r}")
-        name = name.strip().lower()
-        value = value.strip()
+        name = name.lower()
+        value = value.strip(" \t")
         if name == "content-length":
-            if not value.isdigit():
+            if not _CONTENT_LENGTH.fullmatch(value):
                 raise BadResponse(f"bad Content-Length {value[:40]!r}")
+            if length is not None and length != int(value):
+                raise BadResponse("conflicting Content-Length headers")
             length = int(value)
         elif name == "transfer-encoding":
-            chunked = value.lower().endswith("chunked")
+            codings += [c.strip(" \t").lower() for c in value.split(",") if c.strip(" \t")]
+            if codings != ["chunked"]:  # we ask for no coding; anything else is a guess
+                raise BadResponse(f"unsupported Transfer-Encoding {value[:40]!r}")
         elif name == "connection":
             connection_header = value.lower()
     keep_alive = (version == "HTTP/1.1" and "close" not in connection_header) or (
         version == "HTTP/1.0" and "keep-alive" in connection_header
     )
+    if codings and length is not None:
+        # RFC 9112 6.3: Transfer-Encoding wins, and the message may be a smuggling attempt:
+        # read it, then close.
+        keep_alive = False
     if status < 200 or status in (204, 304):
         framing: Framing = ("none", 0)
-    elif chunked:
+    elif codings:
         framing = ("chunked", 0)
     elif length is not None:
         framing = ("length", length)
@@ -333,15 +398,25 @@ async def _read_body(reader: asyncio.StreamReader, framing: Framing, max_body_by
         raise Disconnected(started=True) from None
 
 
+def _is_status_code(code: str) -> bool:
+    return len(code) == 3 and all("0" <= c <= "9" for c in code)
+
+
 async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> bytes:
     body = bytearray()
+    # Size lines, extensions and trailers are not body but still cost reads: bounded together,
+    # so a server cannot keep a probe busy with empty extensions or endless trailers.
+    overhead_left = MAX_HEAD_BYTES
     while True:
         size_line = await reader.readuntil(b"\r\n")
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise BadResponse(f"bad chunk size {size_text[:20]!r}") from None
+        overhead_left -= len(size_line)
+        match = _CHUNK_LINE.fullmatch(size_line)
+        if match is None:
+            shown = size_line.removesuffix(b"\r\n")[:20]
+            raise BadResponse(f"bad chunk size {shown!r}")
+        if overhead_left < 0:
+            raise BadResponse("a chunk size or trailer line too long")
+        size = int(match[1], 16)
         if size == 0:
             break
         if len(body) + size > max_body_bytes:
@@ -349,6 +424,8 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> by
         body += await reader.readexactly(size)
         if await reader.readexactly(2) != b"\r\n":
             raise BadResponse("chunk not followed by CRLF")
-    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, if any, end with a blank line
-        pass
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers end with a blank line
+        overhead_left -= len(line)
+        if overhead_left < 0:
+            raise BadResponse("a chunk size or trailer line too long")
     return bytes(body)
