@@ -168,6 +168,39 @@ async def test_bytes_that_arrive_while_idle_make_the_connection_unusable():
     assert len(connections) == 2
 
 
+async def test_bytes_still_in_the_socket_make_the_connection_unusable():
+    # The event loop has not read the extra bytes yet (reading is paused here to make that
+    # certain): only the peek at the socket can see them.
+    sent_extra = asyncio.Event()
+
+    async def extra_on_cue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OLD_200)
+        await writer.drain()
+        await sent_extra.wait()
+        writer.write(OLD_200)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OLD_200)
+        await writer.drain()
+
+    cue = [extra_on_cue]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await (cue.pop(0) if cue else answer_in_turn(NOW_503))(reader, writer)
+
+    async with raw_server(handler) as (url, connections), ProbeClient() as client:
+        assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 200
+        [idle] = [c for pool in client._idle.values() for c in pool]
+        idle.writer.transport.pause_reading()
+        sent_extra.set()
+        await asyncio.sleep(0.2)
+        assert not idle.has_buffered_bytes()
+        async with asyncio.timeout(5):  # reusing it would wait forever on the paused reader
+            assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 503
+    assert len(connections) == 2
+
+
 @pytest.mark.parametrize(
     "size_line",
     [
