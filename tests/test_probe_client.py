@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from provider_servers import serve, text
+from provider_servers import serve
 from waiting import wait_until
 
 from litellm_failover.providers import http
@@ -439,8 +439,14 @@ async def test_https_verifies_certificates(self_signed):
     cert, key = self_signed
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
+    peers: set[int] = set()
+
+    async def fine(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername")[1] if request.transport else 0)
+        return web.Response(text="fine")
+
     app = web.Application()
-    app.router.add_get("/health", text("fine"))
+    app.router.add_get("/health", fine)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
@@ -454,8 +460,11 @@ async def test_https_verifies_certificates(self_signed):
             assert http.describe_error(err.value).startswith("TLS error talking to 127.0.0.1")
         trusting = ssl.create_default_context(cafile=str(cert))
         async with ProbeClient(ssl_context=trusting) as client:
-            for _ in range(2):
+            for _ in range(3):
                 assert (await client.get(url, max_body_bytes=100)).body == b"fine"
+                await asyncio.sleep(0.1)  # anything the server sends after the answer arrives
+        # Kept alive over TLS too: the idle peek sees records, and a plain answer leaves none.
+        assert len(peers) == 1
     finally:
         await runner.cleanup()
 
