@@ -20,10 +20,9 @@ no compression, no proxies. That is all this implements.
 - Nor may bytes the server sent beyond the answer's declared end: a connection with unread bytes
   (in the reader's buffer, or still in the socket) is never reused, or a server sending a second
   answer after ``Content-Length: 2`` would have the next probe read a stale 200 instead of a 503.
-  Framing is read strictly (RFC 9112): ASCII-digit ``Content-Length`` that agrees with any
-  duplicate, hex-digit chunk sizes with well-formed extensions only, no transfer coding but
-  ``chunked``; anything in doubt is an error, and an error closes the connection.
-- Errors are the subclasses of ``ProbeHttpError`` below, which ``http.describe_error`` turns into
+  Framing is read strictly (``http1_response``): anything in doubt is an error, and an error
+  closes the connection.
+- Errors are the subclasses of ``ProbeHttpError`` (here and in ``http1_response``), which ``http.describe_error`` turns into
   secret-free reasons.
 """
 
@@ -31,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import socket
 import ssl
 import time
@@ -40,37 +38,18 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from litellm_failover.providers.errors import MalformedAnswer
+from litellm_failover.providers.http1_response import (
+    MAX_HEAD_BYTES,
+    Disconnected,
+    ProbeHttpError,
+    read_body,
+    read_head,
+)
 
 USER_AGENT = "litellm-failover-probe"
-MAX_HEAD_BYTES = 64 * 1024
-"""Status line plus headers. A server sending more is not a health endpoint."""
 IDLE_KEEP_S = 30.0
 """Idle connections older than this are closed rather than reused."""
 MAX_IDLE_PER_ORIGIN = 4
-_READ_CHUNK = 64 * 1024
-MAX_CHUNK_SIZE_DIGITS = 16
-"""Hex digits in a chunk size: 16 covers any size a 64-bit server can send; more is an overflow try."""
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
-_CHUNK_LINE = re.compile(
-    rb"([0-9A-Fa-f]{1,%d})" % MAX_CHUNK_SIZE_DIGITS
-    + rb"(?:[ \t]*;[ \t]*"
-    + _TOKEN
-    + rb"(?:[ \t]*=[ \t]*(?:"
-    + _TOKEN
-    + rb"|"
-    + _QUOTED
-    + rb"))?)*\r\n"
-)
-"""RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, nothing else (no "0x", sign, or padding)."""
-_HEADER_NAME = re.compile(_TOKEN.decode())
-_CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
-"""ASCII digits only (``str.isdigit`` takes "²"), and few enough that the value fits any int64."""
-
-
-class ProbeHttpError(Exception):
-    """A transport failure of a probe read (not an HTTP status: any status is an answer)."""
 
 
 class ConnectFailed(ProbeHttpError):
@@ -91,18 +70,6 @@ class TlsFailed(ProbeHttpError):
     def __init__(self, host: str, error: ssl.SSLError) -> None:
         super().__init__(f"TLS error talking to {host}: {error}")
         self.host = host
-
-
-class Disconnected(ProbeHttpError):
-    """The server closed the connection before the answer was complete."""
-
-    def __init__(self, started: bool) -> None:
-        super().__init__("answer cut short" if started else "server closed the connection without answering")
-        self.started = started
-
-
-class BadResponse(ProbeHttpError):
-    """Not HTTP/1.x, or framing that cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,8 +261,8 @@ class ProbeClient:
         keep = False
         try:
             connection.writer.write(request)
-            status, keep_alive, framing = await _read_head(connection.reader)
-            body = await _read_body(connection.reader, framing, max_body_bytes)
+            status, keep_alive, framing = await read_head(connection.reader)
+            body = await read_body(connection.reader, framing, max_body_bytes)
             # Bytes already buffered past the answer's end belong to no request of ours.
             keep = keep_alive and framing[0] != "close" and not connection.has_buffered_bytes()
             return RawAnswer(status, body)
@@ -312,120 +279,3 @@ class ProbeClient:
 def _default_ssl_context() -> ssl.SSLContext:
     """Loading the system CA store takes milliseconds: once per process, not per connection."""
     return ssl.create_default_context()
-
-
-Framing = tuple[str, int]  # ("length", n) | ("chunked", 0) | ("close", 0) | ("none", 0)
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, bool, Framing]:
-    """Status, whether the connection may be reused, and how the body is framed."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        raise Disconnected(started=bool(exc.partial)) from None
-    except asyncio.LimitOverrunError:
-        raise BadResponse(f"status line and headers over {MAX_HEAD_BYTES} bytes") from None
-    except (ConnectionResetError, BrokenPipeError):
-        raise Disconnected(started=False) from None
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not _is_status_code(code) or rest[3:4] not in ("", " "):
-        raise BadResponse(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
-    status = int(code)
-    length: int | None = None
-    codings: list[str] = []
-    connection_header = ""
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        # No whitespace in or around the name (RFC 9112 5.1), which also rules out obs-fold.
-        if not sep or not _HEADER_NAME.fullmatch(name):
-            raise BadResponse(f"malformed header line {line[:60]!r}")
-        name = name.lower()
-        value = value.strip(" \t")
-        if name == "content-length":
-            if not _CONTENT_LENGTH.fullmatch(value):
-                raise BadResponse(f"bad Content-Length {value[:40]!r}")
-            if length is not None and length != int(value):
-                raise BadResponse("conflicting Content-Length headers")
-            length = int(value)
-        elif name == "transfer-encoding":
-            codings += [c.strip(" \t").lower() for c in value.split(",") if c.strip(" \t")]
-            if codings != ["chunked"]:  # we ask for no coding; anything else is a guess
-                raise BadResponse(f"unsupported Transfer-Encoding {value[:40]!r}")
-        elif name == "connection":
-            connection_header = value.lower()
-    keep_alive = (version == "HTTP/1.1" and "close" not in connection_header) or (
-        version == "HTTP/1.0" and "keep-alive" in connection_header
-    )
-    if codings and length is not None:
-        # RFC 9112 6.3: Transfer-Encoding wins, and the message may be a smuggling attempt:
-        # read it, then close.
-        keep_alive = False
-    if status < 200 or status in (204, 304):
-        framing: Framing = ("none", 0)
-    elif codings:
-        framing = ("chunked", 0)
-    elif length is not None:
-        framing = ("length", length)
-    else:
-        framing = ("close", 0)
-    return status, keep_alive, framing
-
-
-async def _read_body(reader: asyncio.StreamReader, framing: Framing, max_body_bytes: int) -> bytes:
-    kind, length = framing
-    try:
-        if kind == "none":
-            return b""
-        if kind == "length":
-            if length > max_body_bytes:
-                raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-            return await reader.readexactly(length)
-        if kind == "chunked":
-            return await _read_chunked(reader, max_body_bytes)
-        body = bytearray()
-        while chunk := await reader.read(_READ_CHUNK):
-            body += chunk
-            if len(body) > max_body_bytes:
-                raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-        return bytes(body)
-    except asyncio.IncompleteReadError:
-        raise Disconnected(started=True) from None
-    except asyncio.LimitOverrunError:
-        raise BadResponse("a chunk size or trailer line too long") from None
-    except (ConnectionResetError, BrokenPipeError):
-        raise Disconnected(started=True) from None
-
-
-def _is_status_code(code: str) -> bool:
-    return len(code) == 3 and all("0" <= c <= "9" for c in code)
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> bytes:
-    body = bytearray()
-    # Size lines, extensions and trailers are not body but still cost reads: bounded together,
-    # so a server cannot keep a probe busy with empty extensions or endless trailers.
-    overhead_left = MAX_HEAD_BYTES
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        overhead_left -= len(size_line)
-        match = _CHUNK_LINE.fullmatch(size_line)
-        if match is None:
-            shown = size_line.removesuffix(b"\r\n")[:20]
-            raise BadResponse(f"bad chunk size {shown!r}")
-        if overhead_left < 0:
-            raise BadResponse("a chunk size or trailer line too long")
-        size = int(match[1], 16)
-        if size == 0:
-            break
-        if len(body) + size > max_body_bytes:
-            raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-        body += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise BadResponse("chunk not followed by CRLF")
-    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers end with a blank line
-        overhead_left -= len(line)
-        if overhead_left < 0:
-            raise BadResponse("a chunk size or trailer line too long")
-    return bytes(body)
