@@ -22,8 +22,8 @@ no compression, no proxies. That is all this implements.
   answer after ``Content-Length: 2`` would have the next probe read a stale 200 instead of a 503.
   Framing is read strictly (``http1_response``): anything in doubt is an error, and an error
   closes the connection.
-- Errors are the subclasses of ``ProbeHttpError`` (here and in ``http1_response``), which ``http.describe_error`` turns into
-  secret-free reasons.
+- Errors are the subclasses of ``ProbeHttpError`` (here and in ``http1_response``), which
+  ``http.describe_error`` turns into secret-free reasons.
 """
 
 from __future__ import annotations
