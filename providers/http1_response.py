@@ -162,7 +162,7 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> by
             shown = size_line.removesuffix(b"\r\n")[:20]
             raise BadResponse(f"bad chunk size {shown!r}")
         if overhead_left < 0:
-            raise BadResponse("a chunk size or trailer line too long")
+            raise BadResponse(f"chunk framing over {MAX_HEAD_BYTES} bytes")
         size = int(match[1], 16)
         if size == 0:
             break
@@ -174,5 +174,5 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> by
     while (line := await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers end with a blank line
         overhead_left -= len(line)
         if overhead_left < 0:
-            raise BadResponse("a chunk size or trailer line too long")
+            raise BadResponse(f"chunk framing over {MAX_HEAD_BYTES} bytes")
     return bytes(body)

@@ -250,6 +250,24 @@ async def test_chunk_extensions_of_rfc_9112_are_accepted(size_line):
 
 
 @pytest.mark.parametrize(
+    "framing",
+    [
+        b"0\r\n" + b"X-T: 12345678\r\n" * 6000 + b"\r\n",  # endless trailers
+        b"1;e=" + b"v" * 60_000 + b"\r\nx\r\n1;e=" + b"v" * 60_000 + b"\r\nx\r\n0\r\n\r\n",  # fat extensions
+    ],
+)
+async def test_chunk_framing_overhead_is_bounded(framing):
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framing
+    async with (
+        raw_server(answer_each_request(response, close_after=True)) as (url, _),
+        ProbeClient() as client,
+    ):
+        with pytest.raises(Exception) as err:
+            await http.get(client, f"{url}/h", max_body_bytes=100)
+    assert http.describe_error(err.value).startswith("bad HTTP answer: chunk framing over 65536 bytes")
+
+
+@pytest.mark.parametrize(
     ("head", "reason"),
     [
         (b"Content-Length: 2\r\nContent-Length: 3", "bad HTTP answer: conflicting Content-Length"),
