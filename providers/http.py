@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from litellm_failover.providers import probe_client
+from litellm_failover.providers import http1_response, probe_client
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 
@@ -181,9 +181,9 @@ def describe_error(exc: BaseException) -> str:
             return f"connection refused ({where})"
         detail = exc.error.strerror or type(exc.error).__name__
         return short(f"cannot connect to {where}: {detail}")
-    if isinstance(exc, probe_client.Disconnected):
+    if isinstance(exc, http1_response.Disconnected):
         return str(exc)
-    if isinstance(exc, probe_client.BadResponse):
+    if isinstance(exc, http1_response.BadResponse):
         return short(f"bad HTTP answer: {scrub(str(exc))}")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timed out"

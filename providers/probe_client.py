@@ -17,8 +17,13 @@ no compression, no proxies. That is all this implements.
 - Bodies: ``Content-Length``, ``chunked`` or read-until-close, each bounded by ``max_body_bytes``.
 - Any error or cancellation (the runner's timeout) closes the connection: a half-read answer must
   never be mistaken for the next one.
-- Errors are the subclasses of ``ProbeHttpError`` below, which ``http.describe_error`` turns into
-  secret-free reasons.
+- Nor may bytes the server sent beyond the answer's declared end: a connection with unread bytes
+  (in the reader's buffer, or still in the socket) is never reused, or a server sending a second
+  answer after ``Content-Length: 2`` would have the next probe read a stale 200 instead of a 503.
+  Framing is read strictly (``http1_response``): anything in doubt is an error, and an error
+  closes the connection.
+- Errors are the subclasses of ``ProbeHttpError`` (here and in ``http1_response``), which
+  ``http.describe_error`` turns into secret-free reasons.
 """
 
 from __future__ import annotations
@@ -33,18 +38,18 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from litellm_failover.providers.errors import MalformedAnswer
+from litellm_failover.providers.http1_response import (
+    MAX_HEAD_BYTES,
+    Disconnected,
+    ProbeHttpError,
+    read_body,
+    read_head,
+)
 
 USER_AGENT = "litellm-failover-probe"
-MAX_HEAD_BYTES = 64 * 1024
-"""Status line plus headers. A server sending more is not a health endpoint."""
 IDLE_KEEP_S = 30.0
 """Idle connections older than this are closed rather than reused."""
 MAX_IDLE_PER_ORIGIN = 4
-_READ_CHUNK = 64 * 1024
-
-
-class ProbeHttpError(Exception):
-    """A transport failure of a probe read (not an HTTP status: any status is an answer)."""
 
 
 class ConnectFailed(ProbeHttpError):
@@ -65,18 +70,6 @@ class TlsFailed(ProbeHttpError):
     def __init__(self, host: str, error: ssl.SSLError) -> None:
         super().__init__(f"TLS error talking to {host}: {error}")
         self.host = host
-
-
-class Disconnected(ProbeHttpError):
-    """The server closed the connection before the answer was complete."""
-
-    def __init__(self, started: bool) -> None:
-        super().__init__("answer cut short" if started else "server closed the connection without answering")
-        self.started = started
-
-
-class BadResponse(ProbeHttpError):
-    """Not HTTP/1.x, or framing that cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +118,36 @@ class _Connection:
             not self.reader.at_eof()
             and not self.writer.transport.is_closing()
             and now - self.idle_since < IDLE_KEEP_S
+            and not self.has_buffered_bytes()
+            and not self._socket_has_bytes()
         )
+
+    def has_buffered_bytes(self) -> bool:
+        """Bytes read from the socket but not by us: whatever they are, they answer no request."""
+        # StreamReader has no public "bytes buffered" API; ``_buffer`` is the bytearray it reads
+        # from (stable since 3.4). tests/test_probe_client.py fails if that ever changes.
+        return bool(self.reader._buffer)
+
+    def _socket_has_bytes(self) -> bool:
+        """A non-blocking peek at the socket: bytes the event loop has not read yet, or EOF.
+
+        The peek is on a duplicate of the descriptor (asyncio's socket wrapper has no ``recv``);
+        the duplicate shares the kernel socket, so it sees the same queue and closing it closes
+        only the duplicate. With TLS it sees records, not plaintext: a record arriving while idle
+        (an alert, a late session ticket) also retires the connection, which costs a handshake
+        and never a stale answer.
+        """
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            with socket.fromfd(sock.fileno(), sock.family, sock.type) as peek:
+                peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return True  # a byte nobody asked for, or b"": the server closed it
+        except BlockingIOError:
+            return False  # nothing queued: the one outcome that lets the connection be reused
+        except OSError:
+            return True
 
     def close(self) -> None:
         self.writer.transport.abort()  # no FIN handshake to wait for: we are done with it
@@ -239,9 +261,10 @@ class ProbeClient:
         keep = False
         try:
             connection.writer.write(request)
-            status, keep_alive, framing = await _read_head(connection.reader)
-            body = await _read_body(connection.reader, framing, max_body_bytes)
-            keep = keep_alive and framing[0] != "close"
+            status, keep_alive, framing = await read_head(connection.reader)
+            body = await read_body(connection.reader, framing, max_body_bytes)
+            # Bytes already buffered past the answer's end belong to no request of ours.
+            keep = keep_alive and framing[0] != "close" and not connection.has_buffered_bytes()
             return RawAnswer(status, body)
         finally:
             # On success a kept connection goes back; on anything else (an error, the
@@ -256,99 +279,3 @@ class ProbeClient:
 def _default_ssl_context() -> ssl.SSLContext:
     """Loading the system CA store takes milliseconds: once per process, not per connection."""
     return ssl.create_default_context()
-
-
-Framing = tuple[str, int]  # ("length", n) | ("chunked", 0) | ("close", 0) | ("none", 0)
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, bool, Framing]:
-    """Status, whether the connection may be reused, and how the body is framed."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        raise Disconnected(started=bool(exc.partial)) from None
-    except asyncio.LimitOverrunError:
-        raise BadResponse(f"status line and headers over {MAX_HEAD_BYTES} bytes") from None
-    except (ConnectionResetError, BrokenPipeError):
-        raise Disconnected(started=False) from None
-    lines = head[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit():
-        raise BadResponse(f"not an HTTP/1.x answer: {lines[0][:60]!r}")
-    status = int(code)
-    length: int | None = None
-    chunked = False
-    connection_header = ""
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise BadResponse(f"malformed header line {line[:60]!r}")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == "content-length":
-            if not value.isdigit():
-                raise BadResponse(f"bad Content-Length {value[:40]!r}")
-            length = int(value)
-        elif name == "transfer-encoding":
-            chunked = value.lower().endswith("chunked")
-        elif name == "connection":
-            connection_header = value.lower()
-    keep_alive = (version == "HTTP/1.1" and "close" not in connection_header) or (
-        version == "HTTP/1.0" and "keep-alive" in connection_header
-    )
-    if status < 200 or status in (204, 304):
-        framing: Framing = ("none", 0)
-    elif chunked:
-        framing = ("chunked", 0)
-    elif length is not None:
-        framing = ("length", length)
-    else:
-        framing = ("close", 0)
-    return status, keep_alive, framing
-
-
-async def _read_body(reader: asyncio.StreamReader, framing: Framing, max_body_bytes: int) -> bytes:
-    kind, length = framing
-    try:
-        if kind == "none":
-            return b""
-        if kind == "length":
-            if length > max_body_bytes:
-                raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-            return await reader.readexactly(length)
-        if kind == "chunked":
-            return await _read_chunked(reader, max_body_bytes)
-        body = bytearray()
-        while chunk := await reader.read(_READ_CHUNK):
-            body += chunk
-            if len(body) > max_body_bytes:
-                raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-        return bytes(body)
-    except asyncio.IncompleteReadError:
-        raise Disconnected(started=True) from None
-    except asyncio.LimitOverrunError:
-        raise BadResponse("a chunk size or trailer line too long") from None
-    except (ConnectionResetError, BrokenPipeError):
-        raise Disconnected(started=True) from None
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size_text = size_line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise BadResponse(f"bad chunk size {size_text[:20]!r}") from None
-        if size == 0:
-            break
-        if len(body) + size > max_body_bytes:
-            raise MalformedAnswer(f"body over {max_body_bytes} bytes")
-        body += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise BadResponse("chunk not followed by CRLF")
-    while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, if any, end with a blank line
-        pass
-    return bytes(body)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from provider_servers import serve, text
+from provider_servers import serve
 from waiting import wait_until
 
 from litellm_failover.providers import http
@@ -107,6 +107,199 @@ async def test_body_until_close_is_read_and_the_connection_is_not_reused():
         async with ProbeClient() as client:
             for _ in range(2):
                 assert (await client.get(f"{url}/h", max_body_bytes=100)).body == b"all of it"
+    assert len(connections) == 2
+
+
+def answer_in_turn(*responses: bytes) -> Handler:
+    """Answer the n-th request (counted over all connections) with ``responses[n]``."""
+    served = [0]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(responses[min(served[0], len(responses) - 1)])
+            served[0] += 1
+            await writer.drain()
+
+    return handler
+
+
+OLD_200 = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+NOW_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown"
+
+
+async def test_bytes_after_the_declared_length_are_never_read_as_the_next_answer():
+    # The first answer declares 2 bytes and then sends a whole second (stale) 200 right behind
+    # them, in the same write. The server is down by the next probe: that probe must see the 503.
+    async with raw_server(answer_in_turn(OLD_200 + OLD_200, NOW_503)) as (url, connections):
+        async with ProbeClient() as client:
+            first = await client.get(f"{url}/h", max_body_bytes=100)
+            second = await client.get(f"{url}/h", max_body_bytes=100)
+    assert (first.status, first.body) == (200, b"ok")
+    assert (second.status, second.body) == (503, b"down")
+    assert len(connections) == 2
+
+
+async def test_bytes_that_arrive_while_idle_make_the_connection_unusable():
+    # The extra bytes come after the answer was read, while the connection sits idle: they are
+    # in the socket or the reader's buffer when the next probe takes the connection.
+    async def late_extra(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OLD_200)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(OLD_200)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # never reached by a correct client
+        writer.write(OLD_200)
+        await writer.drain()
+
+    fresh = answer_in_turn(NOW_503)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await (late_extra if not handler.first_done else fresh)(reader, writer)  # type: ignore[attr-defined]
+
+    handler.first_done = False  # type: ignore[attr-defined]
+    async with raw_server(handler) as (url, connections), ProbeClient() as client:
+        assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 200
+        handler.first_done = True  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)  # the late bytes reach the socket (and maybe the reader)
+        assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 503
+    assert len(connections) == 2
+
+
+async def test_bytes_still_in_the_socket_make_the_connection_unusable():
+    # The event loop has not read the extra bytes yet (reading is paused here to make that
+    # certain): only the peek at the socket can see them.
+    sent_extra = asyncio.Event()
+
+    async def extra_on_cue(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OLD_200)
+        await writer.drain()
+        await sent_extra.wait()
+        writer.write(OLD_200)
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OLD_200)
+        await writer.drain()
+
+    cue = [extra_on_cue]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await (cue.pop(0) if cue else answer_in_turn(NOW_503))(reader, writer)
+
+    async with raw_server(handler) as (url, connections), ProbeClient() as client:
+        assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 200
+        [idle] = [c for pool in client._idle.values() for c in pool]
+        idle.writer.transport.pause_reading()
+        sent_extra.set()
+        await asyncio.sleep(0.2)
+        assert not idle.has_buffered_bytes()
+        async with asyncio.timeout(5):  # reusing it would wait forever on the paused reader
+            assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 503
+    assert len(connections) == 2
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [
+        b"0x10",
+        b"-1",
+        b"+5",
+        b" 5",
+        b"5 ",
+        b"\t5",
+        b"5\t",
+        b"5_0",
+        b"",
+        b"5;",
+        b"5 ;a b",
+        b"1" * 17,
+        b"\xd9\xa5",
+    ],
+)
+async def test_chunk_sizes_are_parsed_strictly(size_line):
+    response = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + size_line
+        + b"\r\nhello\r\n0\r\n\r\n"  # a lenient parser reads "+5" or " 5" as 5 and succeeds
+    )
+    async with (
+        raw_server(answer_each_request(response, close_after=True)) as (url, _),
+        ProbeClient() as client,
+    ):
+        with pytest.raises(Exception) as err:
+            await http.get(client, f"{url}/h", max_body_bytes=10**30)
+    assert http.describe_error(err.value).startswith("bad HTTP answer: bad chunk size")
+
+
+@pytest.mark.parametrize(
+    "size_line",
+    [b"5", b"05", b"5;name", b"5 ; name = value", b'5;a="q\\"uoted";b=2', b"5\t;x"],
+)
+async def test_chunk_extensions_of_rfc_9112_are_accepted(size_line):
+    response = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\nhello\r\n0\r\n\r\n"
+    )
+    async with raw_server(answer_each_request(response)) as (url, connections), ProbeClient() as client:
+        for _ in range(2):
+            assert (await client.get(f"{url}/h", max_body_bytes=100)).body == b"hello"
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"0\r\n" + b"X-T: 12345678\r\n" * 6000 + b"\r\n",  # endless trailers
+        b"1;e=" + b"v" * 60_000 + b"\r\nx\r\n1;e=" + b"v" * 60_000 + b"\r\nx\r\n0\r\n\r\n",  # fat extensions
+    ],
+)
+async def test_chunk_framing_overhead_is_bounded(framing):
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framing
+    async with (
+        raw_server(answer_each_request(response, close_after=True)) as (url, _),
+        ProbeClient() as client,
+    ):
+        with pytest.raises(Exception) as err:
+            await http.get(client, f"{url}/h", max_body_bytes=100)
+    assert http.describe_error(err.value).startswith("bad HTTP answer: chunk framing over 65536 bytes")
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"Content-Length: 2\r\nContent-Length: 3", "bad HTTP answer: conflicting Content-Length"),
+        (b"Content-Length: 2, 2", "bad HTTP answer: bad Content-Length '2, 2'"),
+        (b"Content-Length: +2", "bad HTTP answer: bad Content-Length '+2'"),
+        (b"Content-Length: \xb2", "bad HTTP answer: bad Content-Length"),
+        (b"Content-Length: " + b"9" * 30, "bad HTTP answer: bad Content-Length"),
+        (b"Content-Length : 2", "bad HTTP answer: malformed header line"),
+        (b"X: a\r\n folded", "bad HTTP answer: malformed header line"),
+        (b"Transfer-Encoding: gzip", "bad HTTP answer: unsupported Transfer-Encoding 'gzip'"),
+        (b"Transfer-Encoding: xchunked", "bad HTTP answer: unsupported Transfer-Encoding 'xchunked'"),
+    ],
+)
+async def test_framing_headers_in_doubt_are_errors(head, reason):
+    response = b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\nokok"
+    async with (
+        raw_server(answer_each_request(response, close_after=True)) as (url, _),
+        ProbeClient() as client,
+    ):
+        with pytest.raises(Exception) as err:
+            await http.get(client, f"{url}/h", max_body_bytes=100)
+    assert http.describe_error(err.value).startswith(reason)
+
+
+async def test_chunked_with_a_content_length_too_is_read_chunked_and_not_reused():
+    # RFC 9112 6.3: Transfer-Encoding wins, and such a message may be a smuggling attempt, so
+    # the connection is closed after it.
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    async with raw_server(answer_each_request(response)) as (url, connections), ProbeClient() as client:
+        for _ in range(2):
+            assert (await client.get(f"{url}/h", max_body_bytes=100)).body == b"hello"
     assert len(connections) == 2
 
 
@@ -263,8 +456,14 @@ async def test_https_verifies_certificates(self_signed):
     cert, key = self_signed
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)
+    peers: set[int] = set()
+
+    async def fine(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername")[1] if request.transport else 0)
+        return web.Response(text="fine")
+
     app = web.Application()
-    app.router.add_get("/health", text("fine"))
+    app.router.add_get("/health", fine)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context)
@@ -278,8 +477,11 @@ async def test_https_verifies_certificates(self_signed):
             assert http.describe_error(err.value).startswith("TLS error talking to 127.0.0.1")
         trusting = ssl.create_default_context(cafile=str(cert))
         async with ProbeClient(ssl_context=trusting) as client:
-            for _ in range(2):
+            for _ in range(3):
                 assert (await client.get(url, max_body_bytes=100)).body == b"fine"
+                await asyncio.sleep(0.1)  # anything the server sends after the answer arrives
+        # Kept alive over TLS too: the idle peek sees records, and a plain answer leaves none.
+        assert len(peers) == 1
     finally:
         await runner.cleanup()
 
