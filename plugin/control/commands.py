@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 
 from litellm_failover.chaos.faults import FaultInputError, iso, parse_fault_args
 from litellm_failover.durations import DurationError, parse_duration
+from litellm_failover.untrusted import LATEST_EPOCH_S, UntrustedError, bounded_number
 
 Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status", "chaos_inject", "chaos_clear"]
 KINDS: tuple[Kind, ...] = (
@@ -193,6 +194,8 @@ def build_command(
     """
     if kind not in KINDS:
         raise CommandError(f"unknown command {kind!r} (known: {', '.join(KINDS)})")
+    if args is not None and not isinstance(args, Mapping):
+        raise CommandError(f"args: must be an object (got {type(args).__name__})")
     raw = dict(args or {})
     what = "DEPLOYMENT_ID" if kind in DEPLOYMENT_KINDS else "GROUP"
     name = _name(target, what, allow_empty=kind in OPTIONAL_TARGET)
@@ -224,26 +227,32 @@ def build_command(
         args=clean,
         command_id=_name(command_id, "command_id") if command_id is not None else uuid.uuid4().hex,
         issued_at=moment,
-        issued_by=(issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
+        issued_by=_name(
+            (issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
+            "issued_by",
+            allow_empty=True,
+        ),
     )
 
 
 def from_wire(data: Mapping[str, Any]) -> Command:
     """The inverse of ``Command.to_wire``, validated again (the sender may not be our CLI)."""
+    if not isinstance(data, Mapping):
+        raise CommandError(f"command: must be an object (got {type(data).__name__})")
     issued = data.get("issued_at")
     if isinstance(issued, datetime):
         moment = issued
-    elif isinstance(issued, (int, float)) and not isinstance(issued, bool) and math.isfinite(issued):
-        moment = datetime.fromtimestamp(issued, UTC)
     else:
-        raise CommandError(f"issued_at: must be a time (got {issued!r})")
-    args = data.get("args") or {}
-    if not isinstance(args, Mapping):
-        raise CommandError(f"args: must be an object (got {args!r})")
+        try:
+            seconds = bounded_number(issued, "issued_at", low=0.0, high=LATEST_EPOCH_S)
+        except UntrustedError as exc:
+            raise CommandError(f"issued_at: must be a time in epoch seconds ({exc})") from None
+        moment = datetime.fromtimestamp(seconds, UTC)
+    args = data.get("args")
     return build_command(
         str(data.get("kind", "")),
         data.get("target", ""),
-        args,
+        args if args is not None else {},
         command_id=str(data.get("command_id") or ""),
         issued_at=moment,
         issued_by=str(data.get("issued_by") or ""),

@@ -276,10 +276,12 @@ class ControlPlane:
         if engine is not None:
             sources.append(("database", await self._guard.database(db_channel.standing_commands(engine))))
         if self._redis is not None:
-            sources.append(
-                ("redis", await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel)))
-            )
-        self._applier.restore(sources)
+            found = await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel))
+            commands, refused = found if isinstance(found, tuple) else (None, [])
+            for entry, why in refused:
+                self._applier.refuse_standing(entry, "redis", why)
+            sources.append(("redis", commands))
+        self._applier.restore(sources, self.clock() + self._redis_offset)
 
     # -- background -----------------------------------------------------------------------
 
