@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from litellm_failover.untrusted import LATEST_EPOCH_S, MAX_REASON, bounded_number, bounded_text
 
@@ -50,9 +50,14 @@ Name = Annotated[str, _text(255, allow_empty=False)]
 """An identifier (a group, a deployment, an instance): 1 to 255 characters, no control characters."""
 Text = Annotated[str, _text(255, allow_empty=True)]
 Reason = Annotated[str, _text(MAX_REASON, allow_empty=True)]
-Seconds = Annotated[float, AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))]
+# Strict: a JSON ``true`` or ``"30"`` is not a number, however pydantic would coerce it.
+Seconds = Annotated[
+    float, Strict(), AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))
+]
 """A duration; the applier bounds it further by this replica's settings."""
-Epoch = Annotated[float, AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))]
+Epoch = Annotated[
+    float, Strict(), AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))
+]
 """A wall-clock time in epoch seconds that a ``datetime`` can hold."""
 
 
