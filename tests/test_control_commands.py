@@ -187,3 +187,25 @@ def test_results_round_trip_and_summaries_stay_short() -> None:
     assert CommandResult.from_wire({"ok": True}).outcome == "applied"
     assert len(summarize({"message": "x" * 5000})) == 1000
     assert summarize({}) == "applied"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"args": ["p1"]}, "args: must be an object"),
+        ({"args": "timeout"}, "args: must be an object"),
+        ({"issued_at": 1e20}, "issued_at: must be a time"),
+        ({"issued_at": float("nan")}, "issued_at: must be a time"),
+        ({"issued_at": True}, "issued_at: must be a time"),
+        ({"args": {"timeout_s": 1e300}}, "--timeout: must be between 0 and 604800"),
+        ({"issued_by": "ops\nforged"}, "issued_by: must not contain control characters"),
+    ],
+)
+def test_a_hostile_wire_command_is_a_command_error(data: dict, message: str) -> None:
+    """Before: a list or a string as ``args``, or ``issued_at`` of 1e20, raised something other
+    than ``CommandError`` (which stopped the path that read it), and 1e300 s was a drain timeout."""
+    wire = {"command_id": "c1", "kind": "drain", "target": "p1", "issued_at": 1.8e9} | data
+    with pytest.raises(CommandError, match=message):
+        from_wire(wire)
+    with pytest.raises(CommandError, match="command: must be an object"):
+        from_wire(["drain", "p1"])  # type: ignore[arg-type]

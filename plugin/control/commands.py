@@ -46,6 +46,7 @@ drain/undrain per deployment, of failover/failback per group (see ``ControlPlane
 
 MAX_TARGET = 255  # the store's identifier columns
 MAX_STEPS = 100
+MAX_DURATION_S = 7 * 24 * 3600.0  # a drain timeout or shift interval longer than a week is a typo
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -134,10 +135,12 @@ def _name(value: Any, what: str, *, allow_empty: bool = False) -> str:
 
 
 def _seconds(value: Any, what: str) -> float:
-    """A positive duration in seconds (``litellm_failover.durations``' grammar: 60, 30s, 5m)."""
+    """A positive duration in seconds (``litellm_failover.durations``' grammar: 60, 30s, 5m), at
+    most ``MAX_DURATION_S``: a replica gets these from whoever can write a command row."""
     try:
-        return parse_duration(value, what)
-    except DurationError as exc:
+        seconds = parse_duration(value, what)
+        return bounded_number(seconds, what, low=0.0, high=MAX_DURATION_S)
+    except (DurationError, UntrustedError) as exc:
         raise CommandError(str(exc)) from None
 
 

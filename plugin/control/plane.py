@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.control import db_channel, redis_channel
 from litellm_failover.control.applier import CommandApplier
-from litellm_failover.control.commands import Command, CommandError, from_wire
+from litellm_failover.control.commands import Command, from_wire
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget
 from litellm_failover.control.guard import DATABASE_TIMEOUT_S, Guard
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
@@ -236,7 +236,7 @@ class ControlPlane:
                     "issued_by": payload.issued_by,
                 }
             )
-        except CommandError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # CommandError, or args no kind takes
             if self._applier.seen(payload.command_id):
                 return False
             self._ack(payload.command_id, self._applier.refuse(payload.command_id, f"invalid command: {exc}"))
