@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from control_support import RecordingTarget, settings
 
-from litellm_failover.control.applier import SOURCE
+from litellm_failover.control.applier import SOURCE, CommandApplier
 from litellm_failover.control.commands import CommandError, build_command, from_wire, parse_steps
 from litellm_failover.control.dispatch import CommandResult, apply_command, summarize
 from litellm_failover.fleet.messages import OperatorCommand, decode, encode, make
@@ -209,3 +209,17 @@ def test_a_hostile_wire_command_is_a_command_error(data: dict, message: str) -> 
         from_wire(wire)
     with pytest.raises(CommandError, match="command: must be an object"):
         from_wire(["drain", "p1"])  # type: ignore[arg-type]
+
+
+def test_a_command_issued_in_the_future_is_refused_not_applied() -> None:
+    """Before: a far-future ``issued_at`` never expired and won "the latest word" for ever."""
+    target = RecordingTarget(settings("A"))
+    applier = CommandApplier(target, "A", command_ttl_s=60, submit=None)
+    now = datetime.now(UTC).timestamp()
+    later = build_command("drain", "p1", issued_at=datetime.fromtimestamp(now + 3600, UTC), issued_by="x")
+    result = applier.handle(later, "database", now)
+    assert result is not None and result.outcome == "refused"
+    assert result.message.startswith("invalid command: issued_at is in the future")
+    skewed = build_command("drain", "p1", issued_at=datetime.fromtimestamp(now + 30, UTC), issued_by="x")
+    assert applier.handle(skewed, "database", now).outcome == "applied"  # within the skew allowed
+    assert target.calls == [("drain", "p1", None, SOURCE)]
