@@ -69,7 +69,7 @@ class CommandApplier:
         """A standing entry that is not a valid command: counted, shown, logged; not restored."""
         self.outcomes["refused"] += 1
         self.restored.append(
-            {"command": entry, "command_id": None, "via": via} | {"outcome": "refused", "message": message}
+            {"command": entry, "command_id": None, "via": via, "outcome": "refused", "message": message}
         )
         logger.warning("control: not restoring standing entry %r from %s: %s", entry, via, message)
 
