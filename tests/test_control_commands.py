@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from control_support import RecordingTarget, settings
 
-from litellm_failover.control.applier import SOURCE
+from litellm_failover.control.applier import SOURCE, CommandApplier
 from litellm_failover.control.commands import CommandError, build_command, from_wire, parse_steps
 from litellm_failover.control.dispatch import CommandResult, apply_command, summarize
 from litellm_failover.fleet.messages import OperatorCommand, decode, encode, make
@@ -187,3 +187,39 @@ def test_results_round_trip_and_summaries_stay_short() -> None:
     assert CommandResult.from_wire({"ok": True}).outcome == "applied"
     assert len(summarize({"message": "x" * 5000})) == 1000
     assert summarize({}) == "applied"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"args": ["p1"]}, "args: must be an object"),
+        ({"args": "timeout"}, "args: must be an object"),
+        ({"issued_at": 1e20}, "issued_at: must be a time"),
+        ({"issued_at": float("nan")}, "issued_at: must be a time"),
+        ({"issued_at": True}, "issued_at: must be a time"),
+        ({"args": {"timeout_s": 1e300}}, "--timeout: must be between 0 and 604800"),
+        ({"issued_by": "ops\nforged"}, "issued_by: must not contain control characters"),
+    ],
+)
+def test_a_hostile_wire_command_is_a_command_error(data: dict, message: str) -> None:
+    """Before: a list or a string as ``args``, or ``issued_at`` of 1e20, raised something other
+    than ``CommandError`` (which stopped the path that read it), and 1e300 s was a drain timeout."""
+    wire = {"command_id": "c1", "kind": "drain", "target": "p1", "issued_at": 1.8e9} | data
+    with pytest.raises(CommandError, match=message):
+        from_wire(wire)
+    with pytest.raises(CommandError, match="command: must be an object"):
+        from_wire(["drain", "p1"])  # type: ignore[arg-type]
+
+
+def test_a_command_issued_in_the_future_is_refused_not_applied() -> None:
+    """Before: a far-future ``issued_at`` never expired and won "the latest word" for ever."""
+    target = RecordingTarget(settings("A"))
+    applier = CommandApplier(target, "A", command_ttl_s=60, submit=None)
+    now = datetime.now(UTC).timestamp()
+    later = build_command("drain", "p1", issued_at=datetime.fromtimestamp(now + 3600, UTC), issued_by="x")
+    result = applier.handle(later, "database", now)
+    assert result is not None and result.outcome == "refused"
+    assert result.message.startswith("invalid command: issued_at is in the future")
+    skewed = build_command("drain", "p1", issued_at=datetime.fromtimestamp(now + 30, UTC), issued_by="x")
+    assert applier.handle(skewed, "database", now).outcome == "applied"  # within the skew allowed
+    assert target.calls == [("drain", "p1", None, SOURCE)]

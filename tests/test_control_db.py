@@ -286,3 +286,43 @@ async def test_live_status_through_the_database(
     code = await run_cli("status", "--live", "--url", database, "--group", "nope")
     assert code == 1
     assert "unknown model group 'nope'" in capsys.readouterr().out
+
+
+async def test_each_malformed_row_is_refused_alone_and_the_poll_goes_on(database: str, replicas: Any) -> None:
+    """Rows anything could have written: ``args`` a list or a string, a ``created_at`` no
+    ``datetime`` can hold. Each is refused with a result row; a valid command after them is applied."""
+    from sqlalchemy import text
+
+    plane, target, _ = await replicas("proxy-a")
+    async with reading_engine(database) as engine, engine.begin() as connection:
+        for command_id, args in (("bad-list", ["p1"]), ("bad-str", "timeout")):
+            await connection.execute(
+                commands_table.insert().values(
+                    command_id=command_id, created_at=datetime.now(UTC), kind="drain", target="p1", args=args
+                )
+            )
+        await connection.execute(
+            commands_table.insert().values(
+                command_id="bad-time", created_at=datetime.now(UTC), kind="drain", target="p1", args={}
+            )
+        )
+        # SQLite keeps whatever it is given; PostgreSQL's nearest thing to 1e20 is 'infinity'.
+        moment = "1e20" if database.startswith("sqlite") else "'infinity'"
+        await connection.execute(
+            text(f"UPDATE failover_commands SET created_at = {moment} WHERE command_id = 'bad-time'")
+        )
+    good = build_command("drain", "p2", issued_by="ops")
+    await db_channel.insert_command(database, good)
+
+    async def answered() -> bool:
+        return len(await result_rows(database)) == 4
+
+    await wait_until(answered, 5, "four results")
+    rows = {row["command_id"]: row for row in await result_rows(database)}
+    for bad in ("bad-list", "bad-str", "bad-time"):
+        assert rows[bad]["outcome"] == "refused", rows[bad]
+        assert rows[bad]["message"].startswith("invalid command: ")
+    assert rows[good.command_id]["outcome"] == "applied"
+    assert [call[1] for call in target.calls] == ["p2"]
+    assert plane.status()["refused"] == 3 and plane.status()["applied"] == 1
+    assert plane.status()["database"]["last_error"] is None

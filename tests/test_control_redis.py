@@ -303,3 +303,33 @@ async def test_a_replica_cut_off_from_redis_applies_the_command_when_it_is_back(
         assert b[1].calls == [("drain", "p1", None, "control")]
     finally:
         await relay.stop()
+
+
+async def test_each_standing_entry_is_judged_alone_at_restore(
+    redis_base_url: str, channel: str, replicas: Any
+) -> None:
+    """Before: one entry that was not a command (a list, ``issued_at`` of 1e20, bad JSON) made
+    the whole Redis restore fail, so the valid drain next to it was not taken over."""
+    good = Command(kind="drain", target="p1", issued_by="ops")
+    future = Command(kind="failover", target="chat", issued_by="ops").to_wire() | {"issued_at": 4e9}
+    client = Redis.from_url(redis_base_url)
+    try:
+        await client.hset(
+            redis_channel.standing_key(channel),
+            mapping={
+                "deployment:p1": json.dumps(good.to_wire()),
+                "deployment:p2": json.dumps(["drain", "p2"]),
+                "deployment:s1": json.dumps(good.to_wire() | {"target": "s1", "issued_at": 1e20}),
+                "group:other": "{not json",
+                "deployment:x": json.dumps(good.to_wire() | {"target": "s1", "args": "timeout"}),
+                "group:chat": json.dumps(future),
+            },
+        )
+    finally:
+        await client.aclose()
+    plane, target, _ = await replicas("proxy-a")
+    assert target.calls == [("drain", "p1", None, RESTORE_SOURCE)]
+    restored = plane.status()["restored"]
+    assert [entry["outcome"] for entry in restored].count("refused") == 5
+    assert all(e["message"].startswith("invalid command: ") for e in restored if e["outcome"] == "refused")
+    assert plane.status()["refused"] == 5 and plane.status()["redis"]["last_error"] is None

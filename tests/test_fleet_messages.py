@@ -279,3 +279,59 @@ def test_the_publish_queue_is_bounded_and_counts_what_it_drops(monkeypatch):
     assert results == [True, True, True, False, False]
     assert [value for _, value in link._queue] == ["2", "3", "4"]  # the newest are kept
     assert link.stats()["dropped"] == 2
+
+
+# -- hostile input ------------------------------------------------------------------------
+
+_GOOD = ejection().model_dump()
+
+
+def _hostile() -> list[str]:
+    def eject(**payload) -> str:
+        return raw("eject", "A", ejection(), {"payload": {**_GOOD, **payload}})
+
+    return [
+        eject(remaining_s=float("inf")),
+        eject(remaining_s=float("nan")),
+        eject(remaining_s=1e300),
+        eject(remaining_s=True),
+        eject(deployment_id="p1\x00"),
+        eject(model_group="chat\n[fake log line]"),
+        eject(deployment_id="p" * 256),
+        eject(reason="x" * 5000),
+        raw("eject", "A", ejection(), {"sent_at": float("inf")}),
+        raw("eject", "A", ejection(), {"sent_at": 1e20}),
+        raw("eject", "A", ejection(), {"origin": "A\x1b[31m"}),
+        raw("eject", "A", ejection(), {"id": "i" * 300}),
+        json.dumps({**json.loads(raw("eject", "A", ejection())), "sent_at": "now"}),
+    ]
+
+
+def test_hostile_numbers_and_strings_are_dropped_and_counted(replica, caplog):
+    """Before: ``remaining_s: Infinity`` ejected p1 here for ever; control characters and
+    unbounded strings went into events and logs."""
+    core, fleet, _, events = replica
+    messages = _hostile()
+    with caplog.at_level(logging.WARNING, logger="litellm_failover.fleet"):
+        for message in messages:
+            fleet._on_raw(message, "pubsub")
+    assert core.health["p1"].state.value == "healthy"
+    assert events == []
+    assert fleet.status()["ignored_by_reason"] == {"malformed": len(messages)}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # rate-limited: one line for the burst
+    fleet._on_raw(raw("eject", "A", ejection(remaining_s=30.0)), "pubsub")  # a valid one still applies
+    assert core.health["p1"].state.value == "unhealthy"
+
+
+def test_an_ejection_longer_than_the_local_max_ejection_is_dropped_and_counted(replica, caplog):
+    core, fleet, clock, _ = replica
+    limit = core.settings.outlier.max_ejection_s
+    with caplog.at_level(logging.WARNING, logger="litellm_failover.fleet"):
+        fleet._on_raw(raw("eject", "A", ejection(remaining_s=limit * 1000)), "pubsub")
+    assert core.health["p1"].state.value == "healthy"
+    assert fleet.status()["ignored_by_reason"] == {"out_of_bounds": 1}
+    assert "outlier.max_ejection_s" in caplog.text
+    fleet._on_raw(raw("eject", "A", ejection(remaining_s=limit)), "pubsub")
+    assert core.health["p1"].state.value == "unhealthy"
+    assert core.health["p1"].outlier.ejected_until <= clock.now + limit

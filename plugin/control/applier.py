@@ -26,6 +26,7 @@ SOURCE = "control"
 RESTORE_SOURCE = "control:restore"
 """... and for standing state taken over at start."""
 
+_FUTURE = "invalid command: issued_at is in the future, past control.command_ttl_s of clock skew"
 _SEEN_IDS = 10_000
 _RECENT = 20
 
@@ -64,10 +65,25 @@ class CommandApplier:
         self.outcomes["refused"] += 1
         return CommandResult(self.instance_id, "refused", message)
 
+    def refuse_standing(self, entry: str, via: str, message: str) -> None:
+        """A standing entry that is not a valid command: counted, shown, logged; not restored."""
+        self.outcomes["refused"] += 1
+        self.restored.append(
+            {"command": entry, "command_id": None, "via": via, "outcome": "refused", "message": message}
+        )
+        logger.warning("control: not restoring standing entry %r from %s: %s", entry, via, message)
+
+    def _from_the_future(self, command: Command, now: float) -> bool:
+        """Issued later than ``now`` by more than the clock skew a command may have (its TTL): a
+        time no honest sender writes, and one that would win "the latest word" forever."""
+        return command.issued_at.timestamp() - now > self._command_ttl_s
+
     def handle(self, command: Command, via: str, now: float) -> CommandResult | None:
         """Apply a command once (None if it was seen already), unless it is too old."""
         if command.command_id in self._seen:
             return None
+        if self._from_the_future(command, now):
+            return self.refuse(command.command_id, _FUTURE)
         self.remember(command.command_id)
         age = now - command.issued_at.timestamp()
         if age > self._command_ttl_s:
@@ -134,13 +150,16 @@ class CommandApplier:
             )
         )
 
-    def restore(self, sources: list[tuple[str, list[Command] | None]]) -> None:
+    def restore(self, sources: list[tuple[str, list[Command] | None]], now: float) -> None:
         """Apply, per deployment and per group, the latest standing command of ``sources``
         ((transport, its standing commands or None when it was away)) if it is a drain or a
-        failover."""
+        failover. One issued in the future (see ``_from_the_future``) is refused, not restored."""
         latest: dict[tuple[str, str], tuple[Command, str]] = {}
         for via, commands in sources:
             for command in commands or []:
+                if self._from_the_future(command, now):
+                    self.refuse_standing(command.describe(), via, _FUTURE)
+                    continue
                 key = (STANDING[command.kind], command.target)
                 known = latest.get(key)
                 if known is None or command.issued_at > known[0].issued_at:

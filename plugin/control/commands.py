@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 
 from litellm_failover.chaos.faults import FaultInputError, iso, parse_fault_args
 from litellm_failover.durations import DurationError, parse_duration
+from litellm_failover.untrusted import LATEST_EPOCH_S, UntrustedError, bounded_number
 
 Kind = Literal["drain", "undrain", "failover", "failback", "shift", "status", "chaos_inject", "chaos_clear"]
 KINDS: tuple[Kind, ...] = (
@@ -45,6 +46,7 @@ drain/undrain per deployment, of failover/failback per group (see ``ControlPlane
 
 MAX_TARGET = 255  # the store's identifier columns
 MAX_STEPS = 100
+MAX_DURATION_S = 7 * 24 * 3600.0  # a drain timeout or shift interval longer than a week is a typo
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -133,10 +135,12 @@ def _name(value: Any, what: str, *, allow_empty: bool = False) -> str:
 
 
 def _seconds(value: Any, what: str) -> float:
-    """A positive duration in seconds (``litellm_failover.durations``' grammar: 60, 30s, 5m)."""
+    """A positive duration in seconds (``litellm_failover.durations``' grammar: 60, 30s, 5m), at
+    most ``MAX_DURATION_S``: a replica gets these from whoever can write a command row."""
     try:
-        return parse_duration(value, what)
-    except DurationError as exc:
+        seconds = parse_duration(value, what)
+        return bounded_number(seconds, what, low=0.0, high=MAX_DURATION_S)
+    except (DurationError, UntrustedError) as exc:
         raise CommandError(str(exc)) from None
 
 
@@ -193,6 +197,8 @@ def build_command(
     """
     if kind not in KINDS:
         raise CommandError(f"unknown command {kind!r} (known: {', '.join(KINDS)})")
+    if args is not None and not isinstance(args, Mapping):
+        raise CommandError(f"args: must be an object (got {type(args).__name__})")
     raw = dict(args or {})
     what = "DEPLOYMENT_ID" if kind in DEPLOYMENT_KINDS else "GROUP"
     name = _name(target, what, allow_empty=kind in OPTIONAL_TARGET)
@@ -224,26 +230,32 @@ def build_command(
         args=clean,
         command_id=_name(command_id, "command_id") if command_id is not None else uuid.uuid4().hex,
         issued_at=moment,
-        issued_by=(issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
+        issued_by=_name(
+            (issued_by if issued_by is not None else default_issuer())[:MAX_TARGET],
+            "issued_by",
+            allow_empty=True,
+        ),
     )
 
 
 def from_wire(data: Mapping[str, Any]) -> Command:
     """The inverse of ``Command.to_wire``, validated again (the sender may not be our CLI)."""
+    if not isinstance(data, Mapping):
+        raise CommandError(f"command: must be an object (got {type(data).__name__})")
     issued = data.get("issued_at")
     if isinstance(issued, datetime):
         moment = issued
-    elif isinstance(issued, (int, float)) and not isinstance(issued, bool) and math.isfinite(issued):
-        moment = datetime.fromtimestamp(issued, UTC)
     else:
-        raise CommandError(f"issued_at: must be a time (got {issued!r})")
-    args = data.get("args") or {}
-    if not isinstance(args, Mapping):
-        raise CommandError(f"args: must be an object (got {args!r})")
+        try:
+            seconds = bounded_number(issued, "issued_at", low=0.0, high=LATEST_EPOCH_S)
+        except UntrustedError as exc:
+            raise CommandError(f"issued_at: must be a time in epoch seconds ({exc})") from None
+        moment = datetime.fromtimestamp(seconds, UTC)
+    args = data.get("args")
     return build_command(
         str(data.get("kind", "")),
         data.get("target", ""),
-        args,
+        args if args is not None else {},
         command_id=str(data.get("command_id") or ""),
         issued_at=moment,
         issued_by=str(data.get("issued_by") or ""),

@@ -16,14 +16,16 @@ short-lived engine), like ``store.conversations``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.types import NullType
 
 from litellm_failover.control.commands import STANDING, Command, CommandError, build_command
 from litellm_failover.control.dispatch import CommandResult
@@ -115,13 +117,35 @@ async def start_position(target: Target, before: datetime | None = None) -> int:
         return int((await connection.execute(query)).scalar() or 0)
 
 
+# A row can hold anything whoever wrote it put there (SQLite keeps any value in any column), and
+# one value the column's type cannot read would fail the whole query, every poll, for good. So
+# these two are read as the driver returns them and judged per row by ``_row_command``.
+_RAW = frozenset({"created_at", "args"})
+_COLUMNS = [
+    type_coerce(column, NullType()).label(column.name) if column.name in _RAW else column
+    for column in commands_table.c
+]
+
+
+def _moment(value: Any) -> datetime:
+    """``created_at`` as the driver returned it: a datetime (PostgreSQL) or SQLite's text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise CommandError(f"issued_at: must be a time (got {type(value).__name__})")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _row_command(row: Any) -> Command:
+    args = row["args"]
+    if isinstance(args, (str, bytes)):
+        args = json.loads(args)  # the raw JSON text (see _COLUMNS)
     return build_command(
         row["kind"],
         row["target"],
-        row["args"] or {},
+        args if args is not None else {},
         command_id=row["command_id"],
-        issued_at=row["created_at"],
+        issued_at=_moment(row["created_at"]),
         issued_by=row["issued_by"],
     )
 
@@ -129,7 +153,7 @@ def _row_command(row: Any) -> Command:
 def _polled(row: Any) -> CommandRow:
     try:
         return CommandRow(row["id"], row["command_id"], _row_command(row))
-    except CommandError as exc:
+    except (ValueError, TypeError, OverflowError) as exc:  # CommandError, bad JSON, bad time
         return CommandRow(row["id"], row["command_id"], None, f"invalid command: {exc}")
 
 
@@ -137,7 +161,7 @@ async def fetch_commands(target: Target, after: int, limit: int = BATCH) -> list
     """Commands with ``id > after``, oldest first; rows that are not valid commands come back
     with ``error`` set (a replica reports them as refused rather than skipping them silently)."""
     table = commands_table
-    query = select(table).where(table.c.id > after).order_by(table.c.id).limit(limit)
+    query = select(*_COLUMNS).where(table.c.id > after).order_by(table.c.id).limit(limit)
     async with _engine(target) as engine, engine.connect() as connection:
         rows = (await connection.execute(query)).mappings().all()
     return [_polled(row) for row in rows]
@@ -207,15 +231,15 @@ async def standing_commands(target: Target) -> list[Command]:
         .where(results.c.command_id == commands.c.command_id, results.c.ok.is_(True))
         .exists()
     )
-    query = select(commands).where(commands.c.kind.in_(sorted(STANDING)), applied).order_by(commands.c.id)
+    query = select(*_COLUMNS).where(commands.c.kind.in_(sorted(STANDING)), applied).order_by(commands.c.id)
     async with _engine(target) as engine, engine.connect() as connection:
         rows = (await connection.execute(query)).mappings().all()
     latest: dict[tuple[str, str], Command] = {}
     for row in rows:
         try:
             command = _row_command(row)
-        except CommandError:
-            continue
+        except (ValueError, TypeError, OverflowError):
+            continue  # never applied anywhere: a bad row is refused, so it cannot be standing
         key = (STANDING[command.kind], command.target)
         latest.pop(key, None)  # re-insert: dict order then follows the latest command's order
         latest[key] = command

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.control import db_channel, redis_channel
 from litellm_failover.control.applier import CommandApplier
-from litellm_failover.control.commands import Command, CommandError, from_wire
+from litellm_failover.control.commands import Command, from_wire
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget
 from litellm_failover.control.guard import DATABASE_TIMEOUT_S, Guard
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
@@ -236,7 +236,7 @@ class ControlPlane:
                     "issued_by": payload.issued_by,
                 }
             )
-        except CommandError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # CommandError, or args no kind takes
             if self._applier.seen(payload.command_id):
                 return False
             self._ack(payload.command_id, self._applier.refuse(payload.command_id, f"invalid command: {exc}"))
@@ -276,10 +276,12 @@ class ControlPlane:
         if engine is not None:
             sources.append(("database", await self._guard.database(db_channel.standing_commands(engine))))
         if self._redis is not None:
-            sources.append(
-                ("redis", await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel)))
-            )
-        self._applier.restore(sources)
+            found = await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel))
+            commands, refused = found if isinstance(found, tuple) else (None, [])
+            for entry, why in refused:
+                self._applier.refuse_standing(entry, "redis", why)
+            sources.append(("redis", commands))
+        self._applier.restore(sources, self.clock() + self._redis_offset)
 
     # -- background -----------------------------------------------------------------------
 

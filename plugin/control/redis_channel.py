@@ -27,7 +27,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
 
-from litellm_failover.control.commands import STANDING, Command, CommandError, from_wire
+from litellm_failover.control.commands import MAX_TARGET, STANDING, Command, from_wire
 from litellm_failover.control.dispatch import CommandResult
 from litellm_failover.fleet.messages import OperatorCommand, encode, make
 from litellm_failover.fleet.sync import _glob_escape
@@ -154,16 +154,20 @@ async def leave(client: Redis, channel: str, instance_id: str) -> None:
     await client.delete(replica_prefix(channel) + instance_id)
 
 
-async def standing_commands(client: Redis, channel: str) -> list[Command]:
-    """The latest command per deployment and per group that the CLI recorded, oldest first."""
+async def standing_commands(client: Redis, channel: str) -> tuple[list[Command], list[tuple[str, str]]]:
+    """The latest command per deployment and per group that the CLI recorded, oldest first, and
+    the entries that are not valid commands as ``(field, why)``: each entry is judged alone, so
+    one that anything else wrote into the hash never keeps the others from being restored."""
     raw = await client.hgetall(standing_key(channel))
     commands: list[Command] = []
+    refused: list[tuple[str, str]] = []
     for field, value in raw.items():
+        name = field.decode(errors="replace") if isinstance(field, bytes) else str(field)
         try:
             commands.append(from_wire(json.loads(value)))
-        except (ValueError, CommandError) as exc:
-            logger.warning("control: ignoring standing entry %r: %s", field, exc)
-    return sorted(commands, key=lambda command: command.issued_at)
+        except (ValueError, TypeError, OverflowError) as exc:  # CommandError, bad JSON, bad time
+            refused.append((name[:MAX_TARGET], f"invalid command: {exc}"))
+    return sorted(commands, key=lambda command: command.issued_at), refused
 
 
 async def clear_control(url: str, channel: str) -> int:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, cast
 
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.fleet.fleet import Fleet
-from litellm_failover.fleet.messages import Ejection, Envelope, Pin, Recovery
+from litellm_failover.fleet.messages import Ejection, Envelope, MessageError, Pin, Recovery
 from litellm_failover.health import HealthState
+from litellm_failover.untrusted import UntrustedError, bounded_number
 
 if TYPE_CHECKING:
     from litellm_failover.core import FailoverCore
@@ -50,12 +51,21 @@ class CoreApplier:
         self.command_listener = command_listener
 
     def on_eject(self, envelope: Envelope) -> bool:
+        """Raises ``MessageError`` (out_of_bounds) for an ejection longer than this replica's own
+        ``outlier.max_ejection_s``: no replica following the same settings sends one, and taking
+        it would let one message keep a deployment out on every replica for as long as it says."""
         ejection = cast(Ejection, envelope.payload)
+        record = self.core.health.get(ejection.deployment_id)
+        limit = (record.outlier.settings if record else self.core.settings.outlier).max_ejection_s
+        try:
+            remaining_s = bounded_number(ejection.remaining_s, "remaining_s", low=0.0, high=limit)
+        except UntrustedError as exc:
+            raise MessageError("out_of_bounds", f"eject payload: {exc} (outlier.max_ejection_s)") from None
         return self.core.apply_remote_ejection(
             ejection.deployment_id,
             origin=envelope.origin,
             reason=ejection.reason,
-            remaining_s=max(0.0, ejection.remaining_s - envelope.age_s()),
+            remaining_s=max(0.0, remaining_s - envelope.age_s()),
         )
 
     def on_recover(self, envelope: Envelope) -> bool:

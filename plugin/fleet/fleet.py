@@ -117,6 +117,10 @@ class Fleet:
             return False
         try:
             applied = bool(handler(envelope))
+        except MessageError as exc:  # valid JSON of our schema, but out of this replica's bounds
+            self.ignored[exc.reason] += 1
+            self._warn_invalid(exc, "applier")
+            return False
         except Exception:
             self.ignored["error"] += 1
             logger.exception("fleet: applying a %s message from %s failed", envelope.kind, envelope.origin)
@@ -133,7 +137,7 @@ class Fleet:
             return
         logger.warning(
             "fleet: ignoring a message from %s on channel %r: %s%s",
-            "a state key" if source == "keys" else "pub/sub",
+            {"keys": "a state key", "applier": "a replica"}.get(source, "pub/sub"),
             self.link.channel,
             exc,
             f" ({held} more invalid messages not logged)" if held else "",

@@ -16,6 +16,11 @@ Adding a kind takes a few lines: a payload model, a ``KindSpec`` in ``KINDS``, a
 
 A receiver refuses, with ``MessageError``, anything that is not this schema version: replicas of
 different versions sharing a channel ignore each other (and count it) rather than misread.
+
+Anything that can reach the Redis channel can send anything, so every field is checked as hostile
+(``litellm_failover.untrusted``): numbers finite and bounded, strings short and free of control
+characters. A message with one bad field is refused whole (reason ``malformed``), never half
+applied. Bounds that depend on this replica's settings (an ejection's length) are the applier's.
 """
 
 from __future__ import annotations
@@ -25,12 +30,35 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from litellm_failover.untrusted import LATEST_EPOCH_S, MAX_REASON, bounded_number, bounded_text
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # a message is a few hundred bytes; anything this big is not ours
+
+
+def _text(max_len: int, *, allow_empty: bool) -> AfterValidator:
+    return AfterValidator(
+        lambda value: bounded_text(value, "value", max_len=max_len, allow_empty=allow_empty)
+    )
+
+
+Name = Annotated[str, _text(255, allow_empty=False)]
+"""An identifier (a group, a deployment, an instance): 1 to 255 characters, no control characters."""
+Text = Annotated[str, _text(255, allow_empty=True)]
+Reason = Annotated[str, _text(MAX_REASON, allow_empty=True)]
+# Strict: a JSON ``true`` or ``"30"`` is not a number, however pydantic would coerce it.
+Seconds = Annotated[
+    float, Strict(), AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))
+]
+"""A duration; the applier bounds it further by this replica's settings."""
+Epoch = Annotated[
+    float, Strict(), AfterValidator(lambda v: bounded_number(v, "value", low=0.0, high=LATEST_EPOCH_S))
+]
+"""A wall-clock time in epoch seconds that a ``datetime`` can hold."""
 
 
 class MessageError(ValueError):
@@ -50,26 +78,26 @@ class Payload(BaseModel):
 class Ejection(Payload):
     """A replica ejected a deployment; ``remaining_s`` was its ejection time left when sent."""
 
-    model_group: str = Field(min_length=1)
-    deployment_id: str = Field(min_length=1)
-    reason: str = ""
-    remaining_s: float = Field(0.0, ge=0)
+    model_group: Name
+    deployment_id: Name
+    reason: Reason = ""
+    remaining_s: Seconds = 0.0
 
 
 class Recovery(Payload):
     """A replica brought a deployment back (its probes pass again, or its timer ran out)."""
 
-    model_group: str = Field(min_length=1)
-    deployment_id: str = Field(min_length=1)
-    reason: str = ""
+    model_group: Name
+    deployment_id: Name
+    reason: Reason = ""
 
 
 class Pin(Payload):
     """A session was pinned (or re-pinned) to a deployment of a model group."""
 
-    session_id: str = Field(min_length=1, max_length=256)
-    model_group: str = Field(min_length=1)
-    deployment_id: str = Field(min_length=1)
+    session_id: Annotated[str, _text(256, allow_empty=False)]
+    model_group: Name
+    deployment_id: Name
 
 
 class OperatorCommand(Payload):
@@ -78,12 +106,12 @@ class OperatorCommand(Payload):
     ``issued_at`` is the Redis server's clock when it was sent, so replicas compare it with a
     start time read from the same clock."""
 
-    command_id: str = Field(min_length=1, max_length=64)
-    action: str = Field(min_length=1, max_length=32)
-    target: str = Field("", max_length=255)
+    command_id: Annotated[str, _text(64, allow_empty=False)]
+    action: Annotated[str, _text(32, allow_empty=False)]
+    target: Text = ""
     args: dict[str, Any] = Field(default_factory=dict)
-    issued_at: float
-    issued_by: str = Field("", max_length=255)
+    issued_at: Epoch
+    issued_by: Text = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +187,11 @@ class _Wire(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    kind: str = Field(min_length=1)
-    origin: str = Field(min_length=1)
-    node: str = Field(min_length=1)
-    id: str = Field(min_length=1)
-    sent_at: float
+    kind: Name
+    origin: Name
+    node: Name
+    id: Name
+    sent_at: Epoch
     payload: dict[str, Any]
 
 
