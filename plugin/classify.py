@@ -43,7 +43,7 @@ _STREAM_CUT_MARKERS = (
 
 _TRANSPORT_ERRORS = (OSError, httpx.TransportError, aiohttp.ClientError)
 """What a failure to reach or hear from a deployment is raised as, under LiteLLM's wrapping
-(``ConnectionError`` and ``TimeoutError`` are ``OSError``\s)."""
+(``ConnectionError`` and ``TimeoutError`` are ``OSError`` subclasses)."""
 
 
 def _never_sent(exception: BaseException) -> bool:
