@@ -45,7 +45,7 @@ def wrapped(cause: BaseException, message: str = "odd") -> litellm.APIConnection
         raise cause
     except BaseException:
         try:
-            raise litellm.APIConnectionError(message=message, model="m", llm_provider="x")  # noqa: B904
+            raise litellm.APIConnectionError(message=message, model="m", llm_provider="x")
         except litellm.APIConnectionError as error:
             return error
 

@@ -7,8 +7,9 @@
   ``previous_response_id`` lives on a dead deployment (the one bounded wait, in sessions).
 - ``attempt_failed`` / ``request_succeeded``: the outcome hooks. Each ends the attempt in flight,
   then, for a request this plugin routed, feeds outlier detection (a failure counted once per
-  request and deployment; a client error, the request's fault, is neither counted nor excluded) or records the success and a ``request_failover`` event when the
-  request was served elsewhere than first picked.
+  request and deployment; a client error, the request's fault, is neither counted nor excluded)
+  or records the success and a ``request_failover`` event when the request was served elsewhere
+  than first picked.
 - ``session_answered``: a request's final answer, for its session.
 
 The core is read in one place, ``routed``: the group's current table and its member ids.
