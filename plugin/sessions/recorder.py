@@ -28,7 +28,7 @@ from litellm_failover.settings import SessionSettings
 class ConversationSink(Protocol):
     def submit_message(self, row: MessageRow) -> bool: ...
 
-    def submit_session(self, row: SessionRow) -> None: ...
+    def submit_session(self, row: SessionRow) -> bool: ...  # False: dropped, the buffer was full (counted by the writer)
 
 
 @dataclass(frozen=True, slots=True)
