@@ -28,7 +28,8 @@ from litellm_failover.settings import SessionSettings
 class ConversationSink(Protocol):
     def submit_message(self, row: MessageRow) -> bool: ...
 
-    def submit_session(self, row: SessionRow) -> bool: ...  # False: dropped, the buffer was full (counted by the writer)
+    # False: dropped because the buffer was full (the writer counts it).
+    def submit_session(self, row: SessionRow) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
