@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 _TOKEN_SHAPES = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}|(?<=://)[^/\s:@]+:[^/\s@]+(?=@))"
@@ -24,3 +25,16 @@ class Redactor:
             text = text.replace(secret, "***")
         text = _TOKEN_SHAPES.sub("***", text)
         return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def mask_url(url: str) -> str:
+    """The URL with its user name and password (everything before ``@`` in the authority)
+    replaced by ``***``: where it points, never how it logs in."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"***@{host}").geturl()

@@ -110,7 +110,7 @@ def test_an_unset_environment_reference_names_its_key(tmp_path: Path) -> None:
     [
         (
             {"stratgy": "weighted"},
-            "failover_settings.stratgy: unknown key (got 'weighted'); did you mean `strategy`?",
+            "failover_settings.stratgy: unknown key; did you mean `strategy`?",
         ),
         ({"strategy": "round_robin"}, "(got 'round_robin'); did you mean `round-robin`?"),
         ({"groups": {"chat": {"in_tier": "wieghted"}}}, "groups.chat.in_tier: Input should be"),
@@ -147,9 +147,8 @@ def test_deployments_are_named_by_id_and_every_problem_is_reported(tmp_path: Pat
     with pytest.raises(FailoverConfigError) as info:
         load_proxy_config(path)
     assert info.value.problems == [
-        "failover_settings.stratgy: unknown key (got 'weighted'); did you mean `strategy`?",
-        "deployment 'gpu-a': model_list[0].model_info.failover.gpu_ur: unknown key "
-        "(got 'http://a.invalid:9400'); did you mean `gpu_url`?",
+        "failover_settings.stratgy: unknown key; did you mean `strategy`?",
+        "deployment 'gpu-a': model_list[0].model_info.failover.gpu_ur: unknown key; did you mean `gpu_url`?",
         "model_list[1].model_info.failover.provider: Input should be 'vllm', 'sglang', 'tgi', "
         "'openai-compatible', 'openai', 'azure' or 'anthropic' (got 'vlm'); did you mean `vllm`?",
     ]
