@@ -29,8 +29,10 @@ from litellm_failover import attach
 from litellm_failover.alerts import Alerter
 from litellm_failover.cli import main
 from litellm_failover.config_file import load_proxy_config
+from litellm_failover.outlier import Outcome
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.settings import FailoverConfigError, parse_settings
+from litellm_failover.streams.resume import Part, StreamBreak
 
 pytest_plugins = ["services"]
 
@@ -201,3 +203,26 @@ async def test_a_canary_secret_appears_nowhere(tmp_path, caplog, capsys, postgre
     leaks = {where: text.count(CANARY) for where, text in produced.items() if CANARY in text}
     leaking_loggers = sorted({r.name for r in caplog.records if CANARY in f"{r.getMessage()} {r.exc_text}"})
     assert not leaks, f"the canary secret leaked into {leaks} (loggers: {leaking_loggers})"
+
+
+def test_a_stream_breaks_cause_is_logged_through_the_redactor(tmp_path, caplog):
+    # The cause of a break is the upstream's error text, which may quote the key (as e1's does).
+    deployment = {
+        "model_name": "chat",
+        "litellm_params": {
+            "model": "openai/fake-model",
+            "api_base": "http://127.0.0.1:1/v1",
+            "api_key": CANARY,
+        },
+        "model_info": {"id": "p1", "failover": {"probe": False}},
+    }
+    router = litellm.Router(model_list=[deployment])
+    plugin = attach(router, {"database_url": f"sqlite+aiosqlite:///{tmp_path}/events.db"})
+    caplog.set_level(logging.DEBUG, logger="litellm_failover")
+    try:
+        cause = f"OpenAIException - Internal error for key {CANARY}"
+        plugin.streams.report_break(Part("p1", ("k1",), []), StreamBreak(cause, Outcome.SERVER_ERROR))
+    finally:
+        plugin.detach()
+    [line] = [r.getMessage() for r in caplog.records if "stream broke on p1" in r.getMessage()]
+    assert CANARY not in line and "Internal error for key ***" in line
