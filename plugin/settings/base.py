@@ -55,7 +55,8 @@ def _problem(root: str, model: type[BaseModel], item: dict) -> str:
         return f"{path}: {item['msg']}"  # the value is a secret (see AlertSettings, SecretUrl)
     value = item.get("input")
     if item["type"] == "extra_forbidden":
-        text = f"{path}: unknown key"  # its value may be the secret of the key it misspells
+        # A string under a misspelt key may be the secret of the key meant (``redis_ur``).
+        text = f"{path}: unknown key" + (f" (got {value!r})" if _harmless(value) else "")
     else:
         shown = "<missing>" if item["type"] == "missing" else _shown(value, item["type"])
         text = f"{path}: {item['msg']} (got {shown})"
@@ -63,9 +64,14 @@ def _problem(root: str, model: type[BaseModel], item: dict) -> str:
     return f"{text}; did you mean `{close}`?" if close else text
 
 
+def _harmless(value: object) -> bool:
+    """A value that cannot be a secret, whatever the field: nothing, a bool or a number."""
+    return value is None or isinstance(value, bool | int | float)
+
+
 def _shown(value: object, error_type: str) -> str:
     """The value where it cannot be a secret, else its type (``a string``, ``a mapping``)."""
-    if value is None or isinstance(value, bool | int | float):
+    if _harmless(value):
         return repr(value)
     if error_type == "literal_error" and isinstance(value, str) and _CHOICE_SHAPE.fullmatch(value):
         return repr(value)
