@@ -23,7 +23,8 @@ ERROR_PREFIX = "invalid configuration: "
 
 
 class FailoverConfigError(ValueError):
-    """A configuration error; the message names the key path and the value at fault.
+    """A configuration error; the message names the key path and what is wrong (a value only
+    where it cannot be a secret).
 
     ``problems`` holds each problem without the common prefix (the message joins them with
     "; "); raised with a message alone, the message is the one problem.
