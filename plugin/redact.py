@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=f"***@{host}").geturl()
 
 
+_NO_LIMIT = sys.maxsize  # another library's record is masked, never cut
+
+
 class RedactingFilter(logging.Filter):
     """Masks known secrets (and token shapes) in every record of the loggers it is added to.
 
@@ -59,12 +63,16 @@ class RedactingFilter(logging.Filter):
         self._redact = Redactor(self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._redact(record.getMessage(), limit=10_000)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: left for the handler to report
+            return True
+        record.msg = self._redact(message, limit=_NO_LIMIT)
         record.args = None
         if record.exc_info and not record.exc_text:  # the traceback's text: the formatter reuses it
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = self._redact(record.exc_text, limit=100_000)
+            record.exc_text = self._redact(record.exc_text, limit=_NO_LIMIT)
         return True
 
 

@@ -243,3 +243,16 @@ def test_a_stream_breaks_cause_is_logged_through_the_redactor(tmp_path, caplog):
         plugin.detach()
     [line] = [r.getMessage() for r in caplog.records if "stream broke on p1" in r.getMessage()]
     assert CANARY not in line and "Internal error for key ***" in line
+
+
+def test_litellms_log_records_are_masked_never_cut(caplog):
+    from litellm_failover.redact import LITELLM_LOGGERS, guard_loggers
+
+    guard_loggers(LITELLM_LOGGERS, [CANARY])
+    caplog.set_level(logging.DEBUG, logger="LiteLLM Router")
+    long_tail = "x" * 3000  # longer than an event reason, shorter than LiteLLM cuts its own
+    logging.getLogger("LiteLLM Router").debug("failed: key %s %s", CANARY, long_tail)
+    logging.getLogger("LiteLLM Router").debug("a bad record %s %s", "only one argument")
+    [masked, malformed] = caplog.records
+    assert masked.getMessage() == f"failed: key *** {long_tail}"
+    assert malformed.msg == "a bad record %s %s"  # left as it was, for the handler to report
