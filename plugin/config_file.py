@@ -38,12 +38,22 @@ def _read_yaml(path: str) -> Mapping[str, Any]:
     except FileNotFoundError:
         raise FailoverConfigError(f"invalid configuration: config file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise FailoverConfigError(f"invalid configuration: {path} is not valid YAML: {exc}") from None
+        raise FailoverConfigError(
+            f"invalid configuration: {path} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     if config is None:
         return {}
     if not isinstance(config, Mapping):
         raise FailoverConfigError(f"invalid configuration: {path} is not a YAML mapping")
     return config
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where (line and column), never the text there: the line at fault may
+    be the one holding a password."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "unreadable"
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def _include_path(entry: str, declared_in: str, root: str) -> str:

@@ -37,7 +37,7 @@ from litellm_failover.handler import FailoverHandler
 from litellm_failover.metrics import PluginMetrics
 from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
-from litellm_failover.redact import Redactor
+from litellm_failover.redact import LITELLM_LOGGERS, Redactor, guard_loggers
 from litellm_failover.requests import RequestBook, RequestPath
 from litellm_failover.sessions import SessionManager, self_hosted_deployments
 from litellm_failover.settings import FailoverSettings, parse_settings
@@ -69,6 +69,7 @@ class FailoverPlugin:
         probes = build_probes(specs)
         probed = {i for shared in probes for i in shared.deployment_ids}
         self.redact = Redactor(_secrets(specs))
+        guard_loggers(LITELLM_LOGGERS, _secrets(specs))  # LiteLLM logs providers' errors verbatim
         self.writer = StoreWriter(settings.database_url, settings.writer)
         self.core = FailoverCore(
             settings,

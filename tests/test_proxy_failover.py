@@ -224,12 +224,9 @@ def test_a_config_mistake_is_reported_first_framed_with_the_deployment_and_a_sug
     assert (
         banner[1].startswith("litellm-failover: invalid configuration in ") and "will not start" in banner[1]
     )
-    assert (
-        banner[2] == "  - failover_settings.stratgy: unknown key (got 'weighted'); did you mean `strategy`?"
-    )
+    assert banner[2] == "  - failover_settings.stratgy: unknown key; did you mean `strategy`?"
     assert banner[3] == (
-        "  - deployment 'p1': model_list[0].model_info.failover.gpu_ur: unknown key "
-        "(got 'http://127.0.0.1:1'); did you mean `gpu_url`?"
+        "  - deployment 'p1': model_list[0].model_info.failover.gpu_ur: unknown key; did you mean `gpu_url`?"
     )
     assert "litellm-failover config check" in banner[4]
     # Before LiteLLM's traceback, not buried at its end.

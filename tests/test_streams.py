@@ -213,10 +213,10 @@ def test_stream_settings_defaults():
     ("raw", "path", "value"),
     [
         ({"max_resumes": -1}, "failover_settings.streams.max_resumes", "-1"),
-        ({"max_resumes": "two"}, "failover_settings.streams.max_resumes", "'two'"),
+        ({"max_resumes": "two"}, "failover_settings.streams.max_resumes", "a string"),
         ({"inter_token_timeout_s": 0}, "failover_settings.streams.inter_token_timeout_s", "0"),
         ({"inexact_continuation": "maybe"}, "failover_settings.streams.inexact_continuation", "'maybe'"),
-        ({"resume": "sometimes"}, "failover_settings.streams.resume", "'sometimes'"),
+        ({"resume": "sometimes"}, "failover_settings.streams.resume", "a string"),
         ({"resumes": 3}, "failover_settings.streams.resumes", "3"),
     ],
 )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
+from litellm_failover.alerts.apprise_log import guard_apprise_log
 from litellm_failover.alerts.message import AlertMessage
 from litellm_failover.alerts.urls import describe_webhook, load_apprise_service, scheme_of
 from litellm_failover.settings import FailoverConfigError
@@ -117,6 +118,8 @@ class AppriseTarget:
 
 
 def build_targets(settings: AlertSettings) -> list[Target]:
+    if settings.apprise_urls:
+        guard_apprise_log(settings.apprise_urls)
     targets: list[Target] = [AppriseTarget(i, url) for i, url in enumerate(settings.apprise_urls)]
     targets += [
         WebhookTarget(i, url, settings.webhook_headers) for i, url in enumerate(settings.webhook_urls)

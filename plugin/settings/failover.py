@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError
 from litellm_failover.settings.alerts import AlertSettings
 from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 from litellm_failover.settings.health import HealthSettings, OutlierSettings, WeightSettings
+from litellm_failover.settings.secret_url import SecretUrlField
 from litellm_failover.settings.services import (
     ControlSettings,
     FleetSettings,
@@ -63,8 +64,9 @@ class FailoverSettings(StrictModel):
     groups: dict[str, GroupSettings] = Field(
         default_factory=dict, description="Per model group overrides, keyed by `model_name`."
     )
-    database_url: str = Field(
+    database_url: SecretUrlField = Field(
         DEFAULT_DATABASE_URL,
+        repr=False,
         description=(
             "Where events and deployment state go: any SQLAlchemy async URL (`postgresql+asyncpg://...` for "
             "fleets; `postgresql://` is accepted and switched to asyncpg). Created and migrated on first "
@@ -98,8 +100,9 @@ class FailoverSettings(StrictModel):
     weights: WeightSettings = Field(default_factory=WeightSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
-    redis_url: str | None = Field(
+    redis_url: SecretUrlField | None = Field(
         None,
+        repr=False,
         description=(
             "Redis URL shared by every proxy replica of a fleet (`redis://[:password@]host:6379/0`, "
             "`rediss://` for TLS; `os.environ/NAME` in the proxy). Left out, the proxy reads "

@@ -76,3 +76,23 @@ def suggestion(model: type[BaseModel], loc: Sequence[int | str], error_type: str
         return None
     close = difflib.get_close_matches(typed, candidates, n=1, cutoff=_CUTOFF)
     return close[0] if close else None
+
+
+def is_secret(model: type[BaseModel], loc: Sequence[int | str]) -> bool:
+    """Whether ``loc`` is, or lies under, a secret field: one kept out of ``repr`` (a URL with
+    credentials, an alert destination, a header value), whose value no error may show."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return False
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return False
+        if not info.repr:
+            return True
+        current = info.annotation
+    return False

@@ -234,7 +234,7 @@ class StreamResumer:
             cause = f"no first chunk within {timeout:g}s" if stalled else describe_error(exc)
             outcome = Outcome.TIMEOUT if stalled else classify(exc)
             self.report_break(Part(target.deployment_id, (key,), []), StreamBreak(cause, outcome, exc))
-            logger.info("continuing a stream on %s failed: %s", target.deployment_id, cause)
+            logger.info("continuing a stream on %s failed: %s", target.deployment_id, self._redact(cause))
             raise
         return stream, (key,), continuation
 
@@ -250,7 +250,7 @@ class StreamResumer:
         request, whichever of this and LiteLLM's failure log reports it first)."""
         if part.deployment is None:
             return
-        logger.info("stream broke on %s: %s", part.deployment, broke.cause)
+        logger.info("stream broke on %s: %s", part.deployment, self._redact(broke.cause))
         self._outcomes.attempt_failed(part.deployment, broke.outcome, part.request_keys, broke.cause)
 
     def resumed(
