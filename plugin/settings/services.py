@@ -15,8 +15,9 @@ class WriterSettings(StrictModel):
         10_000,
         ge=1,
         description=(
-            "Event rows held while the database is unreachable; beyond it new rows are dropped, counted and "
-            "warned about, never blocking."
+            "Rows held while the database is unreachable, per kind (events, messages and sessions each "
+            "up to this many; message text also has a bound on its characters); beyond it new rows are "
+            "dropped, counted and warned about, never blocking."
         ),
     )
     batch_size: int = Field(200, ge=1, description="Rows per INSERT batch.")
