@@ -198,6 +198,7 @@ class SessionManager:
             return
         self.pins.pin(session.value, request.group, deployment_id)
         if request.miss:
+            request.provisional = deployment_id
             self._learn_pin(session.value, request.group, deployment_id)
 
     # -- Responses API continuity ---------------------------------------------------------
@@ -271,8 +272,12 @@ class SessionManager:
             return
         session = request.session
         if session is not None and self.settings.enabled:
+            lookup = self._lookups.get((session.value, request.group))
+            if lookup is not None:  # the store's pin first: this turn's own row would overwrite it
+                await asyncio.wait({lookup}, timeout=LOOKUP_TIMEOUT_S)
             pinned = self.pins.peek(session.value, request.group)
-            if pinned != deployment_id:
+            # A miss answered where it was provisionally sent keeps a pin learned meanwhile.
+            if pinned != deployment_id and not (pinned and request.provisional == deployment_id):
                 self.pins.pin(session.value, request.group, deployment_id)
                 if pinned is not None:
                     reason = request.unpinned_reason if request.pinned == pinned else None

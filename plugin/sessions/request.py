@@ -28,6 +28,7 @@ class SessionRequest:
     store: bool
     trace_id: str | None = None  # for events: the id the request book and the other events use
     miss: bool = False  # no pin in memory when first routed
+    provisional: str | None = None  # a miss's first pick, pinned until the store's pin is learned
     pinned: str | None = None  # the pin that was not honoured, if one was not
     unpinned_reason: str | None = None
     rebuild_tried: bool = False
