@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 
 
@@ -58,7 +58,7 @@ class RoundRobinPicker:
 
     def __init__(self, ids: Sequence[str]) -> None:
         self._ids = tuple(ids)
-        self._counter = itertools.count(random.randrange(max(1, len(self._ids))))
+        self._counter = _turns_of(self._ids)
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -78,6 +78,22 @@ class RoundRobinPicker:
 
 
 Picker = WeightedPicker | RoundRobinPicker
+
+# A group's table is rebuilt on every health change and weight refresh. A fresh counter with a
+# random start each time would let one member take two turns in a row across a rebuild, so the
+# turn is kept per member list (the random start still spreads replicas). Built on the event loop
+# only; bounded, because member lists change with health.
+_TURNS: dict[tuple[str, ...], Iterator[int]] = {}
+_MAX_TURNS = 4096
+
+
+def _turns_of(ids: tuple[str, ...]) -> Iterator[int]:
+    turns = _TURNS.get(ids)
+    if turns is None:
+        if len(_TURNS) >= _MAX_TURNS:
+            _TURNS.clear()
+        turns = _TURNS[ids] = itertools.count(random.randrange(max(1, len(ids))))
+    return turns
 
 
 def make_picker(kind: str, ids: Sequence[str], weights: Sequence[float]) -> Picker:
