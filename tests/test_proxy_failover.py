@@ -183,14 +183,16 @@ async def test_a_stream_cutting_primary_is_ejected_behind_the_proxy(nodes, tmp_p
     with ProxyProcess(config, tmp_path) as proxy:
         proxy.database_url = database_url
         await wait_state(proxy, "p1", "healthy")
-        nodes["p1"].set_fault("drop_midstream", after_chunks=2)
+        nodes["p1"].set_fault("drop_midstream", after_chunks=6)
         send = openai_sender(client_for(proxy), "chat")
         client_cuts = 0
         for index in range(40):
             result = await send(index, True)
-            # A cut inside the first chunks the proxy reads ahead is retried elsewhere and never
-            # reaches the client, but the plugin still counts it against p1. Later cuts reach the
-            # client after a 200, possibly before any content: count every failed stream.
+            # A cut the proxy sees before any content is retried elsewhere by LiteLLM and never
+            # reaches the client, but the plugin still counts it against p1. That can be any cut:
+            # the proxy's HTTP client (aiohttp) raises a connection error ahead of the bytes it had
+            # buffered, so a slow proxy loses the chunks before the cut. Other cuts reach the client
+            # after a 200, possibly before any content: count every failed stream.
             if not result.ok:
                 assert result.served_by in (None, "p1")
                 client_cuts += 1
@@ -199,7 +201,9 @@ async def test_a_stream_cutting_primary_is_ejected_behind_the_proxy(nodes, tmp_p
         await wait_state(proxy, "p1", "unhealthy", within=5)
         rows = {row["deployment_id"]: row for row in await list_deployment_states(database_url)}
         assert "3 consecutive stream_cut" in rows["p1"]["reason"]
-        assert 1 <= client_cuts <= 3
+        # Ejected at the third cut: the client saw at most those three (none, where LiteLLM
+        # retried them all).
+        assert client_cuts <= 3
 
 
 def test_the_proxy_refuses_to_start_with_bad_failover_settings(nodes, tmp_path):

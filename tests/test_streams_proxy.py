@@ -110,15 +110,26 @@ async def test_a_cut_stream_reaches_the_client_whole(proxy, nodes, client, after
     nodes["p1"].set_fault("drop_midstream", after_chunks=after)
     seen = await read_stream(await ask(client))
     seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
+    # What p1 delivered: at most the ``after`` words it sent. Fewer when the proxy was slow to read:
+    # its HTTP client (aiohttp) raises the connection error ahead of the bytes it had buffered.
+    delivered = sum(
+        len(c.choices[0].delta.content or "")
+        for c in seen.chunks
+        if c.system_fingerprint == "p1" and c.choices
+    )
+    assert delivered <= len(prefix(after))
     if seen.served_by == ["p2"]:
-        # The proxy's Router reads a stream's first chunk before the client gets any: a cut that
-        # lands while it does is LiteLLM's own retry (kept off p1 by the plugin), not a resume.
-        assert after == 1 and await count_events(proxy, "stream_resumed") == before
+        # No text of p1's reached the client: either LiteLLM retried the stream itself (no content
+        # had reached the Router, no event) or the plugin restarted it on p2 from the start.
+        resumed = await count_events(proxy, "stream_resumed") - before
+        if resumed:
+            [event] = await new_events(proxy, "stream_resumed", before, 1)
+            assert event["details"]["chars_sent"] == 0 and event["to_deployment"] == "p2"
         return
     assert seen.served_by == ["p1", "p2"]
     [event] = await new_events(proxy, "stream_resumed", before, 1)
     assert (event["from_deployment"], event["to_deployment"]) == ("p1", "p2")
-    assert event["details"]["chars_sent"] == len(prefix(after)) and event["details"]["exact"] is True
+    assert event["details"]["chars_sent"] == delivered and event["details"]["exact"] is True
     assert event["details"]["gap_ms"] >= 0 and event["instance_id"]
 
 
