@@ -60,6 +60,8 @@ class SessionCheck(Protocol):
 class ProxyStreams(Protocol):
     def proxy_stream(self, response: Any, request_data: Mapping[str, Any]) -> AsyncIterator[Any]: ...
 
+    def ask_running_usage(self, deployment_id: str | None, kwargs: dict[str, Any]) -> bool: ...
+
 
 class HandlerHost(Protocol):
     """What the handler calls: the request path's entry points (``litellm_failover.requests``),
@@ -148,16 +150,25 @@ class FailoverHandler(CustomLogger):
         LiteLLM's call (``mock_response``), so LiteLLM's per-attempt failure hook, its retries
         and the plugin's outlier detection see an ordinary failed attempt; other calls, which
         take no ``mock_response``, fail here, reported to the plugin first. With no fault
-        active this is one attribute read."""
+        active this is one attribute read.
+
+        A stream to an engine that can count its tokens as it goes asks for that count here, once
+        the deployment is known (``StreamResumer.ask_running_usage``): a continuation after a
+        break needs the tokens generated, not the chunks sent."""
         plugin = self.plugin
-        if plugin is None or not plugin.chaos.armed:
+        if plugin is None:
             return None
+        # A chat stream (``messages``; the Responses API has no such option) may ask to count.
+        streamed = kwargs.get("stream") is True and "messages" in kwargs
+        counting = streamed and plugin.streams.ask_running_usage(_deployment_id(kwargs), kwargs)
+        if not plugin.chaos.armed:
+            return kwargs if counting else None
         deployment_id = _deployment_id(kwargs)
         if deployment_id is None:
-            return None
+            return kwargs if counting else None
         error = await before_attempt(plugin.chaos, deployment_id, str(kwargs.get("model") or ""))
         if error is None:
-            return None
+            return kwargs if counting else None
         if getattr(call_type, "value", call_type) in _MOCKABLE_CALLS:
             kwargs["mock_response"] = error
             return kwargs

@@ -16,6 +16,14 @@ that deployment is asked differs by kind, and each adapter holds one of these ru
   best effort shows the model what it wrote and asks it to go on; ``exact`` is False and the
   plugin's ``streams.inexact_continuation`` decides whether that is used at all.
 
+Counting what a broken part generated (issue 12): the continuation's ``max_tokens`` is the client's
+limit less the tokens already generated, and chunks do not count tokens (speculative decoding and
+a stream interval put several tokens in one chunk, a held-back character none). A kind whose
+engine can report its running count on every chunk names the ``stream_options`` that ask for it
+(``running_usage``): vLLM and SGLang take ``continuous_usage_stats``. TGI has no such option, but
+its stream is one event per generated token, so its chunks are its count; hosted APIs report
+usage only at the end, and a part of theirs that broke is estimated (``streams.resumer``).
+
 Rules are pure functions of the request: no I/O, no settings (this package must not import
 ``settings``; see ``providers/__init__``).
 """
@@ -131,6 +139,9 @@ class NoExactContinuation:
         return Continuation(messages=copied, exact=False)
 
 
+# vLLM's and SGLang's running count: usage on every chunk (needs ``include_usage`` as well).
+CONTINUOUS_USAGE_STATS: Mapping[str, Any] = {"include_usage": True, "continuous_usage_stats": True}
+
 CONTINUE_FINAL_MESSAGE = ContinueFinalMessage()
 ASSISTANT_PREFILL = AssistantPrefill()
 NO_EXACT_CONTINUATION = NoExactContinuation()
@@ -141,6 +152,9 @@ class ContinuingAdapter:
     adapter class sets ``continuation_rule`` (or an instance does, for one kind of engine)."""
 
     continuation_rule: ContinuationRule = NO_EXACT_CONTINUATION
+    # The ``stream_options`` that make this kind report its running token count on every chunk;
+    # None where the engine has no such option.
+    running_usage: Mapping[str, Any] | None = None
 
     @property
     def continues_exactly(self) -> bool:
@@ -156,6 +170,7 @@ __all__ = [
     "ASSISTANT_PREFILL",
     "BEST_EFFORT_INSTRUCTION",
     "CONTINUE_FINAL_MESSAGE",
+    "CONTINUOUS_USAGE_STATS",
     "NO_EXACT_CONTINUATION",
     "AssistantPrefill",
     "Continuation",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -88,10 +89,18 @@ class SelfHostedAdapter(ContinuingAdapter):
 
     self_hosted = True
 
-    def __init__(self, kind: str, metrics: EngineMetrics, *, continuation: ContinuationRule) -> None:
+    def __init__(
+        self,
+        kind: str,
+        metrics: EngineMetrics,
+        *,
+        continuation: ContinuationRule,
+        running_usage: Mapping[str, Any] | None = None,
+    ) -> None:
         self.kind = kind
         self.metrics = metrics
         self.continuation_rule = continuation
+        self.running_usage = running_usage
 
     def default_target(
         self,

@@ -9,7 +9,7 @@ SGLang's chat API takes vLLM's ``continue_final_message``, so a broken stream co
 
 from __future__ import annotations
 
-from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE
+from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE, CONTINUOUS_USAGE_STATS
 from litellm_failover.providers.prometheus import Series
 from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
 
@@ -19,4 +19,6 @@ METRICS = EngineMetrics(
     kv_usage=Series(("sglang:token_usage",), "max", ratio=True),
 )
 
-ADAPTER = SelfHostedAdapter("sglang", METRICS, continuation=CONTINUE_FINAL_MESSAGE)
+ADAPTER = SelfHostedAdapter(
+    "sglang", METRICS, continuation=CONTINUE_FINAL_MESSAGE, running_usage=CONTINUOUS_USAGE_STATS
+)

@@ -10,7 +10,7 @@ assistant message with ``continue_final_message`` (``providers.continuation``).
 
 from __future__ import annotations
 
-from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE
+from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE, CONTINUOUS_USAGE_STATS
 from litellm_failover.providers.prometheus import Series
 from litellm_failover.providers.self_hosted import EngineMetrics, SelfHostedAdapter
 
@@ -20,4 +20,6 @@ METRICS = EngineMetrics(
     kv_usage=Series(("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"), "max", ratio=True),
 )
 
-ADAPTER = SelfHostedAdapter("vllm", METRICS, continuation=CONTINUE_FINAL_MESSAGE)
+ADAPTER = SelfHostedAdapter(
+    "vllm", METRICS, continuation=CONTINUE_FINAL_MESSAGE, running_usage=CONTINUOUS_USAGE_STATS
+)

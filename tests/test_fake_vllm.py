@@ -194,6 +194,33 @@ async def test_streaming_is_one_word_per_chunk_with_usage(
     assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (9, 24, 33)
 
 
+async def test_chunks_carry_several_tokens_or_none_and_the_running_usage_on_request(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakeVLLM("node-c", tokens_per_s=0, chunk_tokens="1,3,0,2") as node:
+        body = {"messages": MESSAGES, "stream": True, "max_tokens": 10}
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        async with http.post(f"{node.api_base}/chat/completions", json=body) as response:
+            payloads = [payload async for payload in sse_payloads(response)]
+        texts = [p["choices"][0]["delta"].get("content") for p in payloads[1:] if p["choices"]][:-1]
+        assert [len(text.split()) for text in texts] == [1, 3, 0, 2, 1, 3]  # cycled, cut at 10
+        assert "".join(texts) == "".join(answer_pieces(MESSAGES)[:10])
+        # vLLM's running count: every chunk, the opening one included, then the final usage chunk.
+        running = [p["usage"]["completion_tokens"] for p in payloads]
+        assert running == [0, 1, 4, 4, 6, 7, 10, 10, 10] and payloads[-1]["choices"] == []
+        # continuous_usage_stats without include_usage is no usage at all, as on vLLM.
+        body["stream_options"] = {"continuous_usage_stats": True}
+        async with http.post(f"{node.api_base}/chat/completions", json=body) as response:
+            plain = [payload async for payload in sse_payloads(response)]
+        assert plain and all("usage" not in payload for payload in plain)
+
+
+@pytest.mark.parametrize("bad", ["0", "0,0", "1,x", "-1", ""])
+def test_a_chunking_pattern_is_checked(bad: str) -> None:
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        FakeVLLM("node-x", chunk_tokens=bad)
+
+
 async def test_non_streaming_matches_the_stream(client: openai.AsyncOpenAI, server: FakeVLLM) -> None:
     raw = await client.chat.completions.with_raw_response.create(model="my-model", messages=MESSAGES)
     assert raw.headers["x-fake-vllm-name"] == "node-a"
@@ -460,11 +487,12 @@ def test_cli_builds_the_configured_server() -> None:
     fake_vllm_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["fake-vllm", "--port", "8011", "--name", "n1", "--words", "5", "--tokens-per-s", "0",
-         "--fault", "slow", "--fault-param", "delay_s=2"]
+         "--fault", "slow", "--fault-param", "delay_s=2", "--chunk-tokens", "2,0"]
     )  # fmt: skip
     assert args.handler is fake_vllm_cli.run
     node = fake_vllm_cli._server_from_args(args)
     assert (node.name, node.port, node.words, node.tokens_per_s) == ("n1", 8011, 5, 0.0)
+    assert node.chunk_tokens == (2, 0)
     assert node.fault is not None and node.fault.as_dict() == {"mode": "slow", "delay_s": 2.0}
     with pytest.raises(SystemExit):
         parser.parse_args(["fake-vllm", "--port", "1", "--name", "x", "--fault-param", "novalue"])

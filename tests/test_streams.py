@@ -12,12 +12,18 @@ from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices, Us
 
 from litellm_failover import attach
 from litellm_failover.providers import KINDS, get_adapter
-from litellm_failover.providers.continuation import BEST_EFFORT_INSTRUCTION, message_text
+from litellm_failover.providers.continuation import (
+    BEST_EFFORT_INSTRUCTION,
+    CONTINUOUS_USAGE_STATS,
+    message_text,
+)
 from litellm_failover.providers.fake.text import answer_pieces, continuation_pieces
 from litellm_failover.settings import FailoverConfigError, parse_settings
 from litellm_failover.streams import chunks as ck
 from litellm_failover.streams.request import StreamRequest
+from litellm_failover.streams.resume import Part
 from litellm_failover.streams.stall import Stalled, StallWatch
+from litellm_failover.streams.tokens import TokenCounter, with_running_usage
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a river."}]
 
@@ -163,7 +169,7 @@ def test_opening_role_chunks_are_recognised_and_text_is_not():
     assert not ck.read(chunk(None, finish="stop")).opening
     usage = Usage(prompt_tokens=1, completion_tokens=2)
     only_usage = ModelResponseStream(id="c1", created=7, model="m", choices=[], usage=usage)
-    assert ck.read(only_usage) == ck.Reading(usage=usage)
+    assert ck.read(only_usage) == ck.Reading(usage=usage, bare=True) and ck.read(only_usage).final_usage
     assert ck.read(chunk("Hi")) == ck.Reading(text="Hi")
 
 
@@ -181,11 +187,56 @@ def test_a_resent_prefix_is_dropped_only_where_it_matches(text, pending, left, r
     assert ck.delta_text(piece) == left
 
 
-def test_usage_adds_up_over_the_parts():
-    total = ck.sum_usage(
-        [Usage(prompt_tokens=10, completion_tokens=4), Usage(prompt_tokens=14, completion_tokens=20)]
-    )
-    assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (24, 24, 48)
+async def test_the_stitched_usage_is_the_first_prompt_and_every_parts_completion():
+    counter = TokenCounter({})
+    first = Part("a", (), [], content_chunks=2, usage=Usage(prompt_tokens=10, completion_tokens=6))
+    second = Part("b", (), [], content_chunks=9, usage=Usage(prompt_tokens=17, completion_tokens=18))
+    total = await counter.total_usage([first, second])
+    # The engines' counts, not the chunks; the continuation's prompt is not the client's.
+    assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (10, 24, 34)
+
+
+async def test_a_part_without_an_engine_count_is_estimated_on_the_high_side():
+    counter = TokenCounter({"a": "gpt-4o"})
+    text = ["Supercalifragilistic", "expialidocious words"]
+    tokens = litellm.token_counter(model="gpt-4o", text="".join(text))
+    assert tokens > 2  # the tokenizer says more than the chunks: the tokenizer's count is taken
+    assert await counter.generated(Part("a", (), [], content_chunks=2, texts=text)) == tokens
+    many = Part("a", (), [], content_chunks=tokens + 5, texts=text)
+    assert await counter.generated(many) == tokens + 5  # more chunks than tokens: the chunks
+    assert await counter.generated(Part("a", (), [])) == 0
+
+
+def test_running_usage_is_asked_without_touching_the_clients_options():
+    options = {"include_usage": False, "extra": 1}
+    kwargs = {"stream_options": options}
+    assert with_running_usage(kwargs, CONTINUOUS_USAGE_STATS)
+    assert kwargs["stream_options"] == {"include_usage": True, "continuous_usage_stats": True, "extra": 1}
+    assert options == {"include_usage": False, "extra": 1}  # the client's dict, unchanged
+    assert not with_running_usage(kwargs, CONTINUOUS_USAGE_STATS)  # already asked: no change
+    bare: dict = {}
+    assert with_running_usage(bare, CONTINUOUS_USAGE_STATS) and bare["stream_options"]["include_usage"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "counts"), [("vllm", True), ("sglang", True), ("tgi", False), ("openai", False)]
+)
+def test_engines_that_count_as_they_go_say_how(kind, counts):
+    assert (get_adapter(kind).running_usage == CONTINUOUS_USAGE_STATS) is counts
+
+
+def test_a_running_count_is_read_from_litellms_record_and_dropped_from_the_chunk():
+    class Recorded:
+        def __init__(self, recorded):
+            self.chunks = recorded
+
+    counted = chunk(" two words")
+    counted.usage = Usage(prompt_tokens=3, completion_tokens=5)
+    assert ck.recorded_usage(Recorded([chunk("a"), counted])).completion_tokens == 5
+    assert ck.recorded_usage(Recorded([counted, chunk("b")])) is None
+    assert ck.recorded_usage(Recorded([])) is None and ck.recorded_usage(object()) is None
+    ck.drop_usage(counted)
+    assert getattr(counted, "usage", None) is None and ck.read(counted).usage is None
 
 
 def test_a_finish_litellm_made_up_is_told_from_the_providers():
@@ -197,6 +248,9 @@ def test_a_finish_litellm_made_up_is_told_from_the_providers():
     assert ck.provider_finished(Recorded([chunk("a"), real]), real)
     assert not ck.provider_finished(Recorded([chunk("a")]), chunk(None, finish="stop"))
     assert ck.provider_finished(object(), real)  # no record to go by: taken at its word
+    # A finish that came with a running count is recorded as a copy, handed on without it.
+    handed_on = chunk(None, finish="stop")
+    assert ck.provider_finished(Recorded([chunk("a"), chunk(None, finish="stop")]), handed_on)
 
 
 # -- settings -------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_TOKENS_PER_S,
         help="stream rate, 0 = unthrottled (default 200)",
     )
+    parser.add_argument(
+        "--chunk-tokens",
+        default="1",
+        metavar="N[,N...]",
+        help="tokens per streamed chunk, cycled; 0 is a chunk with no text, e.g. 3 or 1,3,0,2 (default 1)",
+    )
     parser.add_argument("--fault", choices=sorted(FAULT_MODES), help="fault mode in force from the start")
     parser.add_argument(
         "--fault-param",
@@ -65,7 +71,13 @@ def _server_from_args(args: argparse.Namespace) -> FakeVLLM:
     if args.fault_param and not args.fault:
         raise ValueError("--fault-param needs --fault")
     server = FakeVLLM(
-        args.name, args.host, args.port, model=args.model, words=args.words, tokens_per_s=args.tokens_per_s
+        args.name,
+        args.host,
+        args.port,
+        model=args.model,
+        words=args.words,
+        tokens_per_s=args.tokens_per_s,
+        chunk_tokens=args.chunk_tokens,
     )
     if args.fault:
         server.set_fault(args.fault, **dict(args.fault_param))

@@ -7,7 +7,6 @@ continuation's opening role chunk is not repeated, and the one usage chunk sums 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +23,18 @@ class Reading:
     usage: Usage | None = None
     opening: bool = False  # the assistant role and nothing else: a stream's first chunk
     tool_calls: bool = False
+    bare: bool = False  # no choices: with usage, the stream's final usage chunk
+
+    @property
+    def final_usage(self) -> bool:
+        return self.bare and self.usage is not None
 
 
 def read(chunk: Any) -> Reading:
     usage = _usage(chunk)
     choices = getattr(chunk, "choices", None)
     if not choices:
-        return Reading(usage=usage)
+        return Reading(usage=usage, bare=True)
     choice = choices[0]
     reason = getattr(choice, "finish_reason", None) or None
     delta = getattr(choice, "delta", None)
@@ -56,6 +60,27 @@ def _usage(chunk: Any) -> Usage | None:
     extra = getattr(chunk, "__pydantic_extra__", None)
     usage = extra.get("usage") if isinstance(extra, dict) else getattr(chunk, "usage", None)
     return usage if isinstance(usage, Usage) else None
+
+
+def recorded_usage(stream: Any) -> Usage | None:
+    """The running count of the chunk ``stream`` handed on last, where LiteLLM keeps it.
+
+    LiteLLM takes the usage off every chunk it hands on, after keeping a copy with it in its
+    record of the stream (``CustomStreamWrapper.chunks``), so an engine's running count
+    (``continuous_usage_stats``) is read from the record's last entry. A stream without that
+    record has none.
+    """
+    recorded = getattr(stream, "chunks", None)
+    return _usage(recorded[-1]) if isinstance(recorded, list) and recorded else None
+
+
+def drop_usage(chunk: Any) -> None:
+    """Take a running count off a chunk the client gets (it asked for one usage chunk at most)."""
+    extra = getattr(chunk, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        extra.pop("usage", None)
+    else:
+        chunk.usage = None
 
 
 def delta_text(chunk: Any) -> str:
@@ -111,16 +136,6 @@ class Stamp:
         )
 
 
-def sum_usage(usages: Iterable[Usage]) -> Usage:
-    """Token counts added up over the parts of one stream (the details of a single part's
-    usage, such as cached tokens, do not add up meaningfully and are left out)."""
-    prompt = completion = 0
-    for usage in usages:
-        prompt += int(usage.prompt_tokens or 0)
-        completion += int(usage.completion_tokens or 0)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-
-
 def served_by(stream: Any) -> str | None:
     """The deployment a LiteLLM stream comes from, as LiteLLM records it (its hidden params
     follow LiteLLM's own pre-content fallback to another deployment)."""
@@ -137,8 +152,11 @@ def provider_finished(stream: Any, chunk: Any) -> bool:
     presented as success. It records the chunks it assembles the logged answer from, and keeps
     that stand-in out of them, which is the one way to tell the two apart from outside. A stream
     without that record (not a LiteLLM wrapper) is taken at its word.
+
+    A chunk that came with usage (an engine's running count) is recorded as a copy, the usage
+    still on it, and handed on without: a recorded finish reason is the provider's either way.
     """
     recorded = getattr(stream, "chunks", None)
     if not isinstance(recorded, list):
         return True
-    return any(seen is chunk for seen in recorded[-3:])
+    return any(seen is chunk or finish_reason(seen) for seen in recorded[-3:])

@@ -139,7 +139,10 @@ class StreamRequest:
         self, messages: list[dict[str, Any]], extra_body: Mapping[str, Any], tokens_sent: int
     ) -> dict[str, Any]:
         """The client's parameters for a continuation of ``messages``; ``max_tokens`` shrinks by
-        what was already sent, so the stitched answer has the length the client asked for."""
+        the tokens the broken parts generated (``tokens_sent``, as the engines counted them,
+        ``streams.tokens``), so the stitched answer keeps the limit the client asked for. The
+        engine's running count is asked for by the deployment hook, not here: it depends on the
+        target's kind."""
         params = {k: v for k, v in self.params.items() if k not in CONTINUATION_FIELDS}
         limit = self.max_tokens()
         if limit is not None:

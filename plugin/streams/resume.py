@@ -58,7 +58,8 @@ class Part:
     request_keys: tuple[str, ...]
     messages: list[dict[str, Any]]
     content_chunks: int = 0
-    usage: Usage | None = None
+    usage: Usage | None = None  # the engine's last count: running (vLLM, SGLang) or final
+    texts: list[str] = field(default_factory=list)  # what the client got of this part
 
 
 @dataclass(slots=True)
@@ -111,6 +112,8 @@ class Resumer(Protocol):
     def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None: ...
 
     async def total_usage(self, parts: Sequence[Part]) -> Usage: ...
+
+    async def generated(self, parts: Sequence[Part]) -> int: ...
 
 
 class ResumingStream:
@@ -197,13 +200,23 @@ class ResumingStream:
                     if reason and not finished and not self._provider_finished(upstream, part, chunk):
                         broke = StreamBreak("the stream ended without a finish reason")
                         break
-                    if seen.usage is not None:
+                    if seen.final_usage:
                         part.usage = seen.usage
+                        if not self.request.include_usage:
+                            continue  # the plugin asked for it (to count tokens), not the client
                         if len(self.parts) > 1:
                             chunk.usage = await self._total_usage()
                         usage_sent = True
+                    else:
+                        # The engine's running count, where it sends one (``streams.tokens``).
+                        if seen.usage is not None:
+                            part.usage = seen.usage
+                            ck.drop_usage(chunk)
+                        else:
+                            part.usage = ck.recorded_usage(upstream) or part.usage
                     if text:
                         sent.append(text)
+                        part.texts.append(text)
                         part.content_chunks += 1
                     tool_calls = tool_calls or seen.tool_calls
                     finished = finished or reason is not None
@@ -261,8 +274,9 @@ class ResumingStream:
         why_not = request.not_resumable()
         if why_not is not None:
             self._fail(broke, part, partial, why_not)
-        tokens_sent = sum(p.content_chunks for p in self.parts)
         limit = request.max_tokens()
+        # Tokens as the engines counted them (chunks do not count tokens, ``streams.tokens``).
+        tokens_sent = await resumer.generated(self.parts) if limit is not None else 0
         if limit is not None and tokens_sent >= limit[1]:
             return None
         if part.deployment is not None:

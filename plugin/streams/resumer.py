@@ -43,6 +43,7 @@ from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION, Conti
 from litellm_failover.streams import chunks as ck
 from litellm_failover.streams.request import StreamRequest
 from litellm_failover.streams.resume import Part, ResumingStream, StreamBreak, describe_error
+from litellm_failover.streams.tokens import TokenCounter, with_running_usage
 
 if TYPE_CHECKING:
     from litellm_failover.chaos import ChaosInjector
@@ -66,6 +67,10 @@ class Target:
     @property
     def exact(self) -> bool:
         return self.adapter is not None and self.adapter.continues_exactly
+
+    @property
+    def running_usage(self) -> Mapping[str, Any] | None:
+        return self.adapter.running_usage if self.adapter is not None else None
 
     def continuation(self, request: StreamRequest, partial: str) -> Continuation:
         if not partial:
@@ -124,7 +129,8 @@ class StreamResumer:
         self._redact = redact
         self._installed: Any = None  # the Router's wrapped acompletion, while installed
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._models = {dep_id: spec.model for dep_id, spec in specs.items()}
+        self._groups = {dep_id: spec.group for dep_id, spec in specs.items()}
+        self._tokens = TokenCounter({dep_id: spec.model for dep_id, spec in specs.items()})
         self._targets = {dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()}
 
     # -- wiring ---------------------------------------------------------------------------
@@ -333,25 +339,26 @@ class StreamResumer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def total_usage(self, parts: Sequence[Part]) -> Usage:
-        """Usage summed over the parts. A part that broke never sent its own: its completion is
-        the chunks it sent (one token each on vLLM, SGLang and TGI) and its prompt is counted
-        with LiteLLM's tokenizer for the deployment's model."""
-        usages = []
-        for part in parts:
-            if part.usage is not None:
-                usages.append(part.usage)
-                continue
-            prompt = await asyncio.to_thread(self._prompt_tokens, part)
-            usages.append(Usage(prompt_tokens=prompt, completion_tokens=part.content_chunks))
-        return ck.sum_usage(usages)
+    def ask_running_usage(self, deployment_id: str | None, kwargs: dict[str, Any]) -> bool:
+        """A stream's attempt on ``deployment_id`` (the deployment hook's kwargs): ask the engine
+        for its running token count when its kind has one and the stream may need continuing
+        (``streams.tokens``). True when ``kwargs`` changed."""
+        target = self._targets.get(deployment_id or "")
+        options = target.running_usage if target is not None else None
+        if not options or not self.settings.resume:
+            return False
+        group = self._groups.get(target.deployment_id)
+        if group is None or self._routed(group) is None:
+            return False  # its streams are not the plugin's: the client would get the usage
+        return with_running_usage(kwargs, options)
 
-    def _prompt_tokens(self, part: Part) -> int:
-        model = self._models.get(part.deployment or "", "")
-        try:
-            return int(litellm.token_counter(model=model, messages=part.messages))
-        except Exception:  # an unknown tokenizer must not cost the client its usage chunk
-            return 0
+    async def generated(self, parts: Sequence[Part]) -> int:
+        """Completion tokens the parts generated, by the engines' counts or the estimate."""
+        return sum([await self._tokens.generated(part) for part in parts])
+
+    async def total_usage(self, parts: Sequence[Part]) -> Usage:
+        """The client's one usage: the first part's prompt and every part's completion."""
+        return await self._tokens.total_usage(parts)
 
 
 def _picked(kwargs: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,13 @@
 vLLM's continuation parameters matter here: ``continue_final_message`` extends the last assistant
 message instead of starting a new answer, which is how the plugin resumes a broken stream on
 another node, so the continued pieces must be exactly the rest of the original answer.
+
+One word of the answer is one token. A real engine does not send one token per chunk: speculative
+decoding and a stream interval put several in one chunk, and a detokenizer holding back an
+incomplete character sends chunks with no text. ``chunk_tokens`` is the pattern a node streams
+in (``(3,)``: three tokens a chunk; ``(1, 3, 0, 2)``: that cycle, 0 being a chunk with no text),
+and ``stream_options.continuous_usage_stats`` gets the running count on every chunk, as vLLM
+sends it, so a client can count tokens where chunks do not.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +45,7 @@ class ChatRequest:
     include_usage: bool
     max_tokens: int | None
     continue_final_message: bool
+    continuous_usage: bool = False  # vLLM's: usage on every chunk (only with include_usage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,10 @@ class Generation:
 
     @property
     def usage(self) -> dict[str, int]:
-        completion = len(self.pieces)
+        return self.usage_after(len(self.pieces))
+
+    def usage_after(self, completion: int) -> dict[str, int]:
+        """The usage once ``completion`` tokens were generated (vLLM's running count)."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
@@ -109,14 +120,38 @@ def parse_chat_request(body: object, default_model: str) -> ChatRequest:
         raise RequestError(
             "continue_final_message needs the last message to be an assistant message", "messages"
         )
+    include_usage = _optional_bool(options, "include_usage", False)
+    # Like vLLM: the running count needs include_usage as well (should_include_usage).
+    continuous = include_usage and _optional_bool(options, "continuous_usage_stats", False)
     return ChatRequest(
         model=model,
         messages=messages,
         stream=_optional_bool(body, "stream", False),
-        include_usage=_optional_bool(options, "include_usage", False),
+        include_usage=include_usage,
         max_tokens=_parse_max_tokens(body),
         continue_final_message=continue_final,
+        continuous_usage=continuous,
     )
+
+
+def parse_chunk_tokens(spec: str | Sequence[int]) -> tuple[int, ...]:
+    """A chunking pattern: tokens per chunk, cycled; ``"1,3,0,2"`` or ``(1, 3, 0, 2)``.
+
+    0 is a chunk with no text; at least one entry must be positive, or no answer would end.
+    """
+    raw: Sequence[object] = spec.split(",") if isinstance(spec, str) else spec
+    pattern: list[int] = []
+    for index, item in enumerate(raw):
+        try:
+            value = int(item.strip()) if isinstance(item, str) else item
+        except ValueError:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"chunk_tokens[{index}] must be a non-negative integer, got {item!r}")
+        pattern.append(value)
+    if not any(pattern):
+        raise ValueError(f"chunk_tokens needs at least one positive entry, got {list(raw)!r}")
+    return tuple(pattern)
 
 
 def plan_generation(request: ChatRequest, words: int) -> Generation:
@@ -167,28 +202,39 @@ async def write_chat_stream(
     node_name: str,
     tokens_per_s: float,
     dropped: Dropped,
+    chunk_tokens: Sequence[int] = (1,),
 ) -> None:
-    """Stream the answer one piece per chunk, OpenAI's SSE shape, paced at ``tokens_per_s``.
+    """Stream the answer in chunks of ``chunk_tokens`` pieces (cycled), OpenAI's SSE shape, paced
+    at ``tokens_per_s``; with ``continuous_usage`` every chunk carries the running usage.
 
-    Returns early, without the closing chunks, when ``dropped`` says the node cut the stream.
+    Returns early, without the closing chunks, when ``dropped`` says the node cut the stream
+    (asked with the number of content chunks sent, empty ones included).
     """
     head = envelope(chat, node_name, "chat.completion.chunk")
+    running = chat.continuous_usage
 
     async def send(delta: dict[str, Any] | None, finish_reason: str | None = None, **extra: Any) -> None:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         payload = {**head, "choices": [] if delta is None else [choice], **extra}
         await response.write(f"data: {json.dumps(payload)}\n\n".encode())
 
-    await send({"role": "assistant", "content": ""})
+    def counted(tokens: int) -> dict[str, Any]:
+        return {"usage": generation.usage_after(tokens)} if running else {}
+
+    await send({"role": "assistant", "content": ""}, **counted(0))
     pacer = Pacer(tokens_per_s)
-    for sent, piece in enumerate(generation.pieces):
-        if await dropped(sent):
+    pieces = generation.pieces
+    tokens = chunks = 0
+    while tokens < len(pieces):
+        if await dropped(chunks):
             return
-        await pacer.until(sent + 1)
-        await send({"content": piece})
-    if await dropped(len(generation.pieces)):
+        start, tokens = tokens, min(len(pieces), tokens + chunk_tokens[chunks % len(chunk_tokens)])
+        await pacer.until(tokens)
+        await send({"content": "".join(pieces[start:tokens])}, **counted(tokens))
+        chunks += 1
+    if await dropped(chunks):
         return
-    await send({}, generation.finish_reason)
+    await send({}, generation.finish_reason, **counted(tokens))
     if chat.include_usage:
         await send(None, usage=generation.usage)
     await response.write(b"data: [DONE]\n\n")

@@ -9,7 +9,7 @@ metric names, in ``telemetry``) plus the GPU node's NVML sidecar (``/gpu-status`
 
 Answers are deterministic (``text``) so that a continued generation can be checked character
 for character: the answer to a message list is a fixed word sequence seeded from a hash of the
-messages, one word per streamed chunk.
+messages, one word a token, streamed in chunks of ``chunk_tokens`` tokens (one by default).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from litellm_failover.providers.fake.chat import (
     ChatRequest,
     completion_body,
     parse_chat_request,
+    parse_chunk_tokens,
     plan_generation,
     write_chat_stream,
 )
@@ -70,6 +71,7 @@ class FakeVLLM:
         model: str = DEFAULT_MODEL,
         words: int = DEFAULT_WORDS,
         tokens_per_s: float = DEFAULT_TOKENS_PER_S,
+        chunk_tokens: str | Sequence[int] = (1,),
     ) -> None:
         if not name:
             raise ValueError("a fake vLLM server needs a non-empty name")
@@ -82,6 +84,7 @@ class FakeVLLM:
         self.model = model
         self.words = words
         self.tokens_per_s = tokens_per_s
+        self.chunk_tokens = parse_chunk_tokens(chunk_tokens)
         self._requested_port = port
         self._bound_port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -305,7 +308,9 @@ class FakeVLLM:
             response = await event_stream(request)
             try:
                 dropped = partial(self._dropped, request)
-                await write_chat_stream(response, chat, generation, self.name, self.tokens_per_s, dropped)
+                await write_chat_stream(
+                    response, chat, generation, self.name, self.tokens_per_s, dropped, self.chunk_tokens
+                )
             except ConnectionError:
                 self._outcomes[id(request)] = "client_disconnected"
             return response
