@@ -35,6 +35,7 @@ from litellm_failover.deployments import DeploymentSpec, read_model_list
 from litellm_failover.fleet import Fleet, fleet_for
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.metrics import PluginMetrics
+from litellm_failover.privacy import content_storage
 from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, Redactor, guard_loggers
@@ -307,6 +308,7 @@ class FailoverPlugin:
         if self.fleet is not None:
             status["fleet"] = self.fleet.status()
         status["sessions"] = self.sessions.stats()
+        status["sessions"]["message_text"] = content_storage(self.settings.sessions)
         status["retention"] = self.purger.stats()
         status["alerts"] = self.alerter.stats()
         status["control"] = self.control.status()

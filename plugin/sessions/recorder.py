@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from litellm_failover.events import MessageRow, SessionRow
+from litellm_failover.privacy import message_text_stored
 from litellm_failover.sessions.content import Item, content_hash
 from litellm_failover.settings import SessionSettings
 
@@ -83,7 +84,7 @@ class Recorder:
         oversized = chars > self.settings.max_message_chars
         if oversized:
             self.oversized += 1
-        keep = self.settings.store_content and not oversized
+        keep = message_text_stored(self.settings) and not oversized
         return MessageRow(
             session_id=session_id,
             seq=seq,

@@ -34,8 +34,13 @@ class SessionSettings(StrictModel):
     store_messages: bool = Field(
         True, description="Write `failover_sessions` and `failover_messages` rows. Pins work without it."
     )
-    store_content: bool = Field(
-        True, description="Store message text. Off keeps only a SHA-256 hash, the length and token counts."
+    store_content: bool | None = Field(
+        None,
+        description=(
+            "Store message text. `false` keeps only a SHA-256 hash, the length and token counts. Unset: "
+            "follow LiteLLM's privacy setting (text is kept unless `litellm.turn_off_message_logging` / "
+            "`litellm_settings: turn_off_message_logging: true` is on); `true` stores text even then."
+        ),
     )
     use_user_field: bool = Field(
         False,

@@ -1,0 +1,126 @@
+"""LiteLLM's privacy setting reaches the conversation store.
+
+With ``litellm.turn_off_message_logging`` on, ``failover_messages`` keeps each message's hash,
+length and token counts, never its text, unless ``sessions.store_content`` says otherwise in
+``failover_settings``. Through a real ``litellm.Router`` with fake vLLM nodes, and through the
+real proxy configured by ``litellm_settings`` alone; what was stored is read back from the store.
+"""
+
+# ruff: noqa: F811 (the fixtures imported from the sessions tests are parameters here)
+from __future__ import annotations
+
+import hashlib
+
+import litellm
+import pytest
+from fake_nodes import proxy_running
+from test_proxy_failover import proxy_config
+from test_sessions_proxy import client_for, nodes, stored_messages  # noqa: F401 (fixtures)
+from test_sessions_proxy import session as proxy_session
+from test_sessions_router import database_url, make_plugin, servers, session  # noqa: F401 (fixtures)
+from waiting import wait_until
+
+from litellm_failover.privacy import message_text_stored
+from litellm_failover.settings import SessionSettings
+from litellm_failover.store.conversations import load_messages
+
+pytest_plugins = ["services", "store_fixtures"]
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def logging_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(litellm, "turn_off_message_logging", True)
+
+
+async def one_turn(router, plugin, database_url, session_id: str, question: str):
+    chat = session(router, session_id)
+    await chat.turn(question)
+    await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 1, timeout=5)
+    await plugin.writer.flush(timeout=5)
+    return chat, await load_messages(database_url, session_id)
+
+
+async def test_litellm_logging_off_stores_hashes_and_token_counts_only(
+    logging_off,
+    make_plugin,
+    database_url,
+):
+    router, plugin = make_plugin()
+    async with plugin:
+        _, stored = await one_turn(router, plugin, database_url, "quiet", "my secret question")
+        assert [m.content for m in stored] == [None, None]
+        assert stored[0].content_hash == sha256("my secret question")
+        assert stored[0].content_chars == len("my secret question")
+        assert stored[1].completion_tokens == 24 and stored[1].prompt_tokens
+        assert not any(m.truncated for m in stored)
+        assert plugin.status()["sessions"]["message_text"] == "hash-only (litellm turn_off_message_logging)"
+
+
+async def test_an_explicit_store_content_override_stores_text(logging_off, make_plugin, database_url):
+    router, plugin = make_plugin(sessions={"store_content": True})
+    async with plugin:
+        _, stored = await one_turn(router, plugin, database_url, "chosen", "keep this one")
+        assert stored[0].content == "keep this one"
+        assert stored[1].content is not None
+        assert plugin.status()["sessions"]["message_text"] == "text"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "LiteLLM hands success callbacks a deep copy of the answer with its text replaced by "
+        "'redacted-by-litellm' when turn_off_message_logging is on: the recorder, fed from "
+        "async_log_success_event, hashes (or, with the override, stores) the placeholder. Needs the "
+        "answer captured before LiteLLM's logging redacts it (sessions/handler work)."
+    ),
+)
+async def test_the_answer_is_hashed_not_litellms_placeholder(logging_off, make_plugin, database_url):
+    router, plugin = make_plugin(sessions={"store_content": True})
+    async with plugin:
+        chat, stored = await one_turn(router, plugin, database_url, "answer", "what is stored?")
+        assert stored[1].content_hash == sha256(chat.messages[1]["content"])
+        assert stored[1].content == chat.messages[1]["content"]
+
+
+async def test_the_flag_is_read_as_it_is_now(monkeypatch, make_plugin, database_url):
+    """The proxy sets LiteLLM's flag while loading its config, possibly after attach: the flag is
+    read per message, so text recorded before it was turned on is kept and none after."""
+    monkeypatch.setattr(litellm, "turn_off_message_logging", False)
+    router, plugin = make_plugin()
+    async with plugin:
+        chat, stored = await one_turn(router, plugin, database_url, "switch", "before")
+        assert [m.content for m in stored] == ["before", chat.messages[1]["content"]]
+        monkeypatch.setattr(litellm, "turn_off_message_logging", True)
+        await chat.turn("after")
+        await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 2, timeout=5)
+        await plugin.writer.flush(timeout=5)
+        stored = await load_messages(database_url, "switch")
+        assert [m.content is None for m in stored] == [False, False, True, True]
+        assert stored[2].content_hash == sha256("after")
+
+
+def test_the_decision():
+    explicit_off, explicit_on, follow = (SessionSettings(store_content=v) for v in (False, True, None))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(litellm, "turn_off_message_logging", False)
+        assert [message_text_stored(s) for s in (explicit_off, explicit_on, follow)] == [False, True, True]
+        patch.setattr(litellm, "turn_off_message_logging", True)
+        assert [message_text_stored(s) for s in (explicit_off, explicit_on, follow)] == [False, True, False]
+
+
+@pytest.mark.proxy
+async def test_the_proxy_litellm_settings_turn_off_message_text(nodes, tmp_path):
+    store = f"sqlite+aiosqlite:///{tmp_path}/store.db"
+    config = proxy_config(nodes, store)
+    config["litellm_settings"]["turn_off_message_logging"] = True
+    with proxy_running(config, tmp_path, store) as proxy:
+        chat = proxy_session(client_for(proxy), extra_headers={"x-session-id": "proxy-quiet"})
+        await chat.turn("a question nobody may read")
+        stored = await stored_messages(store, "proxy-quiet", 2)
+    assert [m.content for m in stored] == [None, None]
+    assert stored[0].content_hash == sha256("a question nobody may read")
+    assert stored[1].completion_tokens == 24
