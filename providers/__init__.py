@@ -168,9 +168,15 @@ def build_target(
     own ``health`` overrides are merged here. ``where`` is the deployment's key path
     (``model_list[2]``); configuration errors name the exact key under it.
     """
+    from litellm_failover.providers.egress import egress_for
+
     kind = infer_kind(litellm_params, config.provider, f"{where}.model_info.failover.provider")
     merged = merge_thresholds(thresholds, config.health)
-    return get_adapter(kind).default_target(deployment_id, dict(litellm_params), config, merged, where=where)
+    adapter = get_adapter(kind)
+    target = adapter.default_target(deployment_id, dict(litellm_params), config, merged, where=where)
+    # The route is the same rule for every kind: hosted ones follow LiteLLM's egress.
+    egress = egress_for(adapter.self_hosted, litellm_params, config, where=where)
+    return dataclasses.replace(target, egress=egress)
 
 
 def build_prober(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from litellm_failover.providers.egress import DIRECT, Egress
 from litellm_failover.providers.thresholds import ProbeThresholds
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class ProbeTarget:
     api_key: str | None = field(default=None, repr=False)
     api_version: str | None = None
     thresholds: ProbeThresholds = field(default_factory=ProbeThresholds)
+    egress: Egress = DIRECT  # proxy and TLS trust (providers.egress); set by build_target
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from litellm_failover.providers import http1_response, probe_client
+from litellm_failover.providers import http1_response, probe_client, proxy_route
+from litellm_failover.providers.egress import DIRECT, Egress
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 
@@ -114,6 +115,7 @@ async def get(
     *,
     max_body_bytes: int,
     headers: dict[str, str] | None = None,
+    egress: Egress = DIRECT,
 ) -> HttpAnswer:
     """GET ``url`` and read at most ``max_body_bytes``; the latency is request to last byte.
 
@@ -123,7 +125,7 @@ async def get(
     """
     start = time.monotonic()
     try:
-        raw = await client.get(url, headers=headers, max_body_bytes=max_body_bytes)
+        raw = await client.get(url, headers=headers, max_body_bytes=max_body_bytes, egress=egress)
     except MalformedAnswer as exc:
         raise MalformedAnswer(f"{safe_url(url)}: {exc}") from None
     return HttpAnswer(url=url, status=raw.status, body=raw.body, latency_s=time.monotonic() - start)
@@ -137,11 +139,12 @@ async def get_ok(
     *,
     max_body_bytes: int,
     headers: dict[str, str] | None = None,
+    egress: Egress = DIRECT,
 ) -> HttpAnswer:
     """GET a telemetry page that must answer 200; the tracker names it if the probe times out,
     and any other status is a ``MalformedAnswer`` naming the (credential-free) URL."""
     with tracker.reading(read_label(what, url)):
-        answer = await get(client, url, max_body_bytes=max_body_bytes, headers=headers)
+        answer = await get(client, url, max_body_bytes=max_body_bytes, headers=headers, egress=egress)
     if answer.status != 200:
         raise MalformedAnswer(f"GET {safe_url(url)} answered {answer.status}")
     return answer
@@ -173,6 +176,8 @@ def describe_error(exc: BaseException) -> str:
         return short(scrub(str(exc)))
     if isinstance(exc, probe_client.DnsFailed):
         return f"DNS lookup failed for {exc.host}"
+    if isinstance(exc, proxy_route.ProxyFailed):
+        return short(str(exc))  # names the proxy by host and port only
     if isinstance(exc, probe_client.TlsFailed):
         return short(scrub(str(exc)))
     if isinstance(exc, probe_client.ConnectFailed):

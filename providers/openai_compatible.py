@@ -126,7 +126,11 @@ class ModelsListProber:
         try:
             with self._tracker.reading(http.read_label("models list", url)):
                 answer = await http.get(
-                    session, url, max_body_bytes=thresholds.max_body_bytes, headers=self._headers
+                    session,
+                    url,
+                    max_body_bytes=thresholds.max_body_bytes,
+                    headers=self._headers,
+                    egress=self.target.egress,
                 )
         except Exception as exc:
             latency = time.monotonic() - start

@@ -8,7 +8,10 @@ bookkeeping) costs about 1.4 % of a core per GET a second per 50 deployments; th
 about 1.0 % (``bench/probe_cpu.py`` measures the whole probe loop). A probe needs little of
 HTTP: a GET of a small page from a server it already knows, a bounded body, no redirects (one
 that redirects is misconfigured, and following it could carry an API key elsewhere), no cookies,
-no compression, no proxies. That is all this implements.
+no compression. That is all this implements, plus the egress a hosted API's probe shares with
+the deployment's real requests (``providers.egress``): an ``http://`` forward proxy from the
+environment (absolute-form requests for ``http://`` targets, a CONNECT tunnel for ``https://``)
+and the deployment's TLS trust (``ssl_verify`` off, or a CA bundle).
 
 - One request at a time per connection; idle connections are kept per origin and reused. A
   connection the server has closed while idle is noticed before reuse, and a reused connection
@@ -22,7 +25,10 @@ no compression, no proxies. That is all this implements.
   answer after ``Content-Length: 2`` would have the next probe read a stale 200 instead of a 503.
   Framing is read strictly (``http1_response``): anything in doubt is an error, and an error
   closes the connection.
-- Errors are the subclasses of ``ProbeHttpError`` (here and in ``http1_response``), which
+- Connections are kept per origin *and* egress: one reached through a proxy, or trusting another
+  CA, is never handed to a probe that asked for a different route.
+- Errors are the subclasses of ``ProbeHttpError`` (here, in ``http1_response`` and in
+  ``proxy_route``), which
   ``http.describe_error`` turns into secret-free reasons.
 """
 
@@ -34,9 +40,11 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from litellm_failover.providers.egress import DIRECT, Egress, ssl_context
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.http1_response import (
     MAX_HEAD_BYTES,
@@ -44,6 +52,13 @@ from litellm_failover.providers.http1_response import (
     ProbeHttpError,
     read_body,
     read_head,
+)
+from litellm_failover.providers.proxy_route import (
+    ProxyFailed,
+    ProxyRoute,
+    environment_proxies,
+    open_tunnel,
+    proxy_for,
 )
 
 USER_AGENT = "litellm-failover-probe"
@@ -159,12 +174,23 @@ class RawAnswer:
     body: bytes
 
 
-class ProbeClient:
-    """Keep-alive GETs for probes. ``async with ProbeClient() as client`` or ``close()``."""
+_PoolKey = tuple[tuple[str, str, int], Egress]
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+
+class ProbeClient:
+    """Keep-alive GETs for probes. ``async with ProbeClient() as client`` or ``close()``.
+
+    ``ssl_context`` is the trust of probes on the direct route (tests); ``proxies`` replaces the
+    environment's proxy settings (``proxy_route.environment_proxies``), read once here.
+    """
+
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None = None, proxies: Mapping[str, str] | None = None
+    ) -> None:
+        self._idle: dict[_PoolKey, deque[_Connection]] = {}
         self._ssl = ssl_context
+        self._proxies = environment_proxies() if proxies is None else dict(proxies)
+        self._routes: dict[_PoolKey, ProxyRoute | None] = {}
         self._closed = False
 
     async def __aenter__(self) -> ProbeClient:
@@ -180,28 +206,49 @@ class ProbeClient:
                 connection.close()
         self._idle.clear()
 
-    async def get(self, url: str, *, headers: dict[str, str] | None = None, max_body_bytes: int) -> RawAnswer:
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        max_body_bytes: int,
+        egress: Egress = DIRECT,
+    ) -> RawAnswer:
         """GET ``url``; a body over ``max_body_bytes`` is a ``MalformedAnswer``. Never redirects."""
         if self._closed:
             raise RuntimeError("ProbeClient is closed")
         target = _target(url)
-        request = self._request(target, headers)
-        connection = self._take_idle(target.origin)
+        key = (target.origin, egress)
+        route = self._route(key, target, egress)
+        # A plain-HTTP target through a proxy is a forward-proxy request: absolute form.
+        forward = route if route is not None and target.scheme == "http" else None
+        request = self._request(target, headers, forward)
+        connection = self._take_idle(key)
         if connection is not None:
             try:
-                return await self._exchange(connection, target, request, max_body_bytes)
+                return await self._exchange(connection, key, request, max_body_bytes)
             except Disconnected as exc:
                 if exc.started:
                     raise
                 # Closed by the server while idle, between our check and our write: once more
                 # on a fresh connection, as browsers and HTTP libraries do for idempotent GETs.
-        connection = await self._connect(target)
-        return await self._exchange(connection, target, request, max_body_bytes)
+        connection = await self._connect(target, egress, route)
+        return await self._exchange(connection, key, request, max_body_bytes)
 
     # -- connections --------------------------------------------------------------------
 
-    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
-        pool = self._idle.get(origin)
+    def _route(self, key: _PoolKey, target: _Target, egress: Egress) -> ProxyRoute | None:
+        """The proxy for a target on a route, decided once (NO_PROXY matching is string work)."""
+        if not egress.env_proxy:
+            return None
+        if key not in self._routes:
+            if len(self._routes) > 4096:
+                self._routes.clear()  # bounded: URLs come from configuration, but stay safe
+            self._routes[key] = proxy_for(self._proxies, target.scheme, target.host, target.port)
+        return self._routes[key]
+
+    def _take_idle(self, key: _PoolKey) -> _Connection | None:
+        pool = self._idle.get(key)
         now = time.monotonic()
         while pool:
             connection = pool.pop()  # most recent first: the least likely to have timed out
@@ -211,18 +258,23 @@ class ProbeClient:
             connection.close()
         return None
 
-    def _keep(self, origin: tuple[str, str, int], connection: _Connection) -> None:
-        pool = self._idle.setdefault(origin, deque())
+    def _keep(self, key: _PoolKey, connection: _Connection) -> None:
+        pool = self._idle.setdefault(key, deque())
         if self._closed or len(pool) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
             return
         connection.idle_since = time.monotonic()
         pool.append(connection)
 
-    async def _connect(self, target: _Target) -> _Connection:
-        context: ssl.SSLContext | None = None
-        if target.scheme == "https":
-            context = self._ssl or _default_ssl_context()
+    def _context(self, egress: Egress) -> ssl.SSLContext:
+        if egress == DIRECT:
+            return self._ssl or _default_ssl_context()
+        return ssl_context(egress.verify, egress.ca_file)
+
+    async def _connect(self, target: _Target, egress: Egress, route: ProxyRoute | None) -> _Connection:
+        context = self._context(egress) if target.scheme == "https" else None
+        if route is not None:
+            return await self._connect_via(route, target, context)
         try:
             reader, writer = await asyncio.open_connection(
                 target.host,
@@ -239,16 +291,46 @@ class ProbeClient:
             raise ConnectFailed(target.host, target.port, exc) from None
         return _Connection(reader, writer)
 
+    async def _connect_via(
+        self, route: ProxyRoute, target: _Target, context: ssl.SSLContext | None
+    ) -> _Connection:
+        """A connection through the proxy: to the proxy itself for ``http://``, else a tunnel."""
+        try:
+            reader, writer = await asyncio.open_connection(route.host, route.port, limit=MAX_HEAD_BYTES)
+        except socket.gaierror:
+            raise ProxyFailed(route.shown, "DNS lookup failed") from None
+        except OSError as exc:
+            raise ProxyFailed(route.shown, f"cannot connect: {exc.strerror or type(exc).__name__}") from None
+        connection = _Connection(reader, writer)
+        if context is None:
+            return connection
+        try:
+            shown = f"[{target.host}]" if ":" in target.host else target.host
+            await open_tunnel(route, reader, writer, f"{shown}:{target.port}")
+            await writer.start_tls(context, server_hostname=target.host)
+        except ssl.SSLError as exc:
+            connection.close()
+            raise TlsFailed(target.host, exc) from None
+        except BaseException:
+            connection.close()  # a failed or cancelled handshake leaves nothing reusable
+            raise
+        return connection
+
     # -- one exchange ---------------------------------------------------------------------
 
     @staticmethod
-    def _request(target: _Target, headers: dict[str, str] | None) -> bytes:
+    def _request(target: _Target, headers: dict[str, str] | None, forward: ProxyRoute | None = None) -> bytes:
+        request_target = target.request_target
+        if forward is not None:
+            request_target = f"http://{target.host_header}{request_target}"
         lines = [
-            f"GET {target.request_target} HTTP/1.1",
+            f"GET {request_target} HTTP/1.1",
             f"Host: {target.host_header}",
             f"User-Agent: {USER_AGENT}",
             "Accept: */*",
         ]
+        if forward is not None and forward.authorization:
+            lines.append(f"Proxy-Authorization: {forward.authorization}")
         for name, value in (headers or {}).items():
             if any(c in name or c in value for c in "\r\n\0"):
                 raise MalformedAnswer(f"header {name!r} contains a line break")  # never sent
@@ -256,7 +338,7 @@ class ProbeClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _exchange(
-        self, connection: _Connection, target: _Target, request: bytes, max_body_bytes: int
+        self, connection: _Connection, key: _PoolKey, request: bytes, max_body_bytes: int
     ) -> RawAnswer:
         keep = False
         try:
@@ -270,7 +352,7 @@ class ProbeClient:
             # On success a kept connection goes back; on anything else (an error, the
             # runner's timeout cancelling us mid-read) it is closed, never reused half-read.
             if keep:
-                self._keep(target.origin, connection)
+                self._keep(key, connection)
             else:
                 connection.close()
 

@@ -236,7 +236,11 @@ class SelfHostedProber:
         try:
             with self._tracker.reading(http.read_label("health", url)):
                 answer = await http.get(
-                    session, url, max_body_bytes=thresholds.max_body_bytes, headers=self._headers(url)
+                    session,
+                    url,
+                    max_body_bytes=thresholds.max_body_bytes,
+                    headers=self._headers(url),
+                    egress=self.target.egress,
                 )
         except Exception as exc:
             latency = time.monotonic() - start
@@ -265,6 +269,7 @@ class SelfHostedProber:
                 self._tracker,
                 max_body_bytes=thresholds.max_body_bytes,
                 headers=self._headers(url),
+                egress=self.target.egress,
             )
             samples = parse_metrics(answer.body, self._sample_names)  # only the families read
             values, problems = read_all(samples, self._wanted)

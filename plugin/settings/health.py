@@ -204,6 +204,15 @@ class DeploymentFailoverConfig(StrictModel):
             "Without it, there are no GPU checks and the engine's KV cache stands in."
         ),
     )
+    ca_file: str | None = Field(
+        None,
+        description=(
+            "PEM CA bundle that probes trust for this deployment's `https://` endpoints: a self-hosted "
+            "server with a certificate from a private CA. On a hosted kind it overrides LiteLLM's "
+            "`ssl_verify` for the probe. Unset: self-hosted probes use the system store; hosted ones "
+            "LiteLLM's `ssl_verify` (deployment, `SSL_VERIFY`, `litellm.ssl_verify`)."
+        ),
+    )
     gpu_source: GpuSource | None = Field(
         None, description="`agent` or `dcgm`. Unset: `agent` when `gpu_url` is set."
     )
