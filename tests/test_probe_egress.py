@@ -16,7 +16,7 @@ from egress_support import HOSTED_NAME, EgressProxy, endpoint, make_ca
 from provider_servers import by_name, probe_once, prober_for
 
 from litellm_failover.providers.egress import DIRECT, Egress
-from litellm_failover.providers.probe_client import ProbeClient
+from litellm_failover.providers.probe_client import ProbeClient, TlsFailed
 from litellm_failover.settings import FailoverConfigError
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_VERIFY", "DISABLE_AIOHTTP_TRUST_ENV")
@@ -189,5 +189,5 @@ async def test_connections_are_kept_per_route(pki):
         url = f"{api.url(tls=True)}/v1/models"
         trusting = Egress(verify=True, ca_file=str(pki.ca_file))
         assert (await client.get(url, max_body_bytes=10_000, egress=trusting)).status == 200
-        with pytest.raises(Exception, match="certificate verify failed"):
+        with pytest.raises(TlsFailed, match="certificate verify failed"):
             await client.get(url, max_body_bytes=10_000, egress=DIRECT)
