@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
+from litellm_failover.control.signing import keys_from_env, sign
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
 from litellm_failover.fleet import Ejection, Fleet, MessageError, Pin, Recovery, fleet_for
@@ -59,9 +61,15 @@ def replica():
 
 
 def raw(kind: str, origin: str, payload, changes: dict | None = None) -> str:
+    """A message as replica ``origin`` sends it: tagged with the fleet's key (tests/conftest.py)."""
     data = json.loads(encode(make(kind, origin, payload, node=f"node-of-{origin}")))
     data.update(changes or {})
-    return json.dumps(data)
+    return signed(data)
+
+
+def signed(data: dict) -> str:
+    data = {key: value for key, value in data.items() if key != "sig"}
+    return json.dumps({**data, "sig": sign(keys_from_env(), "fleet", data, time.time())})
 
 
 def ejection(remaining_s: float = 30.0, deployment_id: str = "p1") -> Ejection:
@@ -160,7 +168,7 @@ def test_a_remote_ejection_is_applied_with_its_origin_and_never_published_again(
 
 def test_own_duplicate_and_invalid_messages_are_ignored_counted_and_warned_about_once(replica, caplog):
     core, fleet, _, _ = replica
-    own = encode(make("eject", "B", ejection(), node=fleet.node))
+    own = signed(json.loads(encode(make("eject", "B", ejection(), node=fleet.node))))
     fleet._on_raw(own, "pubsub")  # our own, echoed by pub/sub
     assert core.health["p1"].state.value == "healthy"
     message = raw("eject", "A", ejection())
@@ -207,9 +215,7 @@ def test_messages_for_deployments_this_replica_does_not_have_change_nothing(repl
 def test_after_a_remote_ejection_the_local_probes_decide_recovery(replica):
     core, fleet, clock, _ = replica
     # Sent 10 s ago with 30 s left: 20 s left here.
-    message = json.loads(raw("eject", "A", ejection(remaining_s=30.0)))
-    message["sent_at"] -= 10
-    fleet._on_raw(json.dumps(message), "pubsub")
+    fleet._on_raw(raw("eject", "A", ejection(remaining_s=30.0), {"sent_at": time.time() - 10}), "pubsub")
     record = core.health["p1"]
     assert record.outlier.ejected_until == pytest.approx(clock.now + 20, abs=0.5)
     core.apply_probe("p1", PASS)  # half-open rounds only count once the ejection time is over
@@ -220,7 +226,7 @@ def test_after_a_remote_ejection_the_local_probes_decide_recovery(replica):
     core.apply_probe("p1", PASS)
     assert record.state.value == "healthy" and record.ejected_by is None
     # A local recovery is a local decision: it is published for the other replicas.
-    assert [(key, m["kind"]) for key, m in queued(fleet)] == [("litellm_failover:state:health:p1", "recover")]
+    assert [(key, m["kind"]) for key, m in queued(fleet)] == [(fleet.link.key_prefix + "health:p1", "recover")]
 
 
 def test_a_remote_recovery_lifts_only_a_remote_ejection(replica):
@@ -250,7 +256,7 @@ def test_a_local_ejection_is_published_with_its_remaining_time(replica):
     core, fleet, _, _ = replica
     core.record_failure("p1", Outcome.CONNECT_ERROR, error="connection refused")
     [(key, message)] = queued(fleet)
-    assert key == "litellm_failover:state:health:p1"
+    assert key == fleet.link.key_prefix + "health:p1"
     assert message["kind"] == "eject" and message["origin"] == "B"
     payload = message["payload"]
     assert payload["deployment_id"] == "p1" and "connection refused" in payload["reason"]
@@ -269,12 +275,12 @@ def test_pins_go_to_the_pin_listener_and_out_under_their_own_key(replica):
     assert not fleet.publish_pin("x" * 257, "chat", "p1")  # refused, not raised into a request
     assert fleet.publish_pin("sess-10", "chat", "p1")
     [(key, message)] = queued(fleet)
-    assert key == "litellm_failover:state:pin:chat:sess-10" and message["kind"] == "pin"
+    assert key == fleet.link.key_prefix + "pin:chat:sess-10" and message["kind"] == "pin"
 
 
 def test_the_publish_queue_is_bounded_and_counts_what_it_drops(monkeypatch):
     monkeypatch.setattr(fleet_sync, "MAX_QUEUE", 3)
-    link = fleet_sync.RedisLink("redis://127.0.0.1:6379", FleetSettings(), lambda raw, source: None)
+    link = fleet_sync.RedisLink("redis://127.0.0.1:6379", FleetSettings(channel="litellm_failover"), lambda raw, source: None)
     results = [link.enqueue(None, str(i)) for i in range(5)]
     assert results == [True, True, True, False, False]
     assert [value for _, value in link._queue] == ["2", "3", "4"]  # the newest are kept
@@ -303,7 +309,7 @@ def _hostile() -> list[str]:
         raw("eject", "A", ejection(), {"sent_at": 1e20}),
         raw("eject", "A", ejection(), {"origin": "A\x1b[31m"}),
         raw("eject", "A", ejection(), {"id": "i" * 300}),
-        json.dumps({**json.loads(raw("eject", "A", ejection())), "sent_at": "now"}),
+        raw("eject", "A", ejection(), {"sent_at": "now"}),
     ]
 
 
