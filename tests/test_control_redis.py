@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from control_support import RecordingTarget, run_cli, settings
+from control_support import KEYS, RecordingTarget, run_cli, settings, sign_command
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
@@ -191,7 +191,7 @@ async def test_a_command_that_does_not_validate_is_refused_by_every_replica(
     try:
         issued = datetime.fromtimestamp(await redis_channel.server_time(client), UTC)
         bad = Command(bad.kind, bad.target, bad.args, issued_at=issued, issued_by="x")
-        await redis_channel.publish_command(client, channel, bad, 60)
+        await redis_channel.publish_command(client, channel, sign_command(bad), 60, KEYS)
 
         async def both() -> bool:
             return len(await redis_channel.read_acks(client, channel, bad.command_id)) == 2
@@ -310,8 +310,9 @@ async def test_each_standing_entry_is_judged_alone_at_restore(
 ) -> None:
     """Before: one entry that was not a command (a list, ``issued_at`` of 1e20, bad JSON) made
     the whole Redis restore fail, so the valid drain next to it was not taken over."""
-    good = Command(kind="drain", target="p1", issued_by="ops")
-    future = Command(kind="failover", target="chat", issued_by="ops").to_wire() | {"issued_at": 4e9}
+    good = sign_command(Command(kind="drain", target="p1", issued_by="ops"))
+    later = datetime.fromtimestamp(4e9, UTC)
+    future = sign_command(Command(kind="failover", target="chat", issued_by="ops", issued_at=later)).to_wire()
     client = Redis.from_url(redis_base_url)
     try:
         await client.hset(
