@@ -341,3 +341,83 @@ def test_an_ejection_longer_than_the_local_max_ejection_is_dropped_and_counted(r
     fleet._on_raw(raw("eject", "A", ejection(remaining_s=limit)), "pubsub")
     assert core.health["p1"].state.value == "unhealthy"
     assert core.health["p1"].outlier.ejected_until <= clock.now + limit
+
+
+# -- authentication (issue 11 §1) --------------------------------------------------------------
+
+
+def _tagged(data: dict, keys: str, signed_at: float) -> str:
+    from litellm_failover.control.signing import parse_keys
+
+    data = {key: value for key, value in data.items() if key != "sig"}
+    return json.dumps({**data, "sig": sign(parse_keys(keys), "fleet", data, signed_at)})
+
+
+def test_unsigned_mis_signed_and_replayed_messages_are_rejected_and_never_applied(replica, caplog):
+    """Before: any message on the channel ejected p1 on every replica."""
+    core, fleet, _, _ = replica
+    message = json.loads(raw("eject", "A", ejection()))
+    now = time.time()
+    window = fleet._max_age_s  # fleet.key_ttl_s + control.max_clock_skew_s
+    secret = "test-key:litellm-failover-test-signing-secret"
+    attempts = {
+        "unsigned": json.dumps({k: v for k, v in message.items() if k != "sig"}),
+        "unknown_key": _tagged(message, "stranger:" + "s" * 20, now),
+        "bad_signature": _tagged(message, "test-key:" + "w" * 20, now),
+        "malformed_tag": json.dumps({**message, "sig": "v1:test-key:not-a-tag"}),
+        "too_old": _tagged(message, secret, now - window - 5),
+        "future": _tagged(message, secret, now + 3600),
+    }
+    tampered = json.loads(raw("eject", "A", ejection(remaining_s=1.0)))
+    tampered["payload"]["remaining_s"] = 3000.0  # the tag no longer matches
+    with caplog.at_level(logging.WARNING):
+        for attempt in attempts.values():
+            fleet._on_raw(attempt, "pubsub")
+        fleet._on_raw(json.dumps(tampered), "keys")
+    assert core.health["p1"].state.value == "healthy"
+    expected = dict.fromkeys(attempts, 1) | {"bad_signature": 2}
+    assert fleet.status()["ignored_by_reason"] == expected
+    assert fleet.gate.status()["rejected_by"] == {"redis": expected}
+    assert "litellm-failover-test-signing-secret" not in caplog.text
+    # The same message, validly signed, applies; a copy of it (a replay) is discarded.
+    fleet._on_raw(json.dumps(message), "pubsub")
+    fleet._on_raw(json.dumps(message), "pubsub")
+    assert core.health["p1"].state.value == "unhealthy"
+    assert fleet.status()["applied"] == 1 and fleet.status()["ignored_by_reason"]["duplicate"] == 1
+
+
+def test_what_a_replica_publishes_is_signed(replica):
+    from litellm_failover.control.signing import verify
+
+    core, fleet, _, _ = replica
+    core.record_failure("p1", Outcome.CONNECT_ERROR, error="connection refused")
+    [(_, message)] = queued(fleet)
+    tag = message.pop("sig")
+    verified = verify(keys_from_env(), "fleet", message, tag, time.time(), max_age_s=60, max_skew_s=60)
+    assert verified.kid == "test-key"
+
+
+def test_without_a_key_the_fleet_link_is_off_and_says_so(monkeypatch, caplog):
+    message = raw("eject", "A", ejection())  # signed by a replica that has the key
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    settings = FailoverSettings(redis_url="redis://127.0.0.1:6379/0", instance_id="B")
+    core = FailoverCore(settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True)
+    fleet = fleet_for(core, settings)
+    assert fleet.publish_pin("s", "chat", "p1") is False and queued(fleet) == []
+    fleet._on_raw(message, "pubsub")
+    assert core.health["p1"].state.value == "healthy"
+    status = fleet.status()
+    assert status["enabled"] is False and status["authentication"] == "off"
+
+
+def test_the_insecure_opt_in_accepts_unsigned_messages(monkeypatch):
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    settings = FailoverSettings(
+        redis_url="redis://127.0.0.1:6379/0", instance_id="B", control={"insecure_unsigned": True}
+    )
+    core = FailoverCore(settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True)
+    fleet = fleet_for(core, settings)
+    unsigned = encode(make("eject", "A", ejection(), node="node-of-A"))
+    fleet._on_raw(unsigned, "pubsub")
+    assert core.health["p1"].state.value == "unhealthy"
+    assert fleet.status()["authentication"] == "insecure" and fleet.gate.accepted_unsigned == 1
