@@ -314,7 +314,7 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "transport": "`redis` (a fleet message or command), `database` (a command row) or `standing` "
             "(standing state read at start)",
             "reason": "`unsigned`, `malformed_tag`, `unknown_key`, `bad_signature`, `too_old` or `future`",
-            "not_recorded_before": "rejections of this transport and reason not recorded since the last event",
+            "not_recorded_before": "rejections of this transport and reason not recorded since the last",
         },
     ),
 }

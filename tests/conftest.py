@@ -12,7 +12,7 @@ os.environ.setdefault("LITELLM_LOG", "ERROR")
 TEST_SIGNING_KEYS = "test-key:litellm-failover-test-signing-secret"
 os.environ.setdefault("LITELLM_FAILOVER_SIGNING_KEYS", TEST_SIGNING_KEYS)
 
-import pytest
+import pytest  # noqa: E402 (after the environment it reads at import)
 
 # LiteLLM's process-global callback lists (see litellm.logging_callback_manager).
 _CALLBACK_LISTS = (

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from control_support import KEYS, RecordingTarget, run_cli, settings, sign_command
+from control_support import RecordingTarget, run_cli, settings, sign_command
 from sqlalchemy import inspect, select
 from waiting import wait_until
 
@@ -359,10 +359,12 @@ async def test_unsigned_or_mis_signed_rows_are_refused_with_a_result_row_and_nev
     """Before: anything with INSERT on failover_commands drained every replica."""
     from litellm_failover.control.signing import parse_keys
 
-    plane, target, writer = await replicas("proxy-a")
+    plane, target, _ = await replicas("proxy-a")
     forged = build_command("drain", "p1", issued_by="attacker")  # no tag at all
     stranger = signed(build_command("drain", "p2", issued_by="attacker"), parse_keys("other:" + "x" * 32))
-    wrong_secret = signed(build_command("failover", "chat", issued_by="x"), parse_keys("test-key:" + "y" * 32))
+    wrong_secret = signed(
+        build_command("failover", "chat", issued_by="x"), parse_keys("test-key:" + "y" * 32)
+    )
     tampered = replace(sign_command(build_command("drain", "s1", issued_by="ops")), target="p1")
     good = sign_command(build_command("drain", "p2", issued_by="ops"))
     for command in (forged, stranger, wrong_secret, tampered, good):
@@ -407,7 +409,9 @@ async def test_a_forged_standing_drain_is_not_restored(database: str, replicas: 
     good = sign_command(build_command("failover", "chat", issued_by="ops"))
     for command in (forged, good):
         await db_channel.insert_command(database, command)
-        await db_channel.write_results(database, [(command.command_id, CommandResult("old", "applied", "ok"))])
+        await db_channel.write_results(
+            database, [(command.command_id, CommandResult("old", "applied", "ok"))]
+        )
     plane, target, _ = await replicas("proxy-b")
     assert target.calls == [("failover", "chat", RESTORE_SOURCE)]
     [refused] = [entry for entry in plane.status()["restored"] if entry["outcome"] == "refused"]

@@ -340,7 +340,9 @@ async def test_each_standing_entry_is_judged_alone_at_restore(
 # -- authentication (issue 11 §1) --------------------------------------------------------------
 
 
-async def test_forged_command_messages_are_never_applied(redis_base_url: str, channel: str, replicas: Any) -> None:
+async def test_forged_command_messages_are_never_applied(
+    redis_base_url: str, channel: str, replicas: Any
+) -> None:
     """Before: anything that could PUBLISH on the channel drained every replica."""
     from litellm_failover.control.signing import parse_keys
 
@@ -375,9 +377,7 @@ async def test_forged_command_messages_are_never_applied(redis_base_url: str, ch
     assert target.calls == [("drain", "p2", None, "control")]
     # The untagged command inside a valid envelope was refused by the plane (not applicable here).
     assert fleet.status()["ignored_by_reason"] == {"unsigned": 1, "unknown_key": 1, "not_applicable": 1}
-    assert plane.status()["authentication"]["rejected_by"] == {
-        "redis": {"unsigned": 2, "unknown_key": 1}
-    }
+    assert plane.status()["authentication"]["rejected_by"] == {"redis": {"unsigned": 2, "unknown_key": 1}}
 
 
 async def test_fleets_on_one_redis_are_isolated_by_default(redis_base_url: str) -> None:

@@ -24,7 +24,9 @@ RING = parse_keys(f"k1:{SECRET}")
 
 
 def check(ring, body, tag, now=None, max_age_s=60.0):
-    return verify(ring, "command", body, tag, time.time() if now is None else now, max_age_s=max_age_s, max_skew_s=60)
+    return verify(
+        ring, "command", body, tag, time.time() if now is None else now, max_age_s=max_age_s, max_skew_s=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,9 @@ def test_a_tag_covers_the_body_the_key_the_time_and_the_purpose():
         with pytest.raises(SignatureError, match="bad_signature"):
             check(RING, bad_body, tag)
     with pytest.raises(SignatureError, match="bad_signature"):
-        verify(RING, "fleet", body, tag, time.time(), max_age_s=60, max_skew_s=60)  # a command is no fleet message
+        verify(
+            RING, "fleet", body, tag, time.time(), max_age_s=60, max_skew_s=60
+        )  # a command is no fleet message
     kid, ts, nonce, mac = tag.split(":")[1:]
     with pytest.raises(SignatureError, match="bad_signature"):
         check(RING, body, f"v1:{kid}:{int(ts) + 1}:{nonce}:{mac}")  # its time cannot be moved
@@ -100,8 +104,15 @@ def test_a_signed_command_stays_valid_through_the_wire_and_a_database_row(kind, 
     assert back == command
     check(RING, back.signed_body(), back.tag, max_age_s=None)
     # A database row gives the time back as a datetime and the arguments as stored JSON.
-    row = build_command(kind, command.target, dict(command.args), command_id=command.command_id,
-                        issued_at=command.issued_at, issued_by=command.issued_by, tag=command.tag)
+    row = build_command(
+        kind,
+        command.target,
+        dict(command.args),
+        command_id=command.command_id,
+        issued_at=command.issued_at,
+        issued_by=command.issued_by,
+        tag=command.tag,
+    )
     check(RING, row.signed_body(), row.tag, max_age_s=None)
     with pytest.raises(SignatureError, match="bad_signature"):
         check(RING, replace(back, issued_by="someone else").signed_body(), back.tag, max_age_s=None)

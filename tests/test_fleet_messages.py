@@ -226,7 +226,9 @@ def test_after_a_remote_ejection_the_local_probes_decide_recovery(replica):
     core.apply_probe("p1", PASS)
     assert record.state.value == "healthy" and record.ejected_by is None
     # A local recovery is a local decision: it is published for the other replicas.
-    assert [(key, m["kind"]) for key, m in queued(fleet)] == [(fleet.link.key_prefix + "health:p1", "recover")]
+    assert [(key, m["kind"]) for key, m in queued(fleet)] == [
+        (fleet.link.key_prefix + "health:p1", "recover")
+    ]
 
 
 def test_a_remote_recovery_lifts_only_a_remote_ejection(replica):
@@ -280,7 +282,9 @@ def test_pins_go_to_the_pin_listener_and_out_under_their_own_key(replica):
 
 def test_the_publish_queue_is_bounded_and_counts_what_it_drops(monkeypatch):
     monkeypatch.setattr(fleet_sync, "MAX_QUEUE", 3)
-    link = fleet_sync.RedisLink("redis://127.0.0.1:6379", FleetSettings(channel="litellm_failover"), lambda raw, source: None)
+    link = fleet_sync.RedisLink(
+        "redis://127.0.0.1:6379", FleetSettings(channel="litellm_failover"), lambda raw, source: None
+    )
     results = [link.enqueue(None, str(i)) for i in range(5)]
     assert results == [True, True, True, False, False]
     assert [value for _, value in link._queue] == ["2", "3", "4"]  # the newest are kept
@@ -401,7 +405,9 @@ def test_without_a_key_the_fleet_link_is_off_and_says_so(monkeypatch, caplog):
     message = raw("eject", "A", ejection())  # signed by a replica that has the key
     monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
     settings = FailoverSettings(redis_url="redis://127.0.0.1:6379/0", instance_id="B")
-    core = FailoverCore(settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True)
+    core = FailoverCore(
+        settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True
+    )
     fleet = fleet_for(core, settings)
     assert fleet.publish_pin("s", "chat", "p1") is False and queued(fleet) == []
     fleet._on_raw(message, "pubsub")
@@ -415,7 +421,9 @@ def test_the_insecure_opt_in_accepts_unsigned_messages(monkeypatch):
     settings = FailoverSettings(
         redis_url="redis://127.0.0.1:6379/0", instance_id="B", control={"insecure_unsigned": True}
     )
-    core = FailoverCore(settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True)
+    core = FailoverCore(
+        settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True
+    )
     fleet = fleet_for(core, settings)
     unsigned = encode(make("eject", "A", ejection(), node="node-of-A"))
     fleet._on_raw(unsigned, "pubsub")

@@ -26,8 +26,8 @@ from litellm_failover.config_file import CHANNEL_ENV, REDIS_URL_ENV
 from litellm_failover.control.client import EXIT_REFUSED, Delivery, send_via_database, send_via_redis
 from litellm_failover.control.commands import CommandError, build_command
 from litellm_failover.control.signing import KEYS_ENV, KeyRing, SigningConfigError, keys_from_env
-from litellm_failover.fleet.naming import FLEET_ENV
 from litellm_failover.durations import DURATION_HELP, duration_arg
+from litellm_failover.fleet.naming import FLEET_ENV
 from litellm_failover.store.engine import redact, redact_url
 
 DEFAULT_WAIT_S = 5.0

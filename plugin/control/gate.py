@@ -138,7 +138,15 @@ class AuthGate:
             return None
         else:
             try:
-                verify(self.ring, purpose, body, tag, self.clock(), max_age_s=max_age_s, max_skew_s=self.max_skew_s)
+                verify(
+                    self.ring,
+                    purpose,
+                    body,
+                    tag,
+                    self.clock(),
+                    max_age_s=max_age_s,
+                    max_skew_s=self.max_skew_s,
+                )
                 return None
             except SignatureError as exc:
                 error = exc

@@ -290,7 +290,9 @@ class ControlPlane:
         refusal's message. A standing command is old by design: only its MAC counts, not its age."""
         max_age = None if transport == "standing" else self.settings.command_ttl_s + self.gate.max_skew_s
         what = f"command {command.describe()[:120]!r} by {command.issued_by[:80]!r}"
-        error = self.gate.check("command", transport, command.signed_body(), command.tag, max_age_s=max_age, what=what)
+        error = self.gate.check(
+            "command", transport, command.signed_body(), command.tag, max_age_s=max_age, what=what
+        )
         return None if error is None else f"not authenticated ({error.reason}): {error.detail}; not applied"
 
     def _authentic(self, commands: list[Command] | None, via: str) -> list[Command] | None:

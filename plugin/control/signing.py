@@ -34,7 +34,14 @@ MAX_TAG = 255  # the command table's signature column
 
 Purpose = Literal["command", "fleet"]
 Reason = Literal["unsigned", "malformed_tag", "unknown_key", "bad_signature", "too_old", "future"]
-REASONS: tuple[Reason, ...] = ("unsigned", "malformed_tag", "unknown_key", "bad_signature", "too_old", "future")
+REASONS: tuple[Reason, ...] = (
+    "unsigned",
+    "malformed_tag",
+    "unknown_key",
+    "bad_signature",
+    "too_old",
+    "future",
+)
 """The closed set of reasons a message is rejected for (the metric's ``reason`` label)."""
 
 _KID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -163,7 +170,11 @@ def verify(
         raise SignatureError("bad_signature", f"the HMAC does not match (key id {kid!r})")
     signed_at = int(ts_text) / 1000.0
     if signed_at - now_s > max_skew_s:
-        raise SignatureError("future", f"signed {signed_at - now_s:.0f}s in the future (max skew {max_skew_s:g}s)")
+        raise SignatureError(
+            "future", f"signed {signed_at - now_s:.0f}s in the future (max skew {max_skew_s:g}s)"
+        )
     if max_age_s is not None and now_s - signed_at > max_age_s:
-        raise SignatureError("too_old", f"signed {now_s - signed_at:.0f}s ago, over the {max_age_s:g}s window")
+        raise SignatureError(
+            "too_old", f"signed {now_s - signed_at:.0f}s ago, over the {max_age_s:g}s window"
+        )
     return Verified(kid, signed_at)

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.control.gate import AuthGate
+from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.fleet.fleet import Fleet
 from litellm_failover.fleet.messages import Ejection, Envelope, MessageError, Pin, Recovery
 from litellm_failover.fleet.naming import settings_channel
