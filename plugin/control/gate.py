@@ -38,6 +38,7 @@ from litellm_failover.control.signing import (
     verify,
 )
 from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.settings import FailoverConfigError
 from litellm_failover.wakeups import RateLimit
 
 logger = logging.getLogger("litellm_failover.control")
@@ -79,11 +80,15 @@ class AuthGate:
     @classmethod
     def from_settings(cls, settings: Any, instance_id: str = "") -> AuthGate:
         """From the environment's keys and ``settings.control`` (a ``FailoverSettings``). A
-        malformed key list raises ``SigningConfigError``: a replica must not start believing it
+        malformed key list raises ``FailoverConfigError``: a replica must not start believing it
         is protected when it is not."""
         control = settings.control
+        try:
+            ring = keys_from_env()
+        except SigningConfigError as exc:
+            raise FailoverConfigError(f"invalid configuration: {exc}") from None
         return cls(
-            keys_from_env(),
+            ring,
             insecure=control.insecure_unsigned,
             max_skew_s=control.max_clock_skew_s,
             instance_id=instance_id,
