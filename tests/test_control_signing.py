@@ -116,3 +116,31 @@ def test_a_signed_command_stays_valid_through_the_wire_and_a_database_row(kind, 
     check(RING, row.signed_body(), row.tag, max_age_s=None)
     with pytest.raises(SignatureError, match="bad_signature"):
         check(RING, replace(back, issued_by="someone else").signed_body(), back.tag, max_age_s=None)
+
+
+def test_the_cli_derives_the_channel_the_proxies_use_from_the_same_config(tmp_path, monkeypatch):
+    """Before: both used the constant ``litellm_failover``, whatever fleet they belonged to."""
+    import argparse
+
+    from litellm_failover.cli._config_source import channel
+    from litellm_failover.config_file import read_config_file
+    from litellm_failover.fleet.naming import settings_channel
+    from litellm_failover.settings import parse_settings
+
+    for name in ("LITELLM_FAILOVER_CHANNEL", "LITELLM_FAILOVER_FLEET", "LITELLM_FAILOVER_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROD_DB", "postgresql://app:pw@db:5432/prod")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model_list: []\n"
+        "failover_settings:\n"
+        "  database_url: os.environ/PROD_DB\n"
+        "  redis_url: redis://127.0.0.1:6379/2\n"
+    )
+    block = read_config_file(str(config))["failover_settings"]
+    proxy = parse_settings({**block, "database_url": "postgresql+asyncpg://app:pw@db:5432/prod"})
+    cli = channel(argparse.Namespace(config=str(config), channel=None, fleet=None, url=None, redis_url=None))
+    assert cli.value == settings_channel(proxy)
+    assert cli.value.startswith("litellm_failover:db-")
+    named = argparse.Namespace(config=str(config), channel=None, fleet="blue", url=None, redis_url=None)
+    assert channel(named).value == "litellm_failover:blue"
