@@ -1,6 +1,8 @@
 """The fleet's wire format: one JSON envelope per message, with a schema version and a kind.
 
-Every message is ``{"v": 1, "kind", "origin", "node", "id", "sent_at", "payload": {...}}``: ``origin``
+Every message is ``{"v": 1, "kind", "origin", "node", "id", "sent_at", "payload": {...}, "sig"}``:
+``sig`` is the authentication tag over all the rest (``litellm_failover.control.signing``; a
+receiver checks it before it reads any field, see ``decode``'s ``check``), ``origin``
 is the sending replica's ``instance_id`` (what events and reasons show), ``node`` a random token
 per running fleet link (how a replica recognises its own messages even when two replicas were
 given the same ``instance_id``), ``id`` the message's own id (how a second copy is recognised).
