@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import socket
 import sys
 import time
@@ -253,6 +254,9 @@ def main() -> int:
     parser.add_argument("--channel", default="", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # Fleet messages are signed: both replicas (B inherits the environment) share a key of this
+    # run's own unless one is set, so signing is part of what is measured.
+    os.environ.setdefault("LITELLM_FAILOVER_SIGNING_KEYS", f"bench:{secrets.token_hex(16)}")
     if args.replica_b:
         CHANNEL = args.channel
         asyncio.run(replica_b(args.count))

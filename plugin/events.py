@@ -48,6 +48,7 @@ class EventType(StrEnum):
     CHAOS_EXPIRED = "chaos_expired"  # it reached its end time; details: injected count
     # Operator commands (litellm_failover.control): one per replica and command.
     OPERATOR_COMMAND = "operator_command"  # a replica received an operator command
+    MESSAGE_REJECTED = "message_rejected"  # a command or fleet message failed authentication
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,17 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "via": "`redis` or `database`",
             "outcome": "`applied`, `refused`, `expired` or `error`",
             "restored": "true when a starting replica took over a standing drain or failover",
+        },
+    ),
+    EventType.MESSAGE_REJECTED: EventDoc(
+        "A replica rejected an operator command or fleet message that was not validly signed (no tag, "
+        "an unknown key, a wrong HMAC, too old or from the future) and did not act on it. At most one "
+        "per transport and reason a minute: `not_recorded_before` counts the ones held back.",
+        {
+            "transport": "`redis` (a fleet message or command), `database` (a command row) or `standing` "
+            "(standing state read at start)",
+            "reason": "`unsigned`, `malformed_tag`, `unknown_key`, `bad_signature`, `too_old` or `future`",
+            "not_recorded_before": "rejections of this transport and reason not recorded since the last",
         },
     ),
 }

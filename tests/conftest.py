@@ -6,8 +6,13 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LITELLM_LOG", "ERROR")
+# Operator commands and fleet messages are signed (litellm_failover.control.signing); without a
+# key both are off. Every test process, and every proxy or CLI it starts, shares this test key;
+# tests of the unsigned and off cases set or remove it themselves.
+TEST_SIGNING_KEYS = "test-key:litellm-failover-test-signing-secret"
+os.environ.setdefault("LITELLM_FAILOVER_SIGNING_KEYS", TEST_SIGNING_KEYS)
 
-import pytest
+import pytest  # noqa: E402 (after the environment it reads at import)
 
 # LiteLLM's process-global callback lists (see litellm.logging_callback_manager).
 _CALLBACK_LISTS = (

@@ -14,11 +14,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from litellm_failover.cli import main
+from litellm_failover.control.client import signed
+from litellm_failover.control.commands import Command
+from litellm_failover.control.signing import keys_from_env
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
 from litellm_failover.settings import FailoverSettings, parse_settings
 
 DEPLOYMENTS = {"p1": ("chat", 1), "p2": ("chat", 1), "s1": ("chat", 2), "e1": ("embed", 1)}
+
+
+KEYS = keys_from_env()  # the test fleet's key (tests/conftest.py)
+
+
+def sign_command(command: Command) -> Command:
+    """The command as the CLI sends it: tagged with the test fleet's key."""
+    return signed(command, KEYS)
 
 
 class OperatorRefused(ValueError):

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from control_support import RecordingTarget, run_cli, settings
+from control_support import RecordingTarget, run_cli, settings, sign_command
 from sqlalchemy import inspect, select
 from waiting import wait_until
 
 from litellm_failover.control import ControlPlane, build_command, db_channel
 from litellm_failover.control.applier import RESTORE_SOURCE
+from litellm_failover.control.client import signed
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.engine import create_engine, reading_engine
 from litellm_failover.store.migrate import current_revision, downgrade_database, upgrade_database
@@ -95,12 +97,31 @@ async def test_migration_0003_adds_and_removes_the_control_tables(store_url: str
 
     await upgrade_database(store_url, "0002")
     assert not CONTROL_TABLES & await tables()
-    await upgrade_database(store_url)
+    await upgrade_database(store_url, "0003")
     assert await current_revision(store_url) == "0003"
     assert CONTROL_TABLES <= await tables()
     await downgrade_database(store_url, "0002")
     assert not CONTROL_TABLES & await tables()
     assert {"failover_sessions", "failover_messages"} <= await tables()
+
+
+async def test_migration_0004_adds_and_removes_the_signature_column(store_url: str) -> None:
+    async def columns() -> set[str]:
+        engine = create_engine(store_url, create_directory=False)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.run_sync(lambda sync: inspect(sync).get_columns("failover_commands"))
+                return {column["name"] for column in found}
+        finally:
+            await engine.dispose()
+
+    await upgrade_database(store_url, "0003")
+    assert "signature" not in await columns()
+    await upgrade_database(store_url)
+    assert await current_revision(store_url) == "0004_signed_commands"
+    assert "signature" in await columns()
+    await downgrade_database(store_url, "0003")
+    assert "signature" not in await columns() and "issued_by" in await columns()
 
 
 async def test_drain_reaches_a_running_replica_and_is_audited(
@@ -240,7 +261,7 @@ async def test_an_old_command_expires_and_a_hand_written_bad_row_is_refused(
 ) -> None:
     plane, target, _ = await replicas("proxy-a", command_ttl_s=60)
     old = build_command("drain", "p1", issued_at=datetime.now(UTC) - timedelta(seconds=600), issued_by="ops")
-    await db_channel.insert_command(database, old)
+    await db_channel.insert_command(database, sign_command(old))
     async with reading_engine(database) as engine, engine.begin() as connection:
         await connection.execute(
             commands_table.insert().values(
@@ -312,7 +333,7 @@ async def test_each_malformed_row_is_refused_alone_and_the_poll_goes_on(database
             text(f"UPDATE failover_commands SET created_at = {moment} WHERE command_id = 'bad-time'")
         )
     good = build_command("drain", "p2", issued_by="ops")
-    await db_channel.insert_command(database, good)
+    await db_channel.insert_command(database, sign_command(good))
 
     async def answered() -> bool:
         return len(await result_rows(database)) == 4
@@ -321,8 +342,125 @@ async def test_each_malformed_row_is_refused_alone_and_the_poll_goes_on(database
     rows = {row["command_id"]: row for row in await result_rows(database)}
     for bad in ("bad-list", "bad-str", "bad-time"):
         assert rows[bad]["outcome"] == "refused", rows[bad]
-        assert rows[bad]["message"].startswith("invalid command: ")
+        # Unsigned besides: refused as invalid, or (PostgreSQL reads 'infinity' as a time) unsigned.
+        assert rows[bad]["message"].startswith(("invalid command: ", "not authenticated (unsigned)"))
     assert rows[good.command_id]["outcome"] == "applied"
     assert [call[1] for call in target.calls] == ["p2"]
     assert plane.status()["refused"] == 3 and plane.status()["applied"] == 1
     assert plane.status()["database"]["last_error"] is None
+
+
+# -- authentication (issue 11 §1) --------------------------------------------------------------
+
+
+async def test_unsigned_or_mis_signed_rows_are_refused_with_a_result_row_and_never_applied(
+    database: str, replicas: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: anything with INSERT on failover_commands drained every replica."""
+    from litellm_failover.control.signing import parse_keys
+
+    plane, target, _ = await replicas("proxy-a")
+    forged = build_command("drain", "p1", issued_by="attacker")  # no tag at all
+    stranger = signed(build_command("drain", "p2", issued_by="attacker"), parse_keys("other:" + "x" * 32))
+    wrong_secret = signed(
+        build_command("failover", "chat", issued_by="x"), parse_keys("test-key:" + "y" * 32)
+    )
+    tampered = replace(sign_command(build_command("drain", "s1", issued_by="ops")), target="p1")
+    good = sign_command(build_command("drain", "p2", issued_by="ops"))
+    for command in (forged, stranger, wrong_secret, tampered, good):
+        await db_channel.insert_command(database, command)
+
+    async def answered() -> bool:
+        return len(await result_rows(database)) == 5
+
+    await wait_until(answered, 5, "five results")
+    rows = {row["command_id"]: row for row in await result_rows(database)}
+    expected = {
+        forged.command_id: "unsigned",
+        stranger.command_id: "unknown_key",
+        wrong_secret.command_id: "bad_signature",
+        tampered.command_id: "bad_signature",
+    }
+    for command_id, reason in expected.items():
+        assert rows[command_id]["outcome"] == "refused"
+        assert rows[command_id]["message"].startswith(f"not authenticated ({reason})")
+    assert rows[good.command_id]["outcome"] == "applied"
+    assert target.calls == [("drain", "p2", None, "control")]  # only the signed one acted on
+    auth = plane.status()["authentication"]
+    assert auth["mode"] == "signed" and auth["rejected"] == 4
+    assert auth["rejected_by"] == {"database": {"unsigned": 1, "unknown_key": 1, "bad_signature": 2}}
+    assert "x" * 32 not in caplog.text and "litellm-failover-test-signing-secret" not in caplog.text
+
+    async def recorded() -> bool:
+        return len(await list_events(database, event_type="message_rejected")) >= 3
+
+    # One event per transport and reason per minute: the second bad_signature is only counted.
+    await wait_until(recorded, 5, "three message_rejected events")
+    events = await list_events(database, event_type="message_rejected")
+    assert sorted(e["details"]["reason"] for e in events) == ["bad_signature", "unknown_key", "unsigned"]
+
+
+async def test_a_forged_standing_drain_is_not_restored(database: str, replicas: Any) -> None:
+    """Before: an unsigned drain row plus a forged "applied" result row drained every replica
+    that started afterwards, for good."""
+    from litellm_failover.control.dispatch import CommandResult
+
+    forged = build_command("drain", "p1", issued_by="attacker")
+    good = sign_command(build_command("failover", "chat", issued_by="ops"))
+    for command in (forged, good):
+        await db_channel.insert_command(database, command)
+        await db_channel.write_results(
+            database, [(command.command_id, CommandResult("old", "applied", "ok"))]
+        )
+    plane, target, _ = await replicas("proxy-b")
+    assert target.calls == [("failover", "chat", RESTORE_SOURCE)]
+    [refused] = [entry for entry in plane.status()["restored"] if entry["outcome"] == "refused"]
+    assert refused["message"].startswith("not authenticated (unsigned)")
+    assert plane.status()["authentication"]["rejected_by"] == {"standing": {"unsigned": 1}}
+
+
+async def test_without_a_key_the_operator_channel_is_off_and_says_so(
+    database: str, replicas: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    with caplog.at_level("WARNING", logger="litellm_failover.control"):
+        plane, target, _ = await replicas("proxy-a")
+    status = plane.status()
+    assert status["enabled"] is False and status["running"] is False
+    assert status["authentication"]["mode"] == "off"
+    assert "LITELLM_FAILOVER_SIGNING_KEYS" in status["authentication"]["off_reason"]
+    assert any("operator channel" in r.getMessage() and "OFF" in r.getMessage() for r in caplog.records)
+    # The CLI will not send unsigned either, unless told to (exit 2, nothing sent).
+    assert await run_cli("drain", "p1", "--url", database, "--wait", "0") == 2
+    assert await command_rows(database) == []
+    await db_channel.insert_command(database, build_command("drain", "p1", issued_by="x"))
+    await plane.poll()
+    assert target.calls == [] and await result_rows(database) == []
+
+
+async def test_the_insecure_opt_in_accepts_unsigned_commands_and_says_so(
+    database: str, replicas: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    with caplog.at_level("WARNING", logger="litellm_failover.control"):
+        plane, target, _ = await replicas("proxy-a", insecure_unsigned=True)
+    assert any("UNSIGNED" in r.getMessage() for r in caplog.records)
+    assert plane.status()["authentication"]["mode"] == "insecure"
+    assert await run_cli("drain", "p1", "--url", database, "--insecure-unsigned", "--wait", "5") == 0
+    assert target.calls == [("drain", "p1", None, "control")]
+    assert plane.status()["authentication"]["accepted_unsigned"] == 1
+
+
+async def test_a_key_rotation_needs_no_downtime(
+    database: str, replicas: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas list the new key second, then the CLI signs with it: both are accepted."""
+    old, new = "k1:" + "o" * 24, "k2:" + "n" * 24
+    monkeypatch.setenv("LITELLM_FAILOVER_SIGNING_KEYS", f"{old},{new}")
+    plane, target, _ = await replicas("proxy-a")
+    monkeypatch.setenv("LITELLM_FAILOVER_SIGNING_KEYS", old)
+    assert await run_cli("drain", "p1", "--url", database, "--wait", "5") == 0
+    monkeypatch.setenv("LITELLM_FAILOVER_SIGNING_KEYS", f"{new},{old}")
+    assert await run_cli("drain", "p2", "--url", database, "--wait", "5") == 0
+    assert [call[1] for call in target.calls] == ["p1", "p2"]
+    assert plane.status()["authentication"]["key_ids"] == ["k1", "k2"]

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from control_support import RecordingTarget, run_cli, settings
+from control_support import KEYS, RecordingTarget, run_cli, settings, sign_command
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
 from litellm_failover.control import ControlPlane, redis_channel
 from litellm_failover.control.applier import RESTORE_SOURCE
+from litellm_failover.control.client import signed
 from litellm_failover.control.commands import Command
 from litellm_failover.fleet import Fleet, fleet_for
 
@@ -191,7 +192,7 @@ async def test_a_command_that_does_not_validate_is_refused_by_every_replica(
     try:
         issued = datetime.fromtimestamp(await redis_channel.server_time(client), UTC)
         bad = Command(bad.kind, bad.target, bad.args, issued_at=issued, issued_by="x")
-        await redis_channel.publish_command(client, channel, bad, 60)
+        await redis_channel.publish_command(client, channel, sign_command(bad), 60, KEYS)
 
         async def both() -> bool:
             return len(await redis_channel.read_acks(client, channel, bad.command_id)) == 2
@@ -310,8 +311,9 @@ async def test_each_standing_entry_is_judged_alone_at_restore(
 ) -> None:
     """Before: one entry that was not a command (a list, ``issued_at`` of 1e20, bad JSON) made
     the whole Redis restore fail, so the valid drain next to it was not taken over."""
-    good = Command(kind="drain", target="p1", issued_by="ops")
-    future = Command(kind="failover", target="chat", issued_by="ops").to_wire() | {"issued_at": 4e9}
+    good = sign_command(Command(kind="drain", target="p1", issued_by="ops"))
+    later = datetime.fromtimestamp(4e9, UTC)
+    future = sign_command(Command(kind="failover", target="chat", issued_by="ops", issued_at=later)).to_wire()
     client = Redis.from_url(redis_base_url)
     try:
         await client.hset(
@@ -333,3 +335,65 @@ async def test_each_standing_entry_is_judged_alone_at_restore(
     assert [entry["outcome"] for entry in restored].count("refused") == 5
     assert all(e["message"].startswith("invalid command: ") for e in restored if e["outcome"] == "refused")
     assert plane.status()["refused"] == 5 and plane.status()["redis"]["last_error"] is None
+
+
+# -- authentication (issue 11 §1) --------------------------------------------------------------
+
+
+async def test_forged_command_messages_are_never_applied(
+    redis_base_url: str, channel: str, replicas: Any
+) -> None:
+    """Before: anything that could PUBLISH on the channel drained every replica."""
+    from litellm_failover.control.signing import parse_keys
+
+    plane, target, fleet = await replicas("proxy-a")
+    stranger = parse_keys("other:" + "z" * 32)
+    client = redis_channel.connect(redis_base_url, 2)
+    try:
+        issued = datetime.fromtimestamp(await redis_channel.server_time(client), UTC)
+
+        def drain(deployment: str) -> Command:
+            return Command(kind="drain", target=deployment, issued_at=issued, issued_by="attacker")
+
+        unsigned = drain("p1")
+        await redis_channel.publish_command(client, channel, unsigned, 60, parse_keys(""))  # no tag at all
+        # A message from a stranger's key; a valid envelope around an untagged command (one
+        # replayed inside a new envelope by a holder of an old key, say): neither is applied.
+        await redis_channel.publish_command(client, channel, signed(drain("p2"), stranger), 60, stranger)
+        inner = drain("s1")
+        await redis_channel.publish_command(client, channel, inner, 60, KEYS)
+        good = sign_command(drain("p2"))
+        await redis_channel.publish_command(client, channel, good, 60, KEYS)
+
+        async def answered() -> bool:
+            return bool(await redis_channel.read_acks(client, channel, good.command_id))
+
+        await wait_until(answered, 5, "the signed command's acknowledgement")
+        [refusal] = await redis_channel.read_acks(client, channel, inner.command_id)
+        assert refusal.outcome == "refused" and refusal.message.startswith("not authenticated (unsigned)")
+        assert await redis_channel.read_acks(client, channel, unsigned.command_id) == []  # never read
+    finally:
+        await client.aclose()
+    assert target.calls == [("drain", "p2", None, "control")]
+    # The untagged command inside a valid envelope was refused by the plane (not applicable here).
+    assert fleet.status()["ignored_by_reason"] == {"unsigned": 1, "unknown_key": 1, "not_applicable": 1}
+    assert plane.status()["authentication"]["rejected_by"] == {"redis": {"unsigned": 2, "unknown_key": 1}}
+
+
+async def test_fleets_on_one_redis_are_isolated_by_default(redis_base_url: str) -> None:
+    """Before: every fleet used the channel ``litellm_failover``; pub/sub ignores the database
+    number, so a staging proxy's drains and ejections reached production."""
+    from litellm_failover.fleet.naming import settings_channel
+
+    def channel_of(database_url: str, redis_url: str = redis_base_url, **fleet: Any) -> str:
+        return settings_channel(settings("x", database_url=database_url, redis_url=redis_url, fleet=fleet))
+
+    prod, staging = "postgresql://app:pw@db/prod", "postgresql://app:pw@db/staging"
+    assert channel_of(prod) != channel_of(staging)
+    assert channel_of(prod).startswith("litellm_failover:db-")
+    # Replicas of one deployment agree, whatever their password or driver name.
+    assert channel_of(prod) == channel_of("postgresql+asyncpg://app:other@db/prod")
+    base = make_url(redis_base_url)
+    assert channel_of(prod, str(base.set(database="0"))) != channel_of(prod, str(base.set(database="1")))
+    assert channel_of(prod, name="blue") == channel_of(staging, name="blue") == "litellm_failover:blue"
+    assert channel_of(prod, channel="mine") == "mine"

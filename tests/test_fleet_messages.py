@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
+from litellm_failover.control.signing import keys_from_env, sign
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
 from litellm_failover.fleet import Ejection, Fleet, MessageError, Pin, Recovery, fleet_for
@@ -59,9 +61,15 @@ def replica():
 
 
 def raw(kind: str, origin: str, payload, changes: dict | None = None) -> str:
+    """A message as replica ``origin`` sends it: tagged with the fleet's key (tests/conftest.py)."""
     data = json.loads(encode(make(kind, origin, payload, node=f"node-of-{origin}")))
     data.update(changes or {})
-    return json.dumps(data)
+    return signed(data)
+
+
+def signed(data: dict) -> str:
+    data = {key: value for key, value in data.items() if key != "sig"}
+    return json.dumps({**data, "sig": sign(keys_from_env(), "fleet", data, time.time())})
 
 
 def ejection(remaining_s: float = 30.0, deployment_id: str = "p1") -> Ejection:
@@ -160,7 +168,7 @@ def test_a_remote_ejection_is_applied_with_its_origin_and_never_published_again(
 
 def test_own_duplicate_and_invalid_messages_are_ignored_counted_and_warned_about_once(replica, caplog):
     core, fleet, _, _ = replica
-    own = encode(make("eject", "B", ejection(), node=fleet.node))
+    own = signed(json.loads(encode(make("eject", "B", ejection(), node=fleet.node))))
     fleet._on_raw(own, "pubsub")  # our own, echoed by pub/sub
     assert core.health["p1"].state.value == "healthy"
     message = raw("eject", "A", ejection())
@@ -207,9 +215,7 @@ def test_messages_for_deployments_this_replica_does_not_have_change_nothing(repl
 def test_after_a_remote_ejection_the_local_probes_decide_recovery(replica):
     core, fleet, clock, _ = replica
     # Sent 10 s ago with 30 s left: 20 s left here.
-    message = json.loads(raw("eject", "A", ejection(remaining_s=30.0)))
-    message["sent_at"] -= 10
-    fleet._on_raw(json.dumps(message), "pubsub")
+    fleet._on_raw(raw("eject", "A", ejection(remaining_s=30.0), {"sent_at": time.time() - 10}), "pubsub")
     record = core.health["p1"]
     assert record.outlier.ejected_until == pytest.approx(clock.now + 20, abs=0.5)
     core.apply_probe("p1", PASS)  # half-open rounds only count once the ejection time is over
@@ -220,7 +226,9 @@ def test_after_a_remote_ejection_the_local_probes_decide_recovery(replica):
     core.apply_probe("p1", PASS)
     assert record.state.value == "healthy" and record.ejected_by is None
     # A local recovery is a local decision: it is published for the other replicas.
-    assert [(key, m["kind"]) for key, m in queued(fleet)] == [("litellm_failover:state:health:p1", "recover")]
+    assert [(key, m["kind"]) for key, m in queued(fleet)] == [
+        (fleet.link.key_prefix + "health:p1", "recover")
+    ]
 
 
 def test_a_remote_recovery_lifts_only_a_remote_ejection(replica):
@@ -250,7 +258,7 @@ def test_a_local_ejection_is_published_with_its_remaining_time(replica):
     core, fleet, _, _ = replica
     core.record_failure("p1", Outcome.CONNECT_ERROR, error="connection refused")
     [(key, message)] = queued(fleet)
-    assert key == "litellm_failover:state:health:p1"
+    assert key == fleet.link.key_prefix + "health:p1"
     assert message["kind"] == "eject" and message["origin"] == "B"
     payload = message["payload"]
     assert payload["deployment_id"] == "p1" and "connection refused" in payload["reason"]
@@ -269,12 +277,14 @@ def test_pins_go_to_the_pin_listener_and_out_under_their_own_key(replica):
     assert not fleet.publish_pin("x" * 257, "chat", "p1")  # refused, not raised into a request
     assert fleet.publish_pin("sess-10", "chat", "p1")
     [(key, message)] = queued(fleet)
-    assert key == "litellm_failover:state:pin:chat:sess-10" and message["kind"] == "pin"
+    assert key == fleet.link.key_prefix + "pin:chat:sess-10" and message["kind"] == "pin"
 
 
 def test_the_publish_queue_is_bounded_and_counts_what_it_drops(monkeypatch):
     monkeypatch.setattr(fleet_sync, "MAX_QUEUE", 3)
-    link = fleet_sync.RedisLink("redis://127.0.0.1:6379", FleetSettings(), lambda raw, source: None)
+    link = fleet_sync.RedisLink(
+        "redis://127.0.0.1:6379", FleetSettings(channel="litellm_failover"), lambda raw, source: None
+    )
     results = [link.enqueue(None, str(i)) for i in range(5)]
     assert results == [True, True, True, False, False]
     assert [value for _, value in link._queue] == ["2", "3", "4"]  # the newest are kept
@@ -303,7 +313,7 @@ def _hostile() -> list[str]:
         raw("eject", "A", ejection(), {"sent_at": 1e20}),
         raw("eject", "A", ejection(), {"origin": "A\x1b[31m"}),
         raw("eject", "A", ejection(), {"id": "i" * 300}),
-        json.dumps({**json.loads(raw("eject", "A", ejection())), "sent_at": "now"}),
+        raw("eject", "A", ejection(), {"sent_at": "now"}),
     ]
 
 
@@ -335,3 +345,87 @@ def test_an_ejection_longer_than_the_local_max_ejection_is_dropped_and_counted(r
     fleet._on_raw(raw("eject", "A", ejection(remaining_s=limit)), "pubsub")
     assert core.health["p1"].state.value == "unhealthy"
     assert core.health["p1"].outlier.ejected_until <= clock.now + limit
+
+
+# -- authentication (issue 11 §1) --------------------------------------------------------------
+
+
+def _tagged(data: dict, keys: str, signed_at: float) -> str:
+    from litellm_failover.control.signing import parse_keys
+
+    data = {key: value for key, value in data.items() if key != "sig"}
+    return json.dumps({**data, "sig": sign(parse_keys(keys), "fleet", data, signed_at)})
+
+
+def test_unsigned_mis_signed_and_replayed_messages_are_rejected_and_never_applied(replica, caplog):
+    """Before: any message on the channel ejected p1 on every replica."""
+    core, fleet, _, _ = replica
+    message = json.loads(raw("eject", "A", ejection()))
+    now = time.time()
+    window = fleet._max_age_s  # fleet.key_ttl_s + control.max_clock_skew_s
+    secret = "test-key:litellm-failover-test-signing-secret"
+    attempts = {
+        "unsigned": json.dumps({k: v for k, v in message.items() if k != "sig"}),
+        "unknown_key": _tagged(message, "stranger:" + "s" * 20, now),
+        "bad_signature": _tagged(message, "test-key:" + "w" * 20, now),
+        "malformed_tag": json.dumps({**message, "sig": "v1:test-key:not-a-tag"}),
+        "too_old": _tagged(message, secret, now - window - 5),
+        "future": _tagged(message, secret, now + 3600),
+    }
+    tampered = json.loads(raw("eject", "A", ejection(remaining_s=1.0)))
+    tampered["payload"]["remaining_s"] = 3000.0  # the tag no longer matches
+    with caplog.at_level(logging.WARNING):
+        for attempt in attempts.values():
+            fleet._on_raw(attempt, "pubsub")
+        fleet._on_raw(json.dumps(tampered), "keys")
+    assert core.health["p1"].state.value == "healthy"
+    expected = dict.fromkeys(attempts, 1) | {"bad_signature": 2}
+    assert fleet.status()["ignored_by_reason"] == expected
+    assert fleet.gate.status()["rejected_by"] == {"redis": expected}
+    assert "litellm-failover-test-signing-secret" not in caplog.text
+    # The same message, validly signed, applies; a copy of it (a replay) is discarded.
+    fleet._on_raw(json.dumps(message), "pubsub")
+    fleet._on_raw(json.dumps(message), "pubsub")
+    assert core.health["p1"].state.value == "unhealthy"
+    assert fleet.status()["applied"] == 1 and fleet.status()["ignored_by_reason"]["duplicate"] == 1
+
+
+def test_what_a_replica_publishes_is_signed(replica):
+    from litellm_failover.control.signing import verify
+
+    core, fleet, _, _ = replica
+    core.record_failure("p1", Outcome.CONNECT_ERROR, error="connection refused")
+    [(_, message)] = queued(fleet)
+    tag = message.pop("sig")
+    verified = verify(keys_from_env(), "fleet", message, tag, time.time(), max_age_s=60, max_skew_s=60)
+    assert verified.kid == "test-key"
+
+
+def test_without_a_key_the_fleet_link_is_off_and_says_so(monkeypatch, caplog):
+    message = raw("eject", "A", ejection())  # signed by a replica that has the key
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    settings = FailoverSettings(redis_url="redis://127.0.0.1:6379/0", instance_id="B")
+    core = FailoverCore(
+        settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True
+    )
+    fleet = fleet_for(core, settings)
+    assert fleet.publish_pin("s", "chat", "p1") is False and queued(fleet) == []
+    fleet._on_raw(message, "pubsub")
+    assert core.health["p1"].state.value == "healthy"
+    status = fleet.status()
+    assert status["enabled"] is False and status["authentication"] == "off"
+
+
+def test_the_insecure_opt_in_accepts_unsigned_messages(monkeypatch):
+    monkeypatch.delenv("LITELLM_FAILOVER_SIGNING_KEYS")
+    settings = FailoverSettings(
+        redis_url="redis://127.0.0.1:6379/0", instance_id="B", control={"insecure_unsigned": True}
+    )
+    core = FailoverCore(
+        settings, read_model_list(MODEL_LIST, settings.health), instance_id="B", probed=lambda s: True
+    )
+    fleet = fleet_for(core, settings)
+    unsigned = encode(make("eject", "A", ejection(), node="node-of-A"))
+    fleet._on_raw(unsigned, "pubsub")
+    assert core.health["p1"].state.value == "unhealthy"
+    assert fleet.status()["authentication"] == "insecure" and fleet.gate.accepted_unsigned == 1

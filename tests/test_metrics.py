@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_until
 
 from litellm_failover import FailoverConfigError, __version__, attach
+from litellm_failover.control.signing import SignatureError
 from litellm_failover.events import FailoverEvent
 from litellm_failover.metrics import MetricsPortError, PluginCollector, PluginMetrics
 from litellm_failover.metrics.catalog import CATALOG
@@ -543,6 +544,8 @@ class Everything(WithAlerter):
         self.fleet = type(
             "Fleet", (), {"status": staticmethod(lambda: {"connected": True, "published": 1})}
         )()
+        self.control = plugin.control  # its AuthGate, with one rejected message
+        plugin.control.gate.reject("redis", SignatureError("unsigned", "no authentication tag"))
 
 
 async def test_the_page_is_exactly_the_catalogue(make_plugin):

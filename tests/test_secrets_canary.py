@@ -1,10 +1,11 @@
 """No secret reaches a log line, an event, a metric or the CLI, even on the error paths.
 
 One unique canary string is the deployments' ``api_key``, the Redis password, the database
-password and the alert destinations' token. A Router with the plugin runs at DEBUG through a
-failover (one backend echoes the key in its error, as OpenAI's "Incorrect API key provided"
-does), a broken stream, alerts that fail to send, a config error and ``litellm-failover
-status/events --json``; then everything the run produced is searched for the canary.
+password, the alert destinations' token and the signing key's secret. A Router with the plugin
+runs at DEBUG through a failover (one backend echoes the key in its error, as OpenAI's
+"Incorrect API key provided" does), a broken stream, a forged command, alerts that fail to send,
+a config error and ``litellm-failover status/events --json``; then everything the run produced
+is searched for the canary.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import json
 import logging
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import litellm
@@ -30,6 +32,9 @@ from litellm_failover import attach
 from litellm_failover.alerts import Alerter
 from litellm_failover.cli import main
 from litellm_failover.config_file import load_proxy_config
+from litellm_failover.control import build_command, db_channel
+from litellm_failover.control.client import signed
+from litellm_failover.control.signing import keys_from_env
 from litellm_failover.outlier import Outcome
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.settings import FailoverConfigError, parse_settings
@@ -133,7 +138,10 @@ def config_errors(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.postgres
-async def test_a_canary_secret_appears_nowhere(tmp_path, caplog, capsys, postgres_schema_url, redis_base_url):
+async def test_a_canary_secret_appears_nowhere(
+    tmp_path, caplog, capsys, monkeypatch, postgres_schema_url, redis_base_url
+):
+    monkeypatch.setenv("LITELLM_FAILOVER_SIGNING_KEYS", f"canary-key:{CANARY}")  # signs, never shown
     database_url = with_password(postgres_schema_url)
     redis_url = with_password(redis_base_url)  # the test Redis has no password: AUTH fails, and says so
     caplog.set_level(logging.DEBUG)
@@ -180,6 +188,10 @@ async def test_a_canary_secret_appears_nowhere(tmp_path, caplog, capsys, postgre
                     what=f"a failed alert {alerter.stats()}",
                 )
                 await alerter.stop()
+                # A command signed with the key, then changed: rejected, logged, recorded, counted.
+                forged = replace(signed(build_command("drain", "s1"), keys_from_env()), target="p1")
+                await db_channel.insert_command(database_url, forged)
+                await wait_until(lambda: plugin.control.gate.rejected, 10, "the forged command rejected")
                 metrics = generate_latest(REGISTRY).decode()
                 status = plugin.status()
         finally:

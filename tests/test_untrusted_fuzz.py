@@ -6,6 +6,12 @@ Bounded (``MESSAGES`` messages, ``ROWS`` rows, a seeded generator) so that it is
 time. Every generated message and row is invalid by construction (each carries at least one bad
 field), so none may change anything: no loop dies (the fleet link and both command paths still
 apply a valid message sent afterwards), no request fails, no deployment is ejected.
+
+Besides, ``FORGED`` messages and ``FORGED_ROWS`` rows say something a replica would act on (eject
+p1, drain p1, pin a session) but are not validly signed: no tag, a garbled tag, a stranger's key,
+the right key id with the wrong secret, a field changed after signing, signed too long ago (a
+replay) or in the future, and validly tagged envelopes around untagged commands. Half the
+malformed messages carry a valid tag, so the schema's own checks are fuzzed behind the tag check.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import copy
 import json
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +34,9 @@ from waiting import wait_until
 
 from litellm_failover import attach
 from litellm_failover.control import build_command, db_channel, redis_channel
+from litellm_failover.control.client import signed
 from litellm_failover.control.commands import Command
+from litellm_failover.control.signing import keys_from_env, parse_keys, sign
 from litellm_failover.drill.loadgen import router_sender
 from litellm_failover.fleet.messages import SCHEMA_VERSION
 from litellm_failover.store.engine import reading_engine
@@ -41,7 +50,12 @@ servers = test_router_failover.servers  # in-process fake vLLM servers p1, p2, s
 
 MESSAGES = 2_000
 ROWS = 200
+FORGED = 300
+FORGED_ROWS = 60
 REQUESTS = 60
+KEYS = keys_from_env()  # the fleet's key (tests/conftest.py)
+STRANGER = parse_keys("stranger:" + "s" * 32)
+WRONG_SECRET = parse_keys(f"{KEYS.ids[0]}:" + "w" * 32)
 
 HOSTILE_VALUES: list[Any] = [
     float("inf"),
@@ -112,10 +126,62 @@ def hostile_message(rng: random.Random) -> str | bytes:
         message["payload"][field] = rng.choice(bad)
     if rng.random() < 0.05:
         message["kind"] = rng.choice(["reboot", "EJECT", "eject\x00"])
+    if rng.random() < 0.5:  # validly tagged: the schema's checks must hold behind the tag's
+        message["sig"] = sign(KEYS, "fleet", message, time.time())
     encoded = json.dumps(message)
     if shape > 0.9:
         return encoded[: rng.randint(0, len(encoded) - 1)]  # truncated JSON
     return encoded
+
+
+FORGERIES = ("unsigned", "garbled", "stranger", "wrong_secret", "tampered", "old", "future", "inner")
+
+
+def forged_message(rng: random.Random, index: int, now: float) -> str:
+    """A message a replica would act on (eject p1, drain p1, a pin) without a valid tag."""
+    forgery = FORGERIES[index % len(FORGERIES)]
+    kind = rng.choice(["eject", "command", "pin"]) if forgery != "inner" else "command"
+    message = _valid(kind, rng) | {"sent_at": now}
+    if kind == "command":
+        message["payload"]["issued_at"] = now + 5  # after the replica's start: it would apply
+    if forgery == "inner":  # a valid envelope around an untagged (or stranger-tagged) command
+        if rng.random() < 0.5:
+            inner = Command(kind="drain", target="p1", issued_at=datetime.fromtimestamp(now + 5, UTC))
+            message["payload"]["tag"] = signed(inner, STRANGER).tag
+            message["payload"]["command_id"] = inner.command_id
+        message["sig"] = sign(KEYS, "fleet", message, now)
+        return json.dumps(message)
+    keys, moment = {"stranger": STRANGER, "wrong_secret": WRONG_SECRET}.get(forgery, KEYS), now
+    moment += {"old": -7200.0, "future": 7200.0}.get(forgery, 0.0)
+    if forgery != "unsigned":
+        message["sig"] = sign(keys, "fleet", message, moment)
+    if forgery == "garbled":
+        flipped = message["sig"][:-1] + ("1" if message["sig"].endswith("0") else "0")
+        message["sig"] = rng.choice(["v1:x", "", 7, ["v1"], "v1:" + "k" * 300, flipped])
+    if forgery == "tampered":
+        message["origin"] = "someone-else"
+    return json.dumps(message)
+
+
+def forged_row(index: int) -> dict[str, Any]:
+    """A valid drain of p1 in ``failover_commands``, not validly signed."""
+    command = build_command("drain", "p1", command_id=f"forged-row-{index}", issued_by="fuzzer")
+    tag = {
+        0: "",
+        1: signed(command, STRANGER).tag,
+        2: signed(command, WRONG_SECRET).tag,
+        3: signed(build_command("drain", "p2", command_id=command.command_id, issued_by="fuzzer"), KEYS).tag,
+        4: "v1:garbage",
+    }[index % 5]
+    return {
+        "command_id": command.command_id,
+        "created_at": command.issued_at,
+        "kind": "drain",
+        "target": "p1",
+        "args": {},
+        "issued_by": "fuzzer",
+        "signature": tag or None,
+    }
 
 
 def hostile_row(rng: random.Random, index: int) -> dict[str, Any]:
@@ -178,6 +244,11 @@ async def test_hostile_messages_and_rows_change_nothing_and_stop_nothing(
                         pipe.publish(channel, hostile_message(rng))
                     await pipe.execute()
                     await asyncio.sleep(0.01)
+                now = await redis_channel.server_time(client)
+                pipe = client.pipeline(transaction=False)
+                for index in range(FORGED):
+                    pipe.publish(channel, forged_message(rng, index, now))
+                await pipe.execute()
 
             async def rows() -> None:
                 async with reading_engine(postgres_schema_url) as engine:
@@ -186,6 +257,9 @@ async def test_hostile_messages_and_rows_change_nothing_and_stop_nothing(
                             await connection.execute(
                                 commands_table.insert().values(**hostile_row(row_rng, index))
                             )
+                    for index in range(FORGED_ROWS):
+                        async with engine.begin() as connection:
+                            await connection.execute(commands_table.insert().values(**forged_row(index)))
                     async with engine.begin() as connection:  # a time no datetime can hold
                         await connection.execute(
                             text(
@@ -197,13 +271,28 @@ async def test_hostile_messages_and_rows_change_nothing_and_stop_nothing(
             served, _, _ = await asyncio.gather(requests(), messages(), rows())
             assert [r.error for r in served if not r.ok] == []
 
+            inner = FORGED // len(FORGERIES)  # valid envelopes whose command the plane refuses
             await wait_until(
-                lambda: plugin.status()["fleet"]["ignored"] >= MESSAGES, 10, "every message judged"
+                lambda: plugin.status()["fleet"]["ignored"] >= MESSAGES + FORGED, 10, "every message judged"
             )
-            await wait_until(lambda: plugin.status()["control"]["refused"] >= ROWS, 10, "every row refused")
+            refused = ROWS + FORGED_ROWS + inner
+            await wait_until(
+                lambda: plugin.status()["control"]["refused"] >= refused, 10, "every row refused"
+            )
             control = plugin.status()["control"]
-            assert control["refused"] == ROWS and control["applied"] == 0 and control["running"]
+            assert control["refused"] == refused and control["applied"] == 0 and control["running"]
             assert control["database"]["last_error"] is None
+            rejected = control["authentication"]["rejected_by"]
+            assert set(rejected["redis"]) == {
+                "unsigned",
+                "malformed_tag",
+                "unknown_key",
+                "bad_signature",
+                "too_old",
+                "future",
+            }
+            assert set(rejected["database"]) == {"unsigned", "malformed_tag", "unknown_key", "bad_signature"}
+            assert sum(rejected["database"].values()) == FORGED_ROWS
             states = [e for e in plugin.core.recent_events if e.event_type == "state_change"]
             assert states == []  # nothing ejected, recovered or moved by any of it
             assert {
@@ -216,14 +305,14 @@ async def test_hostile_messages_and_rows_change_nothing_and_stop_nothing(
             assert fleet["applied"] == 0 and fleet["connected"]
 
             # Still listening on all three paths: a valid message on each is applied.
-            status_row = build_command("status", "", issued_by="ops")
+            status_row = signed(build_command("status", "", issued_by="ops"), KEYS)
             await db_channel.insert_command(postgres_schema_url, status_row)
             moment = datetime.fromtimestamp(await redis_channel.server_time(client), UTC)
-            over_redis = Command(kind="status", target="", issued_at=moment, issued_by="ops")
-            await redis_channel.publish_command(client, channel, over_redis, 60)
+            over_redis = signed(Command(kind="status", target="", issued_at=moment, issued_by="ops"), KEYS)
+            await redis_channel.publish_command(client, channel, over_redis, 60, KEYS)
+            ejection = _valid("eject", rng) | {"sent_at": moment.timestamp(), "origin": "A"}
             await client.publish(
-                channel,
-                json.dumps(_valid("eject", rng) | {"sent_at": moment.timestamp(), "origin": "A"}),
+                channel, json.dumps(ejection | {"sig": sign(KEYS, "fleet", ejection, time.time())})
             )
 
             async def answered() -> bool:

@@ -26,9 +26,8 @@ from litellm_failover.config_file import (
     read_config_file,
     resolve_env,
 )
-from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError, FleetSettings
-
-DEFAULT_CHANNEL: str = FleetSettings.model_fields["channel"].default
+from litellm_failover.fleet.naming import channel_for
+from litellm_failover.settings import DEFAULT_DATABASE_URL, FailoverConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +96,16 @@ def redis_url(args: argparse.Namespace) -> Sourced | None:
 
 
 def channel(args: argparse.Namespace) -> Sourced:
-    """``--channel``, then ``--config``'s ``fleet.channel``, then ``$LITELLM_FAILOVER_CHANNEL``."""
+    """``--channel``, then ``--config``'s ``fleet.channel``, then ``$LITELLM_FAILOVER_CHANNEL``,
+    then the proxies' own default: ``litellm_failover:<fleet name>``, the name from ``--fleet``,
+    ``--config``'s ``fleet.name`` or ``$LITELLM_FAILOVER_FLEET``, else derived from the database
+    and Redis URLs as the proxies derive it (``litellm_failover.fleet.naming``)."""
     if getattr(args, "channel", None):
         return Sourced(args.channel, "--channel")
-    return (
-        _settings_value(args, "fleet", "channel")
-        or _environment(CHANNEL_ENV)
-        or Sourced(DEFAULT_CHANNEL, "the default")
-    )
+    explicit = _settings_value(args, "fleet", "channel") or _environment(CHANNEL_ENV)
+    if explicit is not None:
+        return explicit
+    name = getattr(args, "fleet", None) or getattr(_settings_value(args, "fleet", "name"), "value", None)
+    redis = redis_url(args)
+    value = channel_for(None, name, database_url(args).value, redis.value if redis else None)
+    return Sourced(value, "the default (fleet name from --fleet, the config or the database URL)")

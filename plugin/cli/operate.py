@@ -20,12 +20,14 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from litellm_failover.cli._config_source import DEFAULT_CHANNEL, channel, redis_url
+from litellm_failover.cli._config_source import channel, redis_url
 from litellm_failover.cli.db import add_url_argument, report_error, resolve_url, table_console, usage_error
 from litellm_failover.config_file import CHANNEL_ENV, REDIS_URL_ENV
 from litellm_failover.control.client import EXIT_REFUSED, Delivery, send_via_database, send_via_redis
 from litellm_failover.control.commands import CommandError, build_command
+from litellm_failover.control.signing import KEYS_ENV, KeyRing, SigningConfigError, keys_from_env
 from litellm_failover.durations import DURATION_HELP, duration_arg
+from litellm_failover.fleet.naming import FLEET_ENV
 from litellm_failover.store.engine import redact, redact_url
 
 DEFAULT_WAIT_S = 5.0
@@ -52,7 +54,21 @@ def add_transport_arguments(parser: argparse.ArgumentParser) -> None:
         "--channel",
         default=None,
         help=f"the proxies' fleet.channel (default: --config's failover_settings.fleet.channel, "
-        f"else ${CHANNEL_ENV}, else {DEFAULT_CHANNEL})",
+        f"else ${CHANNEL_ENV}, else litellm_failover:<fleet name>)",
+    )
+    parser.add_argument(
+        "--fleet",
+        default=None,
+        metavar="NAME",
+        help=f"the proxies' fleet.name, for the default channel (default: --config's "
+        f"failover_settings.fleet.name, else ${FLEET_ENV}, else derived from the database URL as the "
+        "proxies do)",
+    )
+    parser.add_argument(
+        "--insecure-unsigned",
+        action="store_true",
+        help=f"send without an authentication tag when ${KEYS_ENV} is unset (only proxies with "
+        "control.insecure_unsigned: true accept it; for local drills)",
     )
     parser.add_argument(
         "--wait",
@@ -77,10 +93,14 @@ async def deliver(args: argparse.Namespace, kind: str, target: str, raw: dict[st
         command = build_command(kind, target, raw)
     except CommandError as exc:
         return usage_error(f"{kind}: {exc} (nothing sent)")
+    keys = signing_keys(args, kind)
+    if isinstance(keys, int):
+        return keys
     redis = redis_url(args)
     if redis is not None:
         try:
-            return await send_via_redis(redis.value, channel(args).value, command, wait_s=args.wait)
+            where = channel(args).value
+            return await send_via_redis(redis.value, where, command, wait_s=args.wait, keys=keys)
         except ValueError as exc:  # a malformed URL (already credential-free)
             return usage_error(f"{redis.origin}: {exc}")
         except Exception as exc:
@@ -93,9 +113,23 @@ async def deliver(args: argparse.Namespace, kind: str, target: str, raw: dict[st
             return EXIT_REFUSED
     url = resolve_url(args)
     try:
-        return await send_via_database(url, command, wait_s=args.wait)
+        return await send_via_database(url, command, wait_s=args.wait, keys=keys)
     except Exception as exc:
         return report_error(f"{kind}: could not send through the database", exc, args)
+
+
+def signing_keys(args: argparse.Namespace, kind: str) -> KeyRing | int:
+    """The keys that sign what the CLI sends, or an exit code after saying why there are none."""
+    try:
+        keys = keys_from_env()
+    except SigningConfigError as exc:
+        return usage_error(f"{kind}: {exc} (nothing sent)")
+    if not keys and not getattr(args, "insecure_unsigned", False):
+        return usage_error(
+            f"{kind}: no signing key: set ${KEYS_ENV}=KEY_ID:SECRET as on the proxies, or pass "
+            "--insecure-unsigned for proxies with control.insecure_unsigned: true (nothing sent)"
+        )
+    return keys
 
 
 def _results_table(delivery: Delivery) -> Table:

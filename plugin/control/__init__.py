@@ -6,6 +6,10 @@ replica's fleet link receives it) or else through the database (``db_channel``: 
 ``failover_commands`` table), and waits for each replica's answer (``client``). In each replica a
 ``ControlPlane`` (``plane``) receives commands both ways, applies each once to the plugin
 (``dispatch``: the ``OperatorTarget`` protocol) and answers the way it came.
+
+Every command is signed by the CLI (``signing``: HMAC-SHA256 with a key from
+``$LITELLM_FAILOVER_SIGNING_KEYS``) and checked by each replica's ``AuthGate`` (``gate``) before it
+is applied; without a key the operator channel is off.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from litellm_failover.control import db_channel, redis_channel
 from litellm_failover.control.commands import STANDING, Command
 from litellm_failover.control.dispatch import CommandResult
+from litellm_failover.control.signing import KeyRing, sign
 from litellm_failover.settings import ControlSettings
 from litellm_failover.store.engine import reading_engine, redact_url
 
@@ -87,8 +88,20 @@ async def _collect(
         await asyncio.sleep(min(poll_s, max(0.0, wait_s - elapsed)))
 
 
-async def send_via_database(url: str, command: Command, *, wait_s: float, poll_s: float = POLL_S) -> Delivery:
-    """Insert the command and wait for result rows. Errors (no such database, no tables) raise."""
+def signed(command: Command, keys: KeyRing) -> Command:
+    """The command with its tag (``control.signing``); unchanged without keys (replicas accept it
+    only with ``control.insecure_unsigned``)."""
+    if not keys:
+        return command
+    return replace(command, tag=sign(keys, "command", command.signed_body(), time.time()))
+
+
+async def send_via_database(
+    url: str, command: Command, *, wait_s: float, keys: KeyRing, poll_s: float = POLL_S
+) -> Delivery:
+    """Sign and insert the command and wait for result rows. Errors (no such database, no
+    tables) raise."""
+    command = signed(command, keys)
     async with reading_engine(url) as engine:
         listening = await db_channel.live_replicas(engine, datetime.now(UTC))
         await db_channel.insert_command(engine, command)
@@ -107,17 +120,18 @@ async def send_via_redis(
     command: Command,
     *,
     wait_s: float,
+    keys: KeyRing,
     timeout_s: float = 5.0,
     poll_s: float = POLL_S,
 ) -> Delivery:
-    """Publish the command on the fleet's channel and wait for acknowledgement keys. The
-    command's ``issued_at`` becomes the Redis server's time. Errors (Redis down) raise."""
+    """Sign and publish the command on the fleet's channel and wait for acknowledgement keys.
+    The command's ``issued_at`` becomes the Redis server's time. Errors (Redis down) raise."""
     client = redis_channel.connect(url, timeout_s)
     try:
         issued = datetime.fromtimestamp(await redis_channel.server_time(client), UTC)
-        command = replace(command, issued_at=issued)
+        command = signed(replace(command, issued_at=issued), keys)
         listening = await redis_channel.live_replicas(client, channel)
-        await redis_channel.publish_command(client, channel, command, KEY_TTL_S)
+        await redis_channel.publish_command(client, channel, command, KEY_TTL_S, keys)
         delivery = Delivery(
             command, "redis", f"{redact_url(url)} channel {channel}", listening, wait_s=wait_s
         )

@@ -16,7 +16,7 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from litellm_failover.chaos.faults import FaultInputError, iso, parse_fault_args
@@ -48,6 +48,7 @@ MAX_TARGET = 255  # the store's identifier columns
 MAX_STEPS = 100
 MAX_DURATION_S = 7 * 24 * 3600.0  # a drain timeout or shift interval longer than a week is a typo
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class CommandError(ValueError):
@@ -67,6 +68,20 @@ class Command:
     command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     issued_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     issued_by: str = ""
+    tag: str = ""  # its authentication tag (``control.signing``); "" when unsigned
+
+    def signed_body(self) -> dict[str, Any]:
+        """What the tag covers: every field but the tag, ``issued_at`` in whole microseconds (a
+        float would not survive a database's timestamp column exactly)."""
+        moment = self.issued_at if self.issued_at.tzinfo else self.issued_at.replace(tzinfo=UTC)
+        return {
+            "command_id": self.command_id,
+            "kind": self.kind,
+            "target": self.target,
+            "args": self.args,
+            "issued_at_us": (moment - _EPOCH) // timedelta(microseconds=1),
+            "issued_by": self.issued_by,
+        }
 
     def describe(self) -> str:
         """A short human form: ``shift chat --to s1 --steps 5,25,50,100 --interval 60``."""
@@ -92,6 +107,7 @@ class Command:
             "args": dict(self.args),
             "issued_at": self.issued_at.timestamp(),
             "issued_by": self.issued_by,
+            "tag": self.tag,
         }
 
 
@@ -189,6 +205,7 @@ def build_command(
     command_id: str | None = None,
     issued_at: datetime | None = None,
     issued_by: str | None = None,
+    tag: str = "",
 ) -> Command:
     """Validate a command and return it; ``CommandError`` names the option or field at fault.
 
@@ -235,6 +252,7 @@ def build_command(
             "issued_by",
             allow_empty=True,
         ),
+        tag=_name(tag, "tag", allow_empty=True) if tag else "",
     )
 
 
@@ -259,4 +277,5 @@ def from_wire(data: Mapping[str, Any]) -> Command:
         command_id=str(data.get("command_id") or ""),
         issued_at=moment,
         issued_by=str(data.get("issued_by") or ""),
+        tag=data.get("tag") or "",
     )

@@ -74,6 +74,7 @@ async def insert_command(target: Target, command: Command) -> None:
                 target=command.target,
                 args=command.args,
                 issued_by=command.issued_by,
+                signature=command.tag or None,
             )
         )
 
@@ -147,6 +148,7 @@ def _row_command(row: Any) -> Command:
         command_id=row["command_id"],
         issued_at=_moment(row["created_at"]),
         issued_by=row["issued_by"],
+        tag=row["signature"] or "",
     )
 
 

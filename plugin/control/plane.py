@@ -39,8 +39,10 @@ from litellm_failover.control import db_channel, redis_channel
 from litellm_failover.control.applier import CommandApplier
 from litellm_failover.control.commands import Command, from_wire
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget
+from litellm_failover.control.gate import AuthGate, Transport
 from litellm_failover.control.guard import DATABASE_TIMEOUT_S, Guard
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
+from litellm_failover.fleet.naming import settings_channel
 from litellm_failover.worker import Worker
 
 if TYPE_CHECKING:
@@ -94,7 +96,12 @@ class ControlPlane:
                 raise TypeError(
                     f"the fleet's applier {type(fleet.applier).__name__} takes no command_listener"
                 )
-        self.channel = fleet.link.channel if fleet is not None else settings.fleet.channel
+        self.channel = fleet.link.channel if fleet is not None else settings_channel(settings)
+        # One gate per plugin: the fleet's when there is one (its link carries Redis commands).
+        self.gate = fleet.gate if fleet is not None else AuthGate.from_settings(settings, self.instance_id)
+        submit = getattr(writer, "submit_event", None)  # an AsyncEngine has no audit trail
+        if self.gate.submit is None:
+            self.gate.submit = submit
         self._redis: Redis | None = None
         self._redis_offset = 0.0  # Redis server clock minus ours
         self._running = False
@@ -108,7 +115,6 @@ class ControlPlane:
         self._pending: deque[tuple[str, CommandResult]] = deque(maxlen=_PENDING_RESULTS)
         self._early: list[Envelope] | None = []  # fleet commands held until the restore is done
         self._acks: set[asyncio.Task[None]] = set()
-        submit = getattr(writer, "submit_event", None)  # an AsyncEngine has no audit trail
         self._applier = CommandApplier(target, self.instance_id, self.settings.command_ttl_s, submit)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -116,6 +122,9 @@ class ControlPlane:
     async def start(self) -> None:
         if self._running or not self.settings.enabled:
             return
+        self.gate.announce("operator channel (drain, failover, shift, chaos)")
+        if not self.gate.enabled:
+            return  # off without a key: status() says so
         self._running = True
         self._started_local = self.clock()
         if self.fleet is not None:
@@ -201,6 +210,8 @@ class ControlPlane:
                 continue
             if row.command is None:
                 result = self._applier.refuse(row.command_id, row.error or "invalid command")
+            elif (why := self._authenticate(row.command, "database")) is not None:
+                result = self._applier.refuse(row.command_id, why)
             else:
                 result = self._applier.handle(row.command, "database", self.clock())
             if result is not None:
@@ -234,6 +245,7 @@ class ControlPlane:
                     "args": payload.args,
                     "issued_at": payload.issued_at,
                     "issued_by": payload.issued_by,
+                    "tag": payload.tag,
                 }
             )
         except (ValueError, TypeError, OverflowError) as exc:  # CommandError, or args no kind takes
@@ -243,6 +255,10 @@ class ControlPlane:
             return False
         if payload.issued_at < self._started_redis:
             return False  # issued before this replica started (read back from its state key)
+        if (why := self._authenticate(command, "redis")) is not None:
+            if not self._applier.seen(command.command_id):
+                self._ack(command.command_id, self._applier.refuse(command.command_id, why))
+            return False
         result = self._applier.handle(command, "redis", self.clock() + self._redis_offset)
         if result is None:
             return False
@@ -269,18 +285,42 @@ class ControlPlane:
 
     # -- applying -------------------------------------------------------------------------
 
+    def _authenticate(self, command: Command, transport: Transport) -> str | None:
+        """None when the command's tag is valid (or unsigned commands are allowed); else the
+        refusal's message. A standing command is old by design: only its MAC counts, not its age."""
+        max_age = None if transport == "standing" else self.settings.command_ttl_s + self.gate.max_skew_s
+        what = f"command {command.describe()[:120]!r} by {command.issued_by[:80]!r}"
+        error = self.gate.check(
+            "command", transport, command.signed_body(), command.tag, max_age_s=max_age, what=what
+        )
+        return None if error is None else f"not authenticated ({error.reason}): {error.detail}; not applied"
+
+    def _authentic(self, commands: list[Command] | None, via: str) -> list[Command] | None:
+        """The standing commands whose tags are valid; the others are refused, not restored."""
+        if commands is None:
+            return None
+        kept: list[Command] = []
+        for command in commands:
+            why = self._authenticate(command, "standing")
+            if why is None:
+                kept.append(command)
+            else:
+                self._applier.refuse_standing(command.describe(), via, why)
+        return kept
+
     async def _restore(self) -> None:
         """Take over the standing drains and planned failovers (see the module docstring)."""
         sources: list[tuple[str, list[Command] | None]] = []
         engine = self._engine()
         if engine is not None:
-            sources.append(("database", await self._guard.database(db_channel.standing_commands(engine))))
+            found = await self._guard.database(db_channel.standing_commands(engine))
+            sources.append(("database", self._authentic(found, "database")))
         if self._redis is not None:
             found = await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel))
             commands, refused = found if isinstance(found, tuple) else (None, [])
             for entry, why in refused:
                 self._applier.refuse_standing(entry, "redis", why)
-            sources.append(("redis", commands))
+            sources.append(("redis", self._authentic(commands, "redis")))
         self._applier.restore(sources, self.clock() + self._redis_offset)
 
     # -- background -----------------------------------------------------------------------
@@ -315,7 +355,8 @@ class ControlPlane:
             ["database"] if self._writer is not None else []
         )
         return {
-            "enabled": self.settings.enabled,
+            "enabled": self.settings.enabled and self.gate.enabled,
+            "authentication": self.gate.status(),
             "running": self._running,
             "instance_id": self.instance_id,
             "transports": transports,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -29,7 +30,8 @@ from redis.asyncio.connection import parse_url
 
 from litellm_failover.control.commands import MAX_TARGET, STANDING, Command, from_wire
 from litellm_failover.control.dispatch import CommandResult
-from litellm_failover.fleet.messages import OperatorCommand, encode, make
+from litellm_failover.control.signing import KeyRing, sign
+from litellm_failover.fleet.messages import OperatorCommand, body, encode, make
 from litellm_failover.fleet.sync import _glob_escape
 from litellm_failover.store.engine import redact
 
@@ -96,8 +98,11 @@ async def _values(client: Redis, prefix: str) -> list[dict[str, Any]]:
 # -- the CLI's side ----------------------------------------------------------------------------
 
 
-async def publish_command(client: Redis, channel: str, command: Command, key_ttl_s: float) -> None:
-    """Send the command to every replica: its state key, then the message (one round trip)."""
+async def publish_command(
+    client: Redis, channel: str, command: Command, key_ttl_s: float, keys: KeyRing
+) -> None:
+    """Send the command to every replica: its state key, then the message (one round trip). The
+    envelope is tagged as every fleet message is (the command inside carries its own tag)."""
     payload = OperatorCommand(
         command_id=command.command_id,
         action=command.kind,
@@ -105,9 +110,10 @@ async def publish_command(client: Redis, channel: str, command: Command, key_ttl
         args=command.args,
         issued_at=command.issued_at.timestamp(),
         issued_by=command.issued_by,
+        tag=command.tag,
     )
     envelope = make("command", command.issued_by or "cli", payload, node=f"cli-{uuid.uuid4().hex}")
-    message = encode(envelope)
+    message = encode(envelope, sign(keys, "fleet", body(envelope), time.time()) if keys else "")
     pipe = client.pipeline(transaction=False)
     pipe.set(command_key(channel, command.command_id), message, px=max(1, int(key_ttl_s * 1000)))
     pipe.publish(channel, message)

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from litellm_failover.control.gate import AuthGate
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.fleet.fleet import Fleet
 from litellm_failover.fleet.messages import Ejection, Envelope, MessageError, Pin, Recovery
+from litellm_failover.fleet.naming import settings_channel
 from litellm_failover.health import HealthState
 from litellm_failover.untrusted import UntrustedError, bounded_number
 
@@ -129,6 +131,9 @@ def fleet_for(core: FailoverCore, settings: FailoverSettings) -> Fleet:
     """The fleet of a plugin whose ``settings.redis_url`` is set, wired to its core both ways."""
     if not settings.redis_url:
         raise ValueError("fleet_for needs failover_settings.redis_url")
-    fleet = Fleet(settings.redis_url, settings.fleet, core.instance_id, CoreApplier(core))
+    channel = settings_channel(settings)
+    fleet_settings = settings.fleet.model_copy(update={"channel": channel})
+    gate = AuthGate.from_settings(settings, core.instance_id)
+    fleet = Fleet(settings.redis_url, fleet_settings, core.instance_id, CoreApplier(core), gate)
     core.listeners.append(lambda event: share_decision(fleet, core, event))
     return fleet

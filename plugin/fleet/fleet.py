@@ -22,7 +22,18 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from litellm_failover.fleet.messages import Envelope, MessageError, Payload, Pin, decode, encode, make
+from litellm_failover.control.gate import AuthGate
+from litellm_failover.control.signing import REASONS
+from litellm_failover.fleet.messages import (
+    Envelope,
+    MessageError,
+    Payload,
+    Pin,
+    body,
+    decode,
+    encode,
+    make,
+)
 from litellm_failover.fleet.sync import RedisLink
 from litellm_failover.settings import FleetSettings
 from litellm_failover.wakeups import RateLimit
@@ -52,10 +63,20 @@ class FleetApplier(Protocol):
 
 class Fleet:
     def __init__(
-        self, redis_url: str, settings: FleetSettings, instance_id: str, applier: FleetApplier
+        self,
+        redis_url: str,
+        settings: FleetSettings,
+        instance_id: str,
+        applier: FleetApplier,
+        gate: AuthGate,
     ) -> None:
+        """``settings.channel`` must be resolved (``fleet.naming``); ``gate`` signs what this
+        replica sends and judges what it receives (off: the link does not start)."""
         self.instance_id = instance_id
         self.applier = applier
+        self.gate = gate
+        # Fleet messages come back from state keys for up to their TTL: older is a replay.
+        self._max_age_s = settings.key_ttl_s + gate.max_skew_s
         # CLIENT SETNAME refuses spaces; the name only helps an operator reading CLIENT LIST.
         client_name = "litellm-failover:" + re.sub(r"[^A-Za-z0-9_.:-]", "_", instance_id)[:64]
         self.link = RedisLink(redis_url, settings, self._on_raw, client_name=client_name)
@@ -70,8 +91,11 @@ class Fleet:
 
     def publish(self, kind: str, payload: Payload) -> bool:
         """Share a decision with the other replicas; False when the queue had to drop one."""
+        if not self.gate.enabled:
+            return False  # the link is off: nothing to send it with
         envelope = make(kind, self.instance_id, payload, node=self.node)
-        return self.link.enqueue(self.link.key(envelope.subject), encode(envelope))
+        tag = self.gate.tag("fleet", body(envelope))
+        return self.link.enqueue(self.link.key(envelope.subject), encode(envelope, tag))
 
     def publish_pin(self, session_id: str, model_group: str, deployment_id: str) -> bool:
         """Share a session pin. Call it for pins this replica decided, never for ones it was told
@@ -87,12 +111,19 @@ class Fleet:
 
     def _on_raw(self, raw: bytes | str, source: str) -> None:
         try:
-            envelope = decode(raw)
+            envelope = decode(raw, self._authenticate)
         except MessageError as exc:
             self.ignored[exc.reason] += 1
-            self._warn_invalid(exc, source)
+            if exc.reason not in REASONS:  # the gate has logged its own rejections already
+                self._warn_invalid(exc, source)
             return
         self.receive(envelope)
+
+    def _authenticate(self, data: dict[str, Any], tag: Any) -> None:
+        what = f"a fleet message ({str(data.get('kind'))[:32]!r})"
+        error = self.gate.check("fleet", "redis", data, tag, max_age_s=self._max_age_s, what=what)
+        if error is not None:
+            raise MessageError(error.reason, error.detail)
 
     def receive(self, envelope: Envelope) -> bool:
         """Apply one decoded message unless it is ours or already seen; True if applied."""
@@ -146,7 +177,9 @@ class Fleet:
     # -- lifecycle and inspection ---------------------------------------------------------
 
     async def start(self) -> None:
-        await self.link.start()
+        self.gate.announce(f"fleet link (Redis channel {self.link.channel!r})")
+        if self.gate.enabled:
+            await self.link.start()
 
     async def stop(self) -> None:
         await self.link.stop()
@@ -154,6 +187,8 @@ class Fleet:
     def status(self) -> dict[str, Any]:
         stats = self.link.stats()
         return {
+            "enabled": self.gate.enabled,
+            "authentication": self.gate.mode,
             "connected": stats.pop("connected"),
             "last_error": stats.pop("last_error"),
             "published": stats.pop("published"),

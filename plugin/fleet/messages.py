@@ -1,6 +1,8 @@
 """The fleet's wire format: one JSON envelope per message, with a schema version and a kind.
 
-Every message is ``{"v": 1, "kind", "origin", "node", "id", "sent_at", "payload": {...}}``: ``origin``
+Every message is ``{"v": 1, "kind", "origin", "node", "id", "sent_at", "payload": {...}, "sig"}``:
+``sig`` is the authentication tag over all the rest (``litellm_failover.control.signing``; a
+receiver checks it before it reads any field, see ``decode``'s ``check``), ``origin``
 is the sending replica's ``instance_id`` (what events and reasons show), ``node`` a random token
 per running fleet link (how a replica recognises its own messages even when two replicas were
 given the same ``instance_id``), ``id`` the message's own id (how a second copy is recognised).
@@ -112,6 +114,7 @@ class OperatorCommand(Payload):
     args: dict[str, Any] = Field(default_factory=dict)
     issued_at: Epoch
     issued_by: Text = ""
+    tag: Text = ""  # the command's own tag (``control.signing``), kept with it in the standing state
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,19 +170,29 @@ def make(kind: str, origin: str, payload: Payload, *, node: str) -> Envelope:
     return Envelope(kind=kind, origin=origin, payload=payload, node=node)
 
 
-def encode(envelope: Envelope) -> str:
-    return json.dumps(
-        {
-            "v": envelope.version,
-            "kind": envelope.kind,
-            "origin": envelope.origin,
-            "node": envelope.node,
-            "id": envelope.msg_id,
-            "sent_at": envelope.sent_at,
-            "payload": envelope.payload.model_dump(mode="json"),
-        },
-        separators=(",", ":"),
-    )
+def body(envelope: Envelope) -> dict[str, Any]:
+    """The envelope as the JSON object that is sent, without its tag: what the tag covers."""
+    return {
+        "v": envelope.version,
+        "kind": envelope.kind,
+        "origin": envelope.origin,
+        "node": envelope.node,
+        "id": envelope.msg_id,
+        "sent_at": envelope.sent_at,
+        "payload": envelope.payload.model_dump(mode="json"),
+    }
+
+
+def encode(envelope: Envelope, tag: str = "") -> str:
+    """The message as sent; ``tag`` (``control.signing``) goes in ``sig`` when there is one."""
+    data = body(envelope)
+    if tag:
+        data["sig"] = tag
+    return json.dumps(data, separators=(",", ":"))
+
+
+Check = Callable[[dict[str, Any], Any], None]
+"""``check(body, tag)`` for ``decode``: raises ``MessageError`` to refuse a message unread."""
 
 
 class _Wire(BaseModel):
@@ -195,8 +208,11 @@ class _Wire(BaseModel):
     payload: dict[str, Any]
 
 
-def decode(raw: bytes | str) -> Envelope:
-    """Parse and validate one message; raise ``MessageError`` (reason: malformed, version, kind)."""
+def decode(raw: bytes | str, check: Check | None = None) -> Envelope:
+    """Parse and validate one message; raise ``MessageError`` (reason: malformed, version, kind,
+    or the reason ``check`` gives). ``check`` sees the message without its ``sig`` and the tag,
+    before the payload is read: an unauthenticated message is refused before any of its fields
+    are looked at."""
     if len(raw) > MAX_MESSAGE_BYTES:
         raise MessageError("malformed", f"{len(raw)} bytes, over the {MAX_MESSAGE_BYTES} limit")
     try:
@@ -208,6 +224,9 @@ def decode(raw: bytes | str) -> Envelope:
     version = data.get("v")
     if version != SCHEMA_VERSION:
         raise MessageError("version", f"schema version {version!r}, this replica reads {SCHEMA_VERSION}")
+    tag = data.pop("sig", None)
+    if check is not None:
+        check(data, tag)
     try:
         wire = _Wire.model_validate(data)
     except ValidationError as exc:

@@ -88,6 +88,8 @@ class RedisLink:
             ) from None
         self._url = url
         self.settings = settings
+        if not settings.channel:
+            raise ValueError("RedisLink needs a resolved fleet channel (litellm_failover.fleet.naming)")
         self.channel = settings.channel
         self.key_prefix = f"{settings.channel}:state:"
         self._receive = receive

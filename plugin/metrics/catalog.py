@@ -219,6 +219,15 @@ FLEET_MESSAGES = _spec(
     ("direction",),
     merge=Merge.SUM,
 )
+MESSAGES_REJECTED = _spec(
+    "messages_rejected",
+    Kind.COUNTER,
+    "Operator commands and fleet messages rejected as not validly signed, never acted on; `transport` "
+    "is redis, database or standing, `reason` one of unsigned, malformed_tag, unknown_key, "
+    "bad_signature, too_old, future.",
+    ("transport", "reason"),
+    merge=Merge.SUM,
+)
 PROBE_ROUNDS = _spec("probe_rounds", Kind.COUNTER, "Active probe rounds completed.", merge=Merge.SUM)
 BUILD_INFO = _spec(
     "build",
@@ -256,6 +265,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     ALERTS_FAILED,
     FLEET_CONNECTED,
     FLEET_MESSAGES,
+    MESSAGES_REJECTED,
     PROBE_ROUNDS,
     BUILD_INFO,
 )

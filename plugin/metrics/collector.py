@@ -23,6 +23,7 @@ exist (see ``MetricsSource``):
   start multiplier (1.0 when absent);
 - ``draining() -> Collection[deployment_id]`` or a table's ``draining`` collection;
 - ``fleet.status()`` with ``connected``, ``published``, ``applied``, ``ignored``;
+- ``control.gate.rejected``: rejected commands and fleet messages by (transport, reason);
 - ``alerter.stats()`` with ``sent`` and ``failed``;
 - ``prober.rounds``.
 """
@@ -102,6 +103,7 @@ class PluginCollector:
             self._writer_families,
             self._alert_families,
             self._fleet_families,
+            self._rejection_families,
             self._prober_families,
             self._build_families,
         ):
@@ -221,6 +223,17 @@ class PluginCollector:
             if isinstance(status.get(key), int | float):
                 messages.add(status[key], key)
         return [connected, messages]
+
+    def _rejection_families(self) -> list[Family]:
+        """Rejected commands and fleet messages, from the control plane's ``AuthGate``."""
+        gate = getattr(getattr(self.source, "control", None), "gate", None)
+        rejected = getattr(gate, "rejected", None)
+        if rejected is None:
+            return []
+        family = Family(catalog.MESSAGES_REJECTED)
+        for (transport, reason), count in sorted(dict(rejected).items()):
+            family.add(count, transport, reason)
+        return [family]
 
     def _prober_families(self) -> list[Family]:
         rounds = getattr(getattr(self.source, "prober", None), "rounds", None)

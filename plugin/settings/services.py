@@ -81,12 +81,24 @@ class SessionSettings(StrictModel):
 class FleetSettings(StrictModel):
     """Sharing what one proxy replica learns with the others through Redis (`redis_url`)."""
 
-    channel: str = Field(
-        "litellm_failover",
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description=(
+            "The fleet's name: replicas with the same name (and Redis) form one fleet. Left out: "
+            "`$LITELLM_FAILOVER_FLEET`, else `db-<hash>`, a hash of `database_url` (password left out) and "
+            "the Redis database number, so deployments with their own database never share a channel."
+        ),
+    )
+    channel: str | None = Field(
+        None,
         min_length=1,
         description=(
             "Pub/sub channel and key prefix (`<channel>:state:*`) in Redis; replicas of one fleet must share"
-            " it. Left out, the proxy reads `$LITELLM_FAILOVER_CHANNEL` (the CLI's name too)."
+            " it. Left out, the proxy reads `$LITELLM_FAILOVER_CHANNEL` (the CLI's name too), else "
+            "`litellm_failover:<fleet name>`."
         ),
     )
     key_ttl_s: float = Field(
@@ -171,4 +183,20 @@ class ControlSettings(StrictModel):
     )
     restore_on_start: bool = Field(
         True, description="A starting replica takes over the standing drains and planned failovers."
+    )
+    insecure_unsigned: bool = Field(
+        False,
+        description=(
+            "Accept unsigned operator commands and fleet messages (for local drills only). Without it and "
+            "without `$LITELLM_FAILOVER_SIGNING_KEYS`, the operator channel and the fleet link are off."
+        ),
+    )
+    max_clock_skew_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A signed message dated further in the future than this is rejected; fleet messages older "
+            "than `fleet.key_ttl_s` plus this are rejected as replays."
+        ),
     )

@@ -196,6 +196,8 @@ class CommandRecord(Base):
     target: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False)
     args: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     issued_by: Mapped[str] = mapped_column(String(ID_LENGTH), nullable=False, default="")
+    # The command's authentication tag (litellm_failover.control.signing); NULL: unsigned.
+    signature: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (UniqueConstraint("command_id", name="uq_failover_commands_command_id"),)
 
