@@ -33,7 +33,7 @@ from litellm_failover.routing_table import RoutingTable
 from litellm_failover.sessions.affinity import creator_usable, pin_problem
 from litellm_failover.sessions.answers import rebuilt_event, repinned_event, turn_for
 from litellm_failover.sessions.continuity import RebuildFailed, current_input, rebuild
-from litellm_failover.sessions.identity import SessionId, identify
+from litellm_failover.sessions.identity import SessionId, identify, split_pin_key
 from litellm_failover.sessions.pins import PinStore
 from litellm_failover.sessions.recorder import ConversationSink, Recorder
 from litellm_failover.sessions.request import SessionRequest
@@ -101,7 +101,8 @@ class SessionManager:
         self.book = book
         self.pins = PinStore(settings.max_pins)
         self.recorder = Recorder(settings, store, remembered=settings.max_pins)
-        self._responses: OrderedDict[str, tuple[str, int]] = OrderedDict()  # raw id -> (session, seq)
+        # raw id -> (caller, session, seq, chain hash) of the answers this process recorded
+        self._responses: OrderedDict[str, tuple[str, str, int, str]] = OrderedDict()
         self._refused: OrderedDict[Any, None] = OrderedDict()
         self._lookups: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background = TaskSet()
@@ -179,9 +180,10 @@ class SessionManager:
                 self.core.snapshot.deployments, creator, request.group, table, exclude, offered
             ):
                 return creator
-        if request.session is None:
+        key = request.pin_key
+        if key is None:
             return None
-        pinned = self.pins.get(request.session.value, request.group)
+        pinned = self.pins.get(key, request.group)
         if pinned is None:
             request.miss = True
             return None
@@ -193,13 +195,13 @@ class SessionManager:
 
     def picked(self, request: SessionRequest, deployment_id: str) -> None:
         """The first pick of a session pins it; a miss also asks the store, in the background."""
-        session = request.session
-        if session is None or self.pins.peek(session.value, request.group) is not None:
+        key = request.pin_key
+        if key is None or self.pins.peek(key, request.group) is not None:
             return
-        self.pins.pin(session.value, request.group, deployment_id)
+        self.pins.pin(key, request.group, deployment_id)
         if request.miss:
             request.provisional = deployment_id
-            self._learn_pin(session.value, request.group, deployment_id)
+            self._learn_pin(key, request.group, deployment_id)
 
     # -- Responses API continuity ---------------------------------------------------------
 
@@ -229,7 +231,11 @@ class SessionManager:
         request.rebuild_tried = True
         try:
             rebuilt = await rebuild(
-                self.store.engine, request.previous.raw_id, locate=self._locate, flush=self._flush
+                self.store.engine,
+                request.previous.raw_id,
+                caller=request.caller,
+                locate=lambda raw_id: self._locate(raw_id, request.caller),
+                flush=self._flush,
             )
         except RebuildFailed as exc:
             self.counters["rebuild_failures"] += 1
@@ -253,16 +259,17 @@ class SessionManager:
     async def _flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (bounded by the caller)
         return await self.store.flush(timeout=timeout)
 
-    async def _locate(self, raw_id: str) -> tuple[str, int] | None:
+    async def _locate(self, raw_id: str, caller: str) -> tuple[str, int, str] | None:
+        """Where ``caller`` stored response ``raw_id``: another caller's response is not found."""
         known = self._responses.get(raw_id)
-        if known is not None:
-            return known
+        if known is not None and known[0] == caller:
+            return known[1:]
         engine = self.store.engine
         if engine is None:
             return None
         from litellm_failover.store.conversations import find_response
 
-        return await find_response(engine, raw_id)
+        return await find_response(engine, raw_id, caller=caller)
 
     # -- answers (off the request path) ---------------------------------------------------
 
@@ -270,19 +277,19 @@ class SessionManager:
         request = self.book.take_session(hook_keys(kwargs))
         if not isinstance(request, SessionRequest):
             return
-        session = request.session
-        if session is not None and self.settings.enabled:
-            lookup = self._lookups.get((session.value, request.group))
+        key = request.pin_key
+        if key is not None and self.settings.enabled:
+            lookup = self._lookups.get((key, request.group))
             if lookup is not None:  # the store's pin first: this turn's own row would overwrite it
                 await asyncio.wait({lookup}, timeout=LOOKUP_TIMEOUT_S)
-            pinned = self.pins.peek(session.value, request.group)
+            pinned = self.pins.peek(key, request.group)
             # A miss answered where it was provisionally sent keeps a pin learned meanwhile.
             if pinned != deployment_id and not (pinned and request.provisional == deployment_id):
-                self.pins.pin(session.value, request.group, deployment_id)
+                self.pins.pin(key, request.group, deployment_id)
                 if pinned is not None:
                     reason = request.unpinned_reason if request.pinned == pinned else None
                     self._emit_repinned(
-                        session.value,
+                        key,
                         request.group,
                         pinned,
                         deployment_id,
@@ -304,30 +311,32 @@ class SessionManager:
         if turn is None or not turn.answer_items:
             return
         # A named session's pin; a Responses conversation is "pinned" where its state lives.
-        pinned = self.pins.peek(turn.session_id, request.group) if request.session else deployment_id
-        self.recorder.record(turn, pinned)
+        key = request.pin_key
+        pinned = self.pins.peek(key, request.group) if key is not None else deployment_id
+        tip = self.recorder.record(turn, pinned)
         if turn.response_id is not None:
-            self._remember_response(turn.response_id, turn.session_id, turn.answer_seq)
+            self._remember_response(turn.response_id, (turn.caller, turn.session_id, turn.answer_seq, tip))
 
-    async def _place(self, request: SessionRequest) -> tuple[str, int] | None:
+    async def _place(self, request: SessionRequest) -> tuple[str, int, str] | None:
         assert request.previous is not None
         if request.rebuilt is not None:
-            return request.rebuilt.session_id, request.rebuilt.seq
+            return request.rebuilt.session_id, request.rebuilt.seq, request.rebuilt.chain_hash
         try:
             async with asyncio.timeout(PLACE_TIMEOUT_S):
-                return await self._locate(request.previous.raw_id)
+                return await self._locate(request.previous.raw_id, request.caller)
         except Exception:
             return None
 
     # -- pins learned and moved -----------------------------------------------------------
 
-    def _learn_pin(self, session_id: str, group: str, provisional: str) -> None:
+    def _learn_pin(self, pin_key: str, group: str, provisional: str) -> None:
         """Ask the store for a pin this process does not know (a restart, an evicted pin).
 
         The request that missed has already been routed; if the store names another deployment
         and nothing re-pinned the session meanwhile, its next turn goes there.
         """
-        key = (session_id, group)
+        key = (pin_key, group)
+        caller, session_id = split_pin_key(pin_key)
         if key in self._lookups or self.store.engine is None or len(self._lookups) >= LOOKUP_CONCURRENCY:
             self.counters["lookups_skipped"] += 1
             return
@@ -340,17 +349,17 @@ class SessionManager:
                 return
             try:
                 async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                    rows = await load_session(engine, session_id)
+                    rows = await load_session(engine, session_id, caller=caller)
             except Exception:
                 return
             stored = next((r.pinned_deployment for r in rows if r.model_group == group), None)
             if (
                 stored
                 and stored != provisional
-                and self.pins.peek(session_id, group) == provisional
+                and self.pins.peek(pin_key, group) == provisional
                 and stored in self.core.snapshot.groups.get(group, ())
             ):
-                self.pins.apply_remote(session_id, group, stored)
+                self.pins.apply_remote(pin_key, group, stored)
                 self.counters["pins_learned"] += 1
 
         task = self._background.spawn(lookup(), "failover:pin-lookup")
@@ -374,8 +383,8 @@ class SessionManager:
         self.counters["repinned"] += 1
         self.core.emit(repinned_event(session_id, group, old, new, reason, request_id, self.core.instance_id))
 
-    def _remember_response(self, raw_id: str, session_id: str, seq: int) -> None:
-        self._responses[raw_id] = (session_id, seq)
+    def _remember_response(self, raw_id: str, where: tuple[str, str, int, str]) -> None:
+        self._responses[raw_id] = where
         while len(self._responses) > self.settings.max_pins:
             self._responses.popitem(last=False)
 
