@@ -113,8 +113,8 @@ async def rebuild(
 ) -> Rebuilt:
     """Read back the conversation up to and including response ``raw_id``; raises ``RebuildFailed``.
 
-    ``locate`` finds the response among ``caller``'s sessions (memory first, then the store): a
-    response id another caller holds is not found. The history is the response's own chain
+    ``locate`` finds the response among the request's caller's sessions (memory first, then the
+    store): a response id another caller holds is not found. The history is the response's own chain
     (its parents, one by one), never another branch of the same session. The writer is flushed
     first, so the turn answered a moment before its node died is there to read.
     """

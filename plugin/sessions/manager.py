@@ -37,6 +37,7 @@ from litellm_failover.sessions.identity import SessionId, identify, split_pin_ke
 from litellm_failover.sessions.pins import PinStore
 from litellm_failover.sessions.recorder import ConversationSink, Recorder
 from litellm_failover.sessions.request import SessionRequest
+from litellm_failover.sessions.responses import ResponseIndex
 from litellm_failover.sessions.tasks import TaskSet
 from litellm_failover.sessions.warmup import Warmer
 from litellm_failover.settings import SessionSettings
@@ -47,7 +48,6 @@ logger = logging.getLogger("litellm_failover")
 REFUSED_KEPT = 1_000
 LOOKUP_CONCURRENCY = 16
 LOOKUP_TIMEOUT_S = 2.0
-PLACE_TIMEOUT_S = 2.0
 
 
 class Store(ConversationSink, Protocol):
@@ -101,8 +101,7 @@ class SessionManager:
         self.book = book
         self.pins = PinStore(settings.max_pins)
         self.recorder = Recorder(settings, store, remembered=settings.max_pins)
-        # raw id -> (caller, session, seq, chain hash) of the answers this process recorded
-        self._responses: OrderedDict[str, tuple[str, str, int, str]] = OrderedDict()
+        self.responses = ResponseIndex(lambda: self.store.engine, settings.max_pins)
         self._refused: OrderedDict[Any, None] = OrderedDict()
         self._lookups: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background = TaskSet()
@@ -230,12 +229,13 @@ class SessionManager:
             return request
         request.rebuild_tried = True
         try:
+            caller, where = request.caller, self.responses.locator(request.caller)
             rebuilt = await rebuild(
                 self.store.engine,
                 request.previous.raw_id,
-                caller=request.caller,
-                locate=lambda raw_id: self._locate(raw_id, request.caller),
-                flush=self._flush,
+                caller=caller,
+                locate=where,
+                flush=self.store.flush,
             )
         except RebuildFailed as exc:
             self.counters["rebuild_failures"] += 1
@@ -255,21 +255,6 @@ class SessionManager:
         assert request.rebuilt is not None
         kwargs.pop("previous_response_id", None)
         kwargs["input"] = [*request.rebuilt.history, *current_input(request.response_input)]
-
-    async def _flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (bounded by the caller)
-        return await self.store.flush(timeout=timeout)
-
-    async def _locate(self, raw_id: str, caller: str) -> tuple[str, int, str] | None:
-        """Where ``caller`` stored response ``raw_id``: another caller's response is not found."""
-        known = self._responses.get(raw_id)
-        if known is not None and known[0] == caller:
-            return known[1:]
-        engine = self.store.engine
-        if engine is None:
-            return None
-        from litellm_failover.store.conversations import find_response
-
-        return await find_response(engine, raw_id, caller=caller)
 
     # -- answers (off the request path) ---------------------------------------------------
 
@@ -307,7 +292,7 @@ class SessionManager:
     async def _record(
         self, request: SessionRequest, deployment_id: str, kwargs: Mapping[str, Any], response: Any
     ) -> None:
-        turn = await turn_for(request, deployment_id, kwargs, response, self._place, self.counters)
+        turn = await turn_for(request, deployment_id, kwargs, response, self.responses.place, self.counters)
         if turn is None or not turn.answer_items:
             return
         # A named session's pin; a Responses conversation is "pinned" where its state lives.
@@ -315,17 +300,7 @@ class SessionManager:
         pinned = self.pins.peek(key, request.group) if key is not None else deployment_id
         tip = self.recorder.record(turn, pinned)
         if turn.response_id is not None:
-            self._remember_response(turn.response_id, (turn.caller, turn.session_id, turn.answer_seq, tip))
-
-    async def _place(self, request: SessionRequest) -> tuple[str, int, str] | None:
-        assert request.previous is not None
-        if request.rebuilt is not None:
-            return request.rebuilt.session_id, request.rebuilt.seq, request.rebuilt.chain_hash
-        try:
-            async with asyncio.timeout(PLACE_TIMEOUT_S):
-                return await self._locate(request.previous.raw_id, request.caller)
-        except Exception:
-            return None
+            self.responses.remember(turn.response_id, turn.caller, (turn.session_id, turn.answer_seq, tip))
 
     # -- pins learned and moved -----------------------------------------------------------
 
@@ -382,11 +357,6 @@ class SessionManager:
     ) -> None:
         self.counters["repinned"] += 1
         self.core.emit(repinned_event(session_id, group, old, new, reason, request_id, self.core.instance_id))
-
-    def _remember_response(self, raw_id: str, where: tuple[str, str, int, str]) -> None:
-        self._responses[raw_id] = where
-        while len(self._responses) > self.settings.max_pins:
-            self._responses.popitem(last=False)
 
     async def stop(self) -> None:
         if self.warmer is not None:
