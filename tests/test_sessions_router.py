@@ -83,7 +83,9 @@ async def flushed_events(plugin, event_type: str) -> list[dict]:
 async def settled(plugin, session_id: str, deployment: str) -> None:
     """The success hook (which re-pins) runs as a LiteLLM logging task after the answer."""
     await wait_until(
-        lambda: plugin.pins.peek(pin_key(ANONYMOUS_CALLER, session_id), "chat") == deployment, timeout=5, what=f"pin {deployment}"
+        lambda: plugin.pins.peek(pin_key(ANONYMOUS_CALLER, session_id), "chat") == deployment,
+        timeout=5,
+        what=f"pin {deployment}",
     )
 
 
@@ -272,7 +274,9 @@ async def test_a_restarted_plugin_learns_pins_from_the_store(make_plugin, databa
                 model="chat", messages=[{"role": "user", "content": "hi"}], metadata={"session_id": name}
             )
         await wait_until(
-            lambda: all(plugin.pins.peek(pin_key(ANONYMOUS_CALLER, n), "chat") == stored[n] for n in names), timeout=5, what="learned"
+            lambda: all(plugin.pins.peek(pin_key(ANONYMOUS_CALLER, n), "chat") == stored[n] for n in names),
+            timeout=5,
+            what="learned",
         )
         assert plugin.status()["sessions"]["pins_learned"] >= 2
         for name in names:
