@@ -16,6 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from litellm_failover.store.history import ROOT_HASH, chain_hash
+
+__all__ = ["ROOT_HASH", "chain_hash"]  # the history chain, also used by the store writer
+
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 
@@ -145,17 +149,3 @@ def _parts_or_text(text: str) -> Any:
         if isinstance(parts, list) and all(isinstance(p, dict) and "type" in p for p in parts):
             return parts
     return text
-
-
-ROOT_HASH = ""
-"""The parent of a conversation's first message."""
-
-
-def chain_hash(parent_hash: str, seq: int, role: str, text_hash: str) -> str:
-    """A message's place in its history: the hash of its parent's chain hash, its position and
-    itself. Two requests share a stored message only when everything before it is the same, so a
-    history that diverges (an edited turn, a regenerated answer, unrelated requests under one
-    session id) starts a branch of its own instead of being dropped as already stored."""
-    return hashlib.sha256(
-        f"{parent_hash}\n{seq}\n{role}\n{text_hash}".encode("utf-8", "surrogatepass")
-    ).hexdigest()

@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
-from litellm_failover.sessions.content import chain_hash
+from litellm_failover.store.history import chain_hash
 from litellm_failover.store.models import (
     CALLER_LENGTH,
     HASH_LENGTH,
