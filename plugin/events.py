@@ -132,13 +132,14 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
         "A session was answered by another deployment than its pin (a failover, a failback, a retry "
         "that landed elsewhere) and is pinned there now: `from_deployment`, `to_deployment`, the "
         "reason, the request id.",
-        {"session_id": "the session"},
+        {"session_id": "the session", "caller": "whose session: a hash of the caller's key, team or app id"},
     ),
     EventType.CONTEXT_REBUILT: EventDoc(
         "A Responses API request whose `previous_response_id` names a deployment that is down was "
         "sent to another one with its conversation read back from `failover_messages`.",
         {
             "session_id": "the session (or the conversation's first response id)",
+            "caller": "whose conversation: a hash of the caller's key, team or app id",
             "previous_response_id": "the response id the request continued",
             "messages": "how many stored messages were sent",
         },
