@@ -384,3 +384,24 @@ async def test_store_messages_off_still_pins_but_stores_nothing():
     await manager.answered(first, {"litellm_trace_id": "r1", "call_type": "acompletion"}, Answer())
     assert manager.pins.peek(pin_key(ANONYMOUS_CALLER, "s"), "g") == first
     assert store.messages == [] and store.sessions == []
+
+
+def test_the_caller_is_the_authenticated_key_then_team_then_the_applications_name():
+    from litellm_failover.sessions.identity import caller_of
+
+    proxy = {"proxy_server_request": {"headers": {}}}
+    by_key = caller_of({**proxy, "metadata": {"user_api_key_hash": "h1", "user_api_key_team_id": "t1"}})
+    by_team = caller_of({**proxy, "metadata": {"user_api_key_hash": None, "user_api_key_team_id": "t1"}})
+    assert by_key.startswith("key-") and by_team.startswith("team-") and by_key != by_team
+    assert "h1" not in by_key and len(by_key) == len("key-") + 32  # a hash, never the key
+    # Responses API requests carry LiteLLM's metadata in litellm_metadata.
+    assert caller_of({**proxy, "litellm_metadata": {"user_api_key_hash": "h1"}}) == by_key
+    # On the proxy path a client's own failover_caller is ignored.
+    forged = {**proxy, "metadata": {"user_api_key_hash": "h1", "failover_caller": "someone-else"}}
+    assert caller_of(forged) == by_key
+    assert caller_of({**proxy, "metadata": {"failover_caller": "x"}}) == ANONYMOUS_CALLER
+    # Router path: the application names it.
+    assert caller_of({"metadata": {"failover_caller": "tenant-7"}}).startswith("app-")
+    assert caller_of({}) == caller_of({"metadata": {}}) == ANONYMOUS_CALLER
+    with pytest.raises(SessionIdError, match=r"metadata\.failover_caller: must be a string"):
+        caller_of({"metadata": {"failover_caller": 7}})

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0005_caller_sessions"
-down_revision: str | None = "0003"  # TEMP: "0004_signed_commands" once merged
+down_revision: str | None = "0004_signed_commands"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
