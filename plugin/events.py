@@ -133,13 +133,14 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
         "A session was answered by another deployment than its pin (a failover, a failback, a retry "
         "that landed elsewhere) and is pinned there now: `from_deployment`, `to_deployment`, the "
         "reason, the request id.",
-        {"session_id": "the session"},
+        {"session_id": "the session", "caller": "whose session: a hash of the caller's key, team or app id"},
     ),
     EventType.CONTEXT_REBUILT: EventDoc(
         "A Responses API request whose `previous_response_id` names a deployment that is down was "
         "sent to another one with its conversation read back from `failover_messages`.",
         {
             "session_id": "the session (or the conversation's first response id)",
+            "caller": "whose conversation: a hash of the caller's key, team or app id",
             "previous_response_id": "the response id the request continued",
             "messages": "how many stored messages were sent",
         },
@@ -368,13 +369,15 @@ class SessionRow:
     pinned_deployment: str | None
     turns: int = 0
     updated_at: datetime = field(default_factory=utcnow)
+    caller: str = "anonymous"  # whose session (``sessions.identity.caller_of``): part of the key
 
 
 @dataclass(frozen=True, slots=True)
 class MessageRow:
     """One message of a session in ``failover_messages``; ``seq`` is its position in the
-    conversation (0-based), and (session_id, seq) is unique: storing the same position twice
-    (a client resending its history, a replica restarting) keeps the first row.
+    conversation (0-based), and (caller, session_id, chain_hash) is unique: storing the same
+    history twice (a client resending it, a replica restarting) keeps one row, while a different
+    message at the same position (an edited or regenerated turn) is a branch of its own.
 
     ``content`` is None when content storage is off or the message is over the size cap; the
     hash (sha256 of the text) and the token counts are always kept.
@@ -392,3 +395,9 @@ class MessageRow:
     completion_tokens: int | None = None
     truncated: bool = False
     created_at: datetime = field(default_factory=utcnow)
+    caller: str = "anonymous"  # whose session (``sessions.identity.caller_of``): part of the key
+    # The history chain (``sessions.content.chain_hash``): this message's hash covers every message
+    # before it, so divergent histories of one session are separate branches, never overwritten.
+    # ``chain_hash`` None: the writer computes it from ``parent_hash`` and this message.
+    parent_hash: str = ""
+    chain_hash: str | None = None

@@ -133,7 +133,7 @@ class FailoverPlugin:
         self.control = ControlPlane(self, settings, self.writer, self.fleet)
         self.alerter = Alerter(settings.alerts, instance_id=self.instance_id, emit=self.core.emit)
         self.core.listeners.append(self.alerter.on_event)
-        self.purger = RetentionPurger(self.writer, settings.sessions)
+        self.purger = RetentionPurger(self.writer, settings.sessions, settings.retention)
         self.metrics = PluginMetrics(self, settings.metrics)
         self.metrics.install()
         # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
@@ -177,8 +177,7 @@ class FailoverPlugin:
         await self.control.start()
         if self._refresh_task is None:
             self._refresh_task = asyncio.create_task(self._refresh_loop(), name="failover:refresh")
-        if self.settings.sessions.enabled:
-            await self.purger.start()
+        await self.purger.start()  # sessions off or not: events, commands and old rows still expire
 
     async def stop(self) -> None:
         if self._refresh_task is not None:

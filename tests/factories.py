@@ -11,6 +11,7 @@ from litellm_failover.deployments import DeploymentSpec, read_model_list
 from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.providers.base import CheckResult, ProbeReport, Severity
 from litellm_failover.settings import FailoverSettings, parse_settings
+from litellm_failover.store.history import chain_hash
 
 
 class Clock:
@@ -74,10 +75,25 @@ def saturated_report(kv: float = 0.99) -> ProbeReport:
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
+def _default_text_hash(session_id: str, seq: int) -> str:
+    return hashlib.sha256(f"{session_id} {seq}".encode()).hexdigest()
+
+
+def default_chain(session_id: str, seq: int) -> str:
+    """The chain hash of default message ``seq`` of a session (all default messages before it)."""
+    parent = ""
+    for position in range(seq + 1):
+        role = "user" if position % 2 == 0 else "assistant"
+        parent = chain_hash(parent, position, role, _default_text_hash(session_id, position))
+    return parent
+
+
 def message(session_id: str, seq: int, **overrides: Any) -> MessageRow:
-    """Message ``seq`` of a session: user on even positions, assistant on odd, text "<session> <seq>"."""
+    """Message ``seq`` of a session: user on even positions, assistant on odd, text "<session> <seq>",
+    its parent the default message before it (so a session's default messages form one history)."""
     content = overrides.pop("content", f"{session_id} {seq}")
     fields: dict[str, Any] = {
+        "parent_hash": default_chain(session_id, seq - 1) if seq > 0 else "",
         "session_id": session_id,
         "seq": seq,
         "role": "user" if seq % 2 == 0 else "assistant",

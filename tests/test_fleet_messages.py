@@ -274,7 +274,7 @@ def test_pins_go_to_the_pin_listener_and_out_under_their_own_key(replica):
     fleet.applier.pin_listener = lambda *args: seen.append(args)
     fleet._on_raw(raw("pin", "A", pin), "pubsub")
     assert seen == [("sess-9", "chat", "s1")]
-    assert not fleet.publish_pin("x" * 257, "chat", "p1")  # refused, not raised into a request
+    assert not fleet.publish_pin("x" * 321, "chat", "p1")  # refused, not raised into a request
     assert fleet.publish_pin("sess-10", "chat", "p1")
     [(key, message)] = queued(fleet)
     assert key == fleet.link.key_prefix + "pin:chat:sess-10" and message["kind"] == "pin"

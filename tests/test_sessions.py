@@ -26,6 +26,7 @@ from litellm_failover.sessions.content import (
     to_input_item,
 )
 from litellm_failover.sessions.continuity import current_input, parse_response_id
+from litellm_failover.sessions.identity import ANONYMOUS_CALLER, pin_key
 from litellm_failover.sessions.pins import PinStore
 from litellm_failover.sessions.recorder import Recorder, Turn, Usage
 from litellm_failover.settings import SessionSettings, parse_settings
@@ -227,7 +228,7 @@ async def test_the_answering_deployment_is_the_new_pin_and_the_move_is_an_event(
         (first, chosen, "s")
     ]
     assert moved[0].reason == f"{first} is unhealthy" and moved[0].request_id == "r2"
-    assert manager.pins.peek("s", "g") == chosen
+    assert manager.pins.peek(pin_key(ANONYMOUS_CALLER, "s"), "g") == chosen
 
 
 def test_sessions_disabled_means_no_pins_and_no_validation():
@@ -245,7 +246,8 @@ def turn(session_id="s", items=("hello",), answer="world", start=0):
         session_id=session_id,
         model_group="g",
         start_seq=start,
-        request_items=[Item("user", text) for text in items],
+        # A chat's history alternates: user, assistant, user...
+        request_items=[Item("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(items)],
         answer_items=[Item("assistant", answer)],
         deployment_id="p1",
         response_id="resp_1",
@@ -272,6 +274,30 @@ def test_history_already_stored_is_not_submitted_again():
     recorder.record(turn(items=("a",), answer="b"), pinned="p1")
     recorder.record(turn(items=("a", "b", "c"), answer="d"), pinned="p1")
     assert [(m.seq, m.content) for m in store.messages] == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
+    # Each message names its parent: one chain from the root.
+    assert [m.parent_hash for m in store.messages] == ["", *(m.chain_hash for m in store.messages[:-1])]
+
+
+def test_a_divergent_history_is_submitted_as_a_branch_of_its_own():
+    """Before issue 11 §4 the recorder skipped every position already stored, so an edited turn
+    (here "a" became "A") was never submitted; now what was sent is what is stored."""
+    store = ListStore()
+    recorder = Recorder(SessionSettings(), store, remembered=100)
+    recorder.record(turn(items=("a", "b", "c"), answer="d"), pinned="p1")
+    recorder.record(turn(items=("A", "b", "c"), answer="e"), pinned="p1")
+    sent = [(m.seq, m.content) for m in store.messages]
+    assert sent == [(0, "a"), (1, "b"), (2, "c"), (3, "d"), (0, "A"), (1, "b"), (2, "c"), (3, "e")]
+    assert len({m.chain_hash for m in store.messages}) == 8  # eight distinct stored messages
+
+
+def test_twelve_single_message_requests_leave_twelve_user_turns():
+    store = ListStore()
+    recorder = Recorder(SessionSettings(), store, remembered=100)
+    for n in range(12):
+        recorder.record(turn(items=(f"question {n}",), answer=f"answer {n}"), pinned="p1")
+    users = [m for m in store.messages if m.role == "user"]
+    assert [m.content for m in users] == [f"question {n}" for n in range(12)]
+    assert {m.seq for m in users} == {0} and len({m.chain_hash for m in users}) == 12
 
 
 def test_store_content_off_keeps_hashes_and_counts_only():
@@ -356,5 +382,26 @@ async def test_store_messages_off_still_pins_but_stores_nothing():
         usage = None
 
     await manager.answered(first, {"litellm_trace_id": "r1", "call_type": "acompletion"}, Answer())
-    assert manager.pins.peek("s", "g") == first
+    assert manager.pins.peek(pin_key(ANONYMOUS_CALLER, "s"), "g") == first
     assert store.messages == [] and store.sessions == []
+
+
+def test_the_caller_is_the_authenticated_key_then_team_then_the_applications_name():
+    from litellm_failover.sessions.identity import caller_of
+
+    proxy = {"proxy_server_request": {"headers": {}}}
+    by_key = caller_of({**proxy, "metadata": {"user_api_key_hash": "h1", "user_api_key_team_id": "t1"}})
+    by_team = caller_of({**proxy, "metadata": {"user_api_key_hash": None, "user_api_key_team_id": "t1"}})
+    assert by_key.startswith("key-") and by_team.startswith("team-") and by_key != by_team
+    assert "h1" not in by_key and len(by_key) == len("key-") + 32  # a hash, never the key
+    # Responses API requests carry LiteLLM's metadata in litellm_metadata.
+    assert caller_of({**proxy, "litellm_metadata": {"user_api_key_hash": "h1"}}) == by_key
+    # On the proxy path a client's own failover_caller is ignored.
+    forged = {**proxy, "metadata": {"user_api_key_hash": "h1", "failover_caller": "someone-else"}}
+    assert caller_of(forged) == by_key
+    assert caller_of({**proxy, "metadata": {"failover_caller": "x"}}) == ANONYMOUS_CALLER
+    # Router path: the application names it.
+    assert caller_of({"metadata": {"failover_caller": "tenant-7"}}).startswith("app-")
+    assert caller_of({}) == caller_of({"metadata": {}}) == ANONYMOUS_CALLER
+    with pytest.raises(SessionIdError, match=r"metadata\.failover_caller: must be a string"):
+        caller_of({"metadata": {"failover_caller": 7}})

@@ -12,7 +12,7 @@ from factories import message, session
 from waiting import free_port
 
 from litellm_failover.cli import main
-from litellm_failover.events import utcnow
+from litellm_failover.events import SessionRow, utcnow
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.writer import StoreWriter
 
@@ -162,3 +162,30 @@ def test_bad_urls_and_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as info:
         main(["sessions"])  # an action is required
     assert info.value.code == 2
+
+
+def test_show_and_delete_pick_a_caller(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """One session id under two callers (issue 11 §4): listed apart, shown and deleted by caller."""
+
+    async def write() -> None:
+        async with StoreWriter(store_url, WriterSettings(flush_interval_s=0.01)) as writer:
+            for caller in ("key-aaa", "key-bbb"):
+                writer.submit_message(message("same", 0, content=f"{caller} asks", caller=caller))
+                writer.submit_session(SessionRow("same", "chat", "p1", 1, utcnow(), caller))
+            writer.submit_message(message("same", 0, content="an edited first turn", caller="key-aaa"))
+            assert await writer.flush(timeout=5)
+
+    asyncio.run(write())
+    assert main(["sessions", "list", "--url", store_url, "--json"]) == 0
+    assert sorted(row["caller"] for row in json_lines(capsys.readouterr().out)) == ["key-aaa", "key-bbb"]
+    assert main(["sessions", "show", "same", "--url", store_url, "--caller", "key-aaa", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert sorted(m["content"] for m in shown["messages"]) == ["an edited first turn", "key-aaa asks"]
+    assert [g["caller"] for g in shown["groups"]] == ["key-aaa"]
+    assert main(["sessions", "show", "same", "--url", store_url]) == 0
+    out = capsys.readouterr().out
+    assert "key-bbb asks" in out and "an edited first turn" in out and "root" in out  # both branches
+    assert main(["sessions", "delete", "same", "--url", store_url, "--caller", "key-bbb", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"] == 1
+    assert main(["sessions", "show", "same", "--url", store_url, "--caller", "key-bbb"]) == 1
+    assert main(["sessions", "show", "same", "--url", store_url, "--caller", "key-aaa"]) == 0

@@ -22,6 +22,7 @@ from waiting import wait_until
 from litellm_failover import attach
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.sessions import SessionIdError
+from litellm_failover.sessions.identity import ANONYMOUS_CALLER, pin_key
 from litellm_failover.store.conversations import list_sessions, load_messages, load_session
 from litellm_failover.store.queries import list_events
 
@@ -82,7 +83,9 @@ async def flushed_events(plugin, event_type: str) -> list[dict]:
 async def settled(plugin, session_id: str, deployment: str) -> None:
     """The success hook (which re-pins) runs as a LiteLLM logging task after the answer."""
     await wait_until(
-        lambda: plugin.pins.peek(session_id, "chat") == deployment, timeout=5, what=f"pin {deployment}"
+        lambda: plugin.pins.peek(pin_key(ANONYMOUS_CALLER, session_id), "chat") == deployment,
+        timeout=5,
+        what=f"pin {deployment}",
     )
 
 
@@ -259,7 +262,7 @@ async def test_a_restarted_plugin_learns_pins_from_the_store(make_plugin, databa
     async with plugin:
         first = {name: (await session(router, name).turn("hi"), plugin) for name in names}
         await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 8, timeout=5)
-        stored = {name: plugin.pins.peek(name, "chat") for name in first}
+        stored = {name: plugin.pins.peek(pin_key(ANONYMOUS_CALLER, name), "chat") for name in first}
     assert Counter(stored.values()) == {"p1": 4, "p2": 4}  # round-robin first picks
 
     router, plugin = make_plugin()  # a new process: no pins in memory
@@ -271,7 +274,9 @@ async def test_a_restarted_plugin_learns_pins_from_the_store(make_plugin, databa
                 model="chat", messages=[{"role": "user", "content": "hi"}], metadata={"session_id": name}
             )
         await wait_until(
-            lambda: all(plugin.pins.peek(n, "chat") == stored[n] for n in names), timeout=5, what="learned"
+            lambda: all(plugin.pins.peek(pin_key(ANONYMOUS_CALLER, n), "chat") == stored[n] for n in names),
+            timeout=5,
+            what="learned",
         )
         assert plugin.status()["sessions"]["pins_learned"] >= 2
         for name in names:
@@ -302,7 +307,7 @@ async def test_warmup_moves_sessions_off_an_ejected_node_and_primes_the_new_one(
         assert [(m["role"], m["content"]) for m in warm.messages] == [
             (m["role"], m["content"]) for m in chat.messages
         ]
-        assert plugin.pins.peek("warm", "chat") == new
+        assert plugin.pins.peek(pin_key(ANONYMOUS_CALLER, "warm"), "chat") == new
         events = await flushed_events(plugin, "session_repinned")
         assert [(e["from_deployment"], e["to_deployment"]) for e in events] == [(old, new)]
         assert "warmed up" in events[0]["reason"]

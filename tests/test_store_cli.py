@@ -104,7 +104,7 @@ def json_lines(text: str) -> list[dict]:
 def test_db_upgrade_current_and_downgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/new/dir/store.db"
     assert main(["db", "upgrade", "--url", url]) == 0
-    assert "at revision 0003" in capsys.readouterr().out
+    assert "at revision 0005_caller_sessions" in capsys.readouterr().out
     assert (tmp_path / "new" / "dir" / "store.db").is_file()
     assert main(["db", "current", "--url", url]) == 0
     assert "up to date" in capsys.readouterr().out

@@ -64,7 +64,7 @@ async def test_sqlite_round_trip_creates_the_directory(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/nested/dir/store.db"
     await upgrade_database(url)
     assert (tmp_path / "nested" / "dir" / "store.db").is_file()
-    assert await current_revision(url) == head_revision() == "0004_signed_commands"
+    assert await current_revision(url) == head_revision() == "0005_caller_sessions"
     assert await _tables(url) == TABLES | {VERSION_TABLE}
     assert await _indexes(url) == {
         "ix_failover_events_created_at",

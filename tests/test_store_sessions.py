@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import T0, message, session
+from factories import T0, default_chain, message, session
 from waiting import free_port, wait_until
 
-from litellm_failover.events import FailoverEvent, utcnow
+from litellm_failover.events import FailoverEvent, SessionRow, utcnow
 from litellm_failover.settings import SessionSettings, WriterSettings
 from litellm_failover.store.buffers import PendingSession, SessionBuffer
 from litellm_failover.store.conversations import (
@@ -21,6 +21,7 @@ from litellm_failover.store.conversations import (
     delete_session,
     find_response,
     list_sessions,
+    load_chain,
     load_messages,
     load_session,
     purge_expired,
@@ -72,31 +73,77 @@ async def test_messages_and_sessions_are_written_and_read_back(store_url: str) -
         assert answer.created_at == T0 + timedelta(seconds=1) and answer.created_at.tzinfo is not None
         assert answer.content_hash == message("s1", 1).content_hash and answer.content_chars == 4
         assert contents(await load_messages(engine, "s1", up_to_seq=3)) == [(s, f"s1 {s}") for s in range(4)]
-        assert await find_response(engine, "resp-5") == ("s1", 5)
+        assert (await find_response(engine, "resp-5"))[:2] == ("s1", 5)
         assert await find_response(engine, "resp-4") is None
         (hash_only,) = await load_messages(engine, "s2")
         assert (hash_only.content, hash_only.truncated, hash_only.content_chars) == (None, True, 40_000)
-        assert await load_session(engine, "s1") == [("chat", "p1", 3, T0 + timedelta(seconds=6))]
-        assert await load_session(engine, "s2") == [("embed", None, 1, T0)]
+        assert await load_session(engine, "s1") == [("chat", "p1", 3, T0 + timedelta(seconds=6), "anonymous")]
+        assert await load_session(engine, "s2") == [("embed", None, 1, T0, "anonymous")]
         assert await load_session(engine, "nobody") == [] and await load_messages(engine, "nobody") == []
 
     # The same functions with a URL (the CLI's way): a short-lived engine each.
     assert [m.seq for m in await load_messages(store_url, "s1", up_to_seq=1)] == [0, 1]
-    assert await find_response(store_url, "resp-1") == ("s1", 1)
+    assert (await find_response(store_url, "resp-1"))[:2] == ("s1", 1)
 
 
-async def test_a_position_already_stored_keeps_its_first_message(store_url: str) -> None:
-    """(session, seq) is unique: a client resending its history, or a retried batch, adds nothing."""
+async def test_a_history_stored_again_adds_nothing_and_a_divergent_one_is_a_branch(store_url: str) -> None:
+    """Before issue 11 §4, (session, seq) was unique and the first write won: an edited message
+    at a stored position was silently dropped. Now the same history adds nothing, and a different
+    one is kept beside it, each message linked to its own parent."""
     async with StoreWriter(store_url, FAST) as writer:
         for seq in range(3):
             writer.submit_message(message("s1", seq))
         assert await writer.flush(timeout=5)
-        writer.submit_message(message("s1", 1, content="resent, different"))  # in a later batch
+        writer.submit_message(message("s1", 1))  # resent as it was, in a later batch
+        writer.submit_message(message("s1", 1, content="regenerated"))  # a different answer
         writer.submit_message(message("s1", 3))
-        writer.submit_message(message("s1", 3, content="same batch duplicate"))
+        writer.submit_message(message("s1", 3))  # a duplicate in the same batch
         assert await writer.flush(timeout=5)
         assert writer.stats()["rejected"] == 0  # ignored by the database, not refused
-    assert contents(await load_messages(store_url, "s1")) == [(s, f"s1 {s}") for s in range(4)]
+    stored = await load_messages(store_url, "s1")
+    assert contents(stored) == [(0, "s1 0"), (1, "s1 1"), (1, "regenerated"), (2, "s1 2"), (3, "s1 3")]
+    # The branch of "s1 3" runs through "s1 1", not through the regenerated answer.
+    chain = await load_chain(store_url, "anonymous", "s1", tip_hash=default_chain("s1", 3))
+    assert contents(chain) == [(s, f"s1 {s}") for s in range(4)]
+    regenerated = next(m for m in stored if m.content == "regenerated")
+    assert contents(await load_chain(store_url, "anonymous", "s1", tip_hash=regenerated.chain_hash)) == [
+        (0, "s1 0"),
+        (1, "regenerated"),
+    ]
+
+
+async def test_one_session_id_under_two_callers_is_two_sessions(store_url: str) -> None:
+    """Before issue 11 §4 sessions were global: a second caller's rows went into the first's."""
+    async with StoreWriter(store_url, FAST) as writer:
+        for caller in ("key-a", "key-b"):
+            for seq in range(2):
+                writer.submit_message(
+                    message("shared", seq, caller=caller, response_id=f"resp-{caller}" if seq else None)
+                )
+            writer.submit_session(SessionRow("shared", "chat", f"p-{caller}", 1, T0, caller))
+        assert await writer.flush(timeout=5)
+    assert [m.caller for m in await load_messages(store_url, "shared")] == [
+        "key-a",
+        "key-a",
+        "key-b",
+        "key-b",
+    ]
+    assert [len(await load_messages(store_url, "shared", caller=c)) for c in ("key-a", "key-b", "x")] == [
+        2,
+        2,
+        0,
+    ]
+    assert [(g.caller, g.pinned_deployment) for g in await load_session(store_url, "shared")] == [
+        ("key-a", "p-key-a"),
+        ("key-b", "p-key-b"),
+    ]
+    assert await load_session(store_url, "shared", caller="key-c") == []
+    assert (await find_response(store_url, "resp-key-a", caller="key-a"))[:2] == ("shared", 1)
+    assert await find_response(store_url, "resp-key-a", caller="key-b") is None  # not another's
+    assert await delete_session(store_url, "shared", caller="key-a") == (1, 2)
+    assert [m.caller for m in await load_messages(store_url, "shared")] == ["key-b", "key-b"]
+    rows = await list_sessions(store_url)
+    assert [(r["caller"], r["session_id"], r["messages"]) for r in rows] == [("key-b", "shared", 2)]
 
 
 async def test_turns_add_up_and_the_pin_moves_forward_only(store_url: str) -> None:
@@ -111,8 +158,14 @@ async def test_turns_add_up_and_the_pin_moves_forward_only(store_url: str) -> No
         assert await writer.flush(timeout=5)
         assert writer.stats()["sessions_written"] == 2
         assert await load_session(store_url, "s1") == [
-            ("chat", "p2", 3, T0 + timedelta(seconds=2)),  # the pin of the latest time, not the last call
-            ("other", "o1", 2, T0),
+            (
+                "chat",
+                "p2",
+                3,
+                T0 + timedelta(seconds=2),
+                "anonymous",
+            ),  # latest time, not last call
+            ("other", "o1", 2, T0, "anonymous"),
         ]
         writer.submit_session(session("s1", pinned="p4", turns=2, at=T0 + timedelta(seconds=10)))
         assert await writer.flush(timeout=5)
@@ -120,8 +173,14 @@ async def test_turns_add_up_and_the_pin_moves_forward_only(store_url: str) -> No
         writer.submit_session(session("s1", group="other", pinned=None, at=T0 + timedelta(seconds=9)))
         assert await writer.flush(timeout=5)
     assert await load_session(store_url, "s1") == [
-        ("chat", "p4", 6, T0 + timedelta(seconds=10)),  # turns counted; stale pin and time ignored
-        ("other", "o1", 3, T0 + timedelta(seconds=9)),  # no pin in the row: the stored one stays
+        (
+            "chat",
+            "p4",
+            6,
+            T0 + timedelta(seconds=10),
+            "anonymous",
+        ),  # stale pin and time ignored
+        ("other", "o1", 3, T0 + timedelta(seconds=9), "anonymous"),  # no pin in the row: the stored one stays
     ]
     (row,) = await list_sessions(store_url, model_group="chat")
     assert row["created_at"] == T0  # the first row's time, kept by every later upsert
@@ -139,7 +198,7 @@ async def test_two_writers_on_one_database_add_their_turns(store_url: str) -> No
             )
             assert await b.flush(timeout=5)
     assert await load_session(store_url, "s1") == [
-        ("chat", "p2", 15, T0 + timedelta(seconds=4, milliseconds=1))
+        ("chat", "p2", 15, T0 + timedelta(seconds=4, milliseconds=1), "anonymous")
     ]
 
 
@@ -274,7 +333,7 @@ async def test_sqlite_unreachable_then_back_writes_everything_in_order(tmp_path:
         blocker.unlink()
         assert await writer.flush(timeout=5)
     assert contents(await load_messages(url, "s1")) == [(s, f"s1 {s}") for s in range(6)]
-    assert await load_session(url, "s1") == [("chat", "p1", 6, T0 + timedelta(seconds=5))]
+    assert await load_session(url, "s1") == [("chat", "p1", 6, T0 + timedelta(seconds=5), "anonymous")]
 
 
 @pytest.mark.postgres
@@ -305,7 +364,9 @@ async def test_postgres_down_and_back_loses_no_message_and_no_turn(postgres_rela
     finally:
         await writer.stop()
     assert contents(await load_messages(relay.url, "s1")) == [(s, f"s1 {s}") for s in range(12)]
-    assert await load_session(relay.url, "s1") == [("chat", "s9", 12, T0 + timedelta(seconds=11))]
+    assert await load_session(relay.url, "s1") == [
+        ("chat", "s9", 12, T0 + timedelta(seconds=11), "anonymous")
+    ]
 
 
 async def seed_for_retention(url: str) -> None:

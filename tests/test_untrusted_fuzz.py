@@ -81,7 +81,7 @@ HOSTILE_VALUES: list[Any] = [
 POISON = {
     "eject": ("remaining_s", [float("inf"), float("nan"), -1, 1e308, 1e9, True, "30", None]),
     "recover": ("deployment_id", ["", "p1\n", "p" * 300, 1, None]),
-    "pin": ("session_id", ["", "s\x00", "s" * 300, 7]),
+    "pin": ("session_id", ["", "s\x00", "s" * 400, 7]),  # a pin key holds at most 320
     "command": ("issued_at", [float("inf"), 1e20, -5, True, "now", None]),
 }
 

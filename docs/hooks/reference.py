@@ -38,6 +38,7 @@ SECTION_PAGES = {
     "weights": "../concepts/strategies.md",
     "writer": "tables.md",
     "sessions": "../concepts/sessions.md",
+    "retention": "../guides/security.md#retention",
     "fleet": "../concepts/fleets.md",
     "alerts": "../guides/alerting.md",
     "metrics": "../guides/metrics.md",

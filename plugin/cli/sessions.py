@@ -5,6 +5,12 @@ For operators answering "where is this conversation pinned, what was said, and m
 to the database given by ``--url``, like ``events`` and ``status``; no running proxy is needed.
 Message text is shown only where it was stored: with ``store_content`` off, or over the size
 cap, a message is ``<hash only>``.
+
+Sessions belong to a caller (a hash of the key, team or application that sent them): one session
+id used by two callers is two sessions, and ``--caller`` picks one; without it ``show`` and
+``delete`` cover the id under every caller (a user's deletion request names the id they used).
+A position held by more than one message is a branch (an edited or regenerated turn): ``show``
+marks where each message continues from.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ def _not_found(session_id: str, url: str) -> int:
 def _list_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"sessions ({len(rows)}, most recently active first)", title_justify="left")
     table.add_column("session", overflow="fold")
+    table.add_column("caller", no_wrap=True, max_width=16, overflow="ellipsis")
     table.add_column("group", no_wrap=True, max_width=16, overflow="ellipsis")
     table.add_column("pinned to", no_wrap=True, max_width=24, overflow="ellipsis")
     table.add_column("turns", justify="right", no_wrap=True)
@@ -58,6 +65,7 @@ def _list_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(
             Text(row["session_id"]),  # Text: ids and content are data, never rich markup
+            Text(row["caller"]),
             Text(row["model_group"]),
             Text(row["pinned_deployment"] or "-"),
             str(row["turn_count"]),
@@ -86,7 +94,7 @@ def _tokens(message: StoredMessage) -> str:
 
 def _show_table(session_id: str, groups: list[SessionGroup], messages: list[StoredMessage]) -> Table:
     pins = "; ".join(
-        f"{g.model_group}: {g.pinned_deployment or 'not pinned'}, {g.turn_count} turns, "
+        f"{g.caller} {g.model_group}: {g.pinned_deployment or 'not pinned'}, {g.turn_count} turns, "
         f"last active {g.updated_at.strftime(_TIME)}"
         for g in groups
     )
@@ -95,6 +103,8 @@ def _show_table(session_id: str, groups: list[SessionGroup], messages: list[Stor
         title.append(f" ({pins})")
     table = Table(title=title, title_justify="left")
     table.add_column("seq", justify="right", no_wrap=True)
+    table.add_column("caller", no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("branch", no_wrap=True)
     table.add_column("time (UTC)", no_wrap=True)
     table.add_column("role", no_wrap=True)
     table.add_column("deployment", no_wrap=True, max_width=24, overflow="ellipsis")
@@ -103,6 +113,8 @@ def _show_table(session_id: str, groups: list[SessionGroup], messages: list[Stor
     for message in messages:
         table.add_row(
             str(message.seq),
+            Text(message.caller),
+            _branch(message),
             message.created_at.strftime(_TIME),
             Text(message.role),
             Text(message.deployment_id or ""),
@@ -110,6 +122,15 @@ def _show_table(session_id: str, groups: list[SessionGroup], messages: list[Stor
             _content(message),
         )
     return table
+
+
+def _branch(message: StoredMessage) -> str:
+    """The first characters of the message's chain hash, and of its parent's: enough to follow a
+    branch down the table."""
+    if message.parent_hash is None:
+        return "legacy"
+    parent = message.parent_hash[:8] or "root"
+    return f"{message.chain_hash[:8]} < {parent}"
 
 
 def _since(value: str) -> datetime:
@@ -132,8 +153,8 @@ async def _show(args: argparse.Namespace) -> int:
     url = resolve_url(args)
     try:
         async with reading_engine(url) as engine:
-            groups = await load_session(engine, args.session_id)
-            messages = await load_messages(engine, args.session_id, up_to_seq=args.up_to)
+            groups = await load_session(engine, args.session_id, caller=args.caller)
+            messages = await load_messages(engine, args.session_id, caller=args.caller, up_to_seq=args.up_to)
     except Exception as exc:
         return report_error("sessions show", exc, args)
     if not groups and not messages:
@@ -155,7 +176,7 @@ async def _show(args: argparse.Namespace) -> int:
 async def _delete(args: argparse.Namespace) -> int:
     url = resolve_url(args)
     try:
-        sessions, messages = await delete_session(url, args.session_id)
+        sessions, messages = await delete_session(url, args.session_id, caller=args.caller)
     except Exception as exc:
         return report_error("sessions delete", exc, args)
     if (sessions, messages) == (0, 0):
@@ -196,17 +217,24 @@ def register(subparsers: Any) -> None:
     show = commands.add_parser("show", help="A session's pins and its messages in order.")
     show.add_argument("session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)")
     add_url_argument(show)
+    show.add_argument(
+        "--caller", default=None, help="only this caller's session (as `sessions list` shows it)"
+    )
     show.add_argument("--up-to", type=_seq, default=None, metavar="SEQ", help="only messages up to this seq")
     show.add_argument(
         "--json", action="store_true", help="one JSON object: session_id, groups (pins) and messages"
     )
     show.set_defaults(handler=_show)
 
-    remove = commands.add_parser("delete", help="Delete a session (every model group) and all its messages.")
+    remove = commands.add_parser(
+        "delete",
+        help="Delete a session (every model group, every caller unless --caller) and all its messages.",
+    )
     remove.add_argument(
         "session_id", metavar="SESSION_ID", help="the session id (as `sessions list` shows it)"
     )
     add_url_argument(remove)
+    remove.add_argument("--caller", default=None, help="only this caller's session (default: every caller's)")
     remove.add_argument(
         "--json", action="store_true", help="one JSON object: session_id, session_rows, messages deleted"
     )

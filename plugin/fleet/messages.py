@@ -97,7 +97,8 @@ class Recovery(Payload):
 class Pin(Payload):
     """A session was pinned (or re-pinned) to a deployment of a model group."""
 
-    session_id: Annotated[str, _text(256, allow_empty=False)]
+    # A caller-scoped pin key (``sessions.identity.pin_key``): a caller scope, "/", a session id.
+    session_id: Annotated[str, _text(320, allow_empty=False)]
     model_group: Name
     deployment_id: Name
 

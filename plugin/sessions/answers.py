@@ -12,16 +12,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from litellm_failover.events import EventType, FailoverEvent
-from litellm_failover.sessions.content import chat_answer, chat_items, responses_answer, responses_items
+from litellm_failover.sessions.content import (
+    ROOT_HASH,
+    chat_answer,
+    chat_items,
+    responses_answer,
+    responses_items,
+)
 from litellm_failover.sessions.continuity import parse_response_id
+from litellm_failover.sessions.identity import split_pin_key
 from litellm_failover.sessions.recorder import Turn, Usage
 from litellm_failover.sessions.request import SessionRequest
 
 _CHAT_CALLS = frozenset({"acompletion", "completion"})
 _RESPONSES_CALLS = frozenset({"aresponses", "responses"})
 
-Place = Callable[[SessionRequest], Awaitable[tuple[str, int] | None]]
-"""Where a Responses request's previous turn is stored: (session id, its last seq), or None."""
+Place = Callable[[SessionRequest], Awaitable[tuple[str, int, str] | None]]
+"""Where a Responses request's previous turn is stored, in the request's caller's sessions:
+(session id, its last seq, that message's chain hash), or None."""
 
 
 async def turn_for(
@@ -44,6 +52,7 @@ async def turn_for(
             answer_items=chat_answer(response),
             deployment_id=deployment_id,
             usage=usage,
+            caller=request.caller,
         )
     if call_type in _RESPONSES_CALLS:
         return await _responses_turn(request, deployment_id, response, usage, place, counters)
@@ -63,13 +72,13 @@ async def _responses_turn(
     if request.session is None and (not request.store or raw_id is None):
         return None  # the client asked the provider not to keep it: neither does the plugin
     session_id = request.session.value if request.session else None
-    start = 0
+    start, parent = 0, ROOT_HASH
     if request.previous is not None:
         where = await place(request)
         if where is None or (session_id is not None and where[0] != session_id):
             counters["unplaced_turns"] += 1
             return None
-        session_id, start = where[0], where[1] + 1
+        session_id, start, parent = where[0], where[1] + 1, where[2]
     instructions = request.instructions if request.previous is None else None
     return Turn(
         session_id=session_id or str(raw_id),  # a new conversation is named by its first response
@@ -80,6 +89,8 @@ async def _responses_turn(
         deployment_id=deployment_id,
         response_id=raw_id,
         usage=usage,
+        caller=request.caller,
+        parent_hash=parent,
     )
 
 
@@ -100,8 +111,11 @@ def usage_of(response: Any) -> Usage:
 
 
 def repinned_event(
-    session_id: str, group: str, old: str, new: str, reason: str, request_id: Any, instance_id: str
+    key: str, group: str, old: str, new: str, reason: str, request_id: Any, instance_id: str
 ) -> FailoverEvent:
+    """``key``: the session's pin key (``identity.pin_key``); the event names its caller scope
+    (a hash, never a key) and session id apart."""
+    caller, session_id = split_pin_key(key)
     return FailoverEvent(
         event_type=EventType.SESSION_REPINNED.value,
         model_group=group,
@@ -111,7 +125,7 @@ def repinned_event(
         reason=reason,
         request_id=str(request_id) if request_id else None,
         instance_id=instance_id,
-        details={"session_id": session_id},
+        details={"session_id": session_id, "caller": caller},
     )
 
 
@@ -134,6 +148,7 @@ def rebuilt_event(
         instance_id=instance_id,
         details={
             "session_id": rebuilt.session_id,
+            "caller": request.caller,
             "previous_response_id": request.previous.raw_id,
             "messages": len(rebuilt.history),
         },

@@ -16,6 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from litellm_failover.store.history import ROOT_HASH, chain_hash
+
+__all__ = ["ROOT_HASH", "chain_hash"]  # the history chain, also used by the store writer
+
 MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 

@@ -76,11 +76,13 @@ def parse_response_id(value: str) -> ResponseRef:
 
 @dataclass(frozen=True, slots=True)
 class Rebuilt:
-    """A conversation read back: where its last stored message sits, and it as input items."""
+    """A conversation read back: where its last stored message sits (position and chain hash),
+    and it as input items."""
 
     session_id: str
     seq: int
     history: list[dict[str, Any]]
+    chain_hash: str = ""
 
 
 class RebuildFailed(Exception):
@@ -96,23 +98,27 @@ def current_input(raw_input: Any) -> list[Any]:
     return list(raw_input)
 
 
-Locate = Callable[[str], Awaitable["tuple[str, int] | None"]]
+Locate = Callable[[str], Awaitable["tuple[str, int, str] | None"]]
+"""(session, seq, chain hash) of a response id in the request's caller's sessions, or None."""
 
 
 async def rebuild(
     engine: AsyncEngine | None,
     raw_id: str,
     *,
+    caller: str,
     locate: Locate,
     flush: Callable[[float], Awaitable[bool]] | None = None,
     timeout_s: float = REBUILD_TIMEOUT_S,
 ) -> Rebuilt:
     """Read back the conversation up to and including response ``raw_id``; raises ``RebuildFailed``.
 
-    ``locate`` finds (session, seq) of the response (memory first, then the store). The writer is
-    flushed first, so the turn answered a moment before its node died is there to read.
+    ``locate`` finds the response among the request's caller's sessions (memory first, then the
+    store): a response id another caller holds is not found. The history is the response's own chain
+    (its parents, one by one), never another branch of the same session. The writer is flushed
+    first, so the turn answered a moment before its node died is there to read.
     """
-    from litellm_failover.store.conversations import load_messages
+    from litellm_failover.store.conversations import load_chain
 
     if engine is None:
         raise RebuildFailed("the store is not connected")
@@ -123,8 +129,8 @@ async def rebuild(
             where = await locate(raw_id)
             if where is None:
                 raise RebuildFailed(f"response {raw_id} is not in failover_messages")
-            session_id, seq = where
-            stored = await load_messages(engine, session_id, up_to_seq=seq)
+            session_id, seq, tip = where
+            stored = await load_chain(engine, caller, session_id, tip_hash=tip)
     except TimeoutError:
         raise RebuildFailed(f"reading the conversation took over {timeout_s}s") from None
     except RebuildFailed:
@@ -140,4 +146,4 @@ async def rebuild(
             "(store_content off or over max_message_chars)"
         )
     history = [to_input_item(m.role, m.content or "") for m in stored]
-    return Rebuilt(session_id=session_id, seq=seq, history=history)
+    return Rebuilt(session_id=session_id, seq=seq, history=history, chain_hash=tip)

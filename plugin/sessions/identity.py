@@ -20,6 +20,7 @@ id in ``sessions show`` and in events.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,3 +120,62 @@ def identify(kwargs: Mapping[str, Any], *, use_user_field: bool) -> SessionId | 
         if value is not None:
             return SessionId(value, USER_SOURCE)
     return None
+
+
+# -- whose session it is ----------------------------------------------------------------------
+
+ANONYMOUS_CALLER = "anonymous"
+"""The scope of a request no authenticated key, team or application named."""
+LEGACY_CALLER = "legacy"
+"""The scope migration 0005 gives rows written before sessions had callers: no request is ever
+in it, so those rows are never read into a conversation and age out through retention."""
+CALLER_METADATA_KEY = "failover_caller"
+"""On the Router path, ``metadata={"failover_caller": ...}`` names the caller (the application's
+own user or tenant id). Ignored on the proxy path, where a client could set it."""
+CALLER_SOURCE = f"metadata.{CALLER_METADATA_KEY}"
+_CALLER_HASH_CHARS = 32  # 128 bits of sha256: no two callers share a scope by accident
+
+
+def _scope(kind: str, value: str) -> str:
+    digest = hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind}-{digest[:_CALLER_HASH_CHARS]}"
+
+
+def _metadata_maps(kwargs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [m for m in (kwargs.get("metadata"), kwargs.get("litellm_metadata")) if isinstance(m, Mapping)]
+
+
+def caller_of(kwargs: Mapping[str, Any]) -> str:
+    """The scope a request's session belongs to: a hash, never the key itself.
+
+    Proxy path (LiteLLM authenticated the request: its metadata holds ``user_api_key_hash``,
+    which LiteLLM overwrites whatever the client sent): ``key-<hash>`` of the key's hash, else
+    ``team-<hash>`` of its team id, else ``anonymous``. Router path: ``app-<hash>`` of
+    ``metadata.failover_caller``, else ``anonymous``. Raises ``SessionIdError`` for a
+    ``failover_caller`` that is not a short printable string.
+    """
+    maps = _metadata_maps(kwargs)
+    if "proxy_server_request" in kwargs or any("user_api_key_hash" in m for m in maps):
+        for key, kind in (("user_api_key_hash", "key"), ("user_api_key_team_id", "team")):
+            for metadata in maps:
+                value = metadata.get(key)
+                if isinstance(value, str) and value:
+                    return _scope(kind, value)
+        return ANONYMOUS_CALLER
+    for metadata in maps:
+        value = check_session_id(metadata.get(CALLER_METADATA_KEY), CALLER_SOURCE)
+        if value is not None:
+            return _scope("app", value)
+    return ANONYMOUS_CALLER
+
+
+def pin_key(caller: str, session_id: str) -> str:
+    """The in-memory (and fleet) key of a caller's session: callers never share a pin.
+
+    ``/`` never occurs in a caller, so ``split_pin_key`` recovers both parts."""
+    return f"{caller}/{session_id}"
+
+
+def split_pin_key(key: str) -> tuple[str, str]:
+    caller, _, session_id = key.partition("/")
+    return caller, session_id

@@ -33,10 +33,11 @@ from litellm_failover.routing_table import RoutingTable
 from litellm_failover.sessions.affinity import creator_usable, pin_problem
 from litellm_failover.sessions.answers import rebuilt_event, repinned_event, turn_for
 from litellm_failover.sessions.continuity import RebuildFailed, current_input, rebuild
-from litellm_failover.sessions.identity import SessionId, identify
+from litellm_failover.sessions.identity import SessionId, identify, split_pin_key
 from litellm_failover.sessions.pins import PinStore
 from litellm_failover.sessions.recorder import ConversationSink, Recorder
 from litellm_failover.sessions.request import SessionRequest
+from litellm_failover.sessions.responses import ResponseIndex
 from litellm_failover.sessions.tasks import TaskSet
 from litellm_failover.sessions.warmup import Warmer
 from litellm_failover.settings import SessionSettings
@@ -47,7 +48,6 @@ logger = logging.getLogger("litellm_failover")
 REFUSED_KEPT = 1_000
 LOOKUP_CONCURRENCY = 16
 LOOKUP_TIMEOUT_S = 2.0
-PLACE_TIMEOUT_S = 2.0
 
 
 class Store(ConversationSink, Protocol):
@@ -101,7 +101,7 @@ class SessionManager:
         self.book = book
         self.pins = PinStore(settings.max_pins)
         self.recorder = Recorder(settings, store, remembered=settings.max_pins)
-        self._responses: OrderedDict[str, tuple[str, int]] = OrderedDict()  # raw id -> (session, seq)
+        self.responses = ResponseIndex(lambda: self.store.engine, settings.max_pins)
         self._refused: OrderedDict[Any, None] = OrderedDict()
         self._lookups: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._background = TaskSet()
@@ -179,9 +179,10 @@ class SessionManager:
                 self.core.snapshot.deployments, creator, request.group, table, exclude, offered
             ):
                 return creator
-        if request.session is None:
+        key = request.pin_key
+        if key is None:
             return None
-        pinned = self.pins.get(request.session.value, request.group)
+        pinned = self.pins.get(key, request.group)
         if pinned is None:
             request.miss = True
             return None
@@ -193,13 +194,13 @@ class SessionManager:
 
     def picked(self, request: SessionRequest, deployment_id: str) -> None:
         """The first pick of a session pins it; a miss also asks the store, in the background."""
-        session = request.session
-        if session is None or self.pins.peek(session.value, request.group) is not None:
+        key = request.pin_key
+        if key is None or self.pins.peek(key, request.group) is not None:
             return
-        self.pins.pin(session.value, request.group, deployment_id)
+        self.pins.pin(key, request.group, deployment_id)
         if request.miss:
             request.provisional = deployment_id
-            self._learn_pin(session.value, request.group, deployment_id)
+            self._learn_pin(key, request.group, deployment_id)
 
     # -- Responses API continuity ---------------------------------------------------------
 
@@ -228,8 +229,13 @@ class SessionManager:
             return request
         request.rebuild_tried = True
         try:
+            caller, where = request.caller, self.responses.locator(request.caller)
             rebuilt = await rebuild(
-                self.store.engine, request.previous.raw_id, locate=self._locate, flush=self._flush
+                self.store.engine,
+                request.previous.raw_id,
+                caller=caller,
+                locate=where,
+                flush=self.store.flush,
             )
         except RebuildFailed as exc:
             self.counters["rebuild_failures"] += 1
@@ -250,39 +256,25 @@ class SessionManager:
         kwargs.pop("previous_response_id", None)
         kwargs["input"] = [*request.rebuilt.history, *current_input(request.response_input)]
 
-    async def _flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (bounded by the caller)
-        return await self.store.flush(timeout=timeout)
-
-    async def _locate(self, raw_id: str) -> tuple[str, int] | None:
-        known = self._responses.get(raw_id)
-        if known is not None:
-            return known
-        engine = self.store.engine
-        if engine is None:
-            return None
-        from litellm_failover.store.conversations import find_response
-
-        return await find_response(engine, raw_id)
-
     # -- answers (off the request path) ---------------------------------------------------
 
     async def answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
         request = self.book.take_session(hook_keys(kwargs))
         if not isinstance(request, SessionRequest):
             return
-        session = request.session
-        if session is not None and self.settings.enabled:
-            lookup = self._lookups.get((session.value, request.group))
+        key = request.pin_key
+        if key is not None and self.settings.enabled:
+            lookup = self._lookups.get((key, request.group))
             if lookup is not None:  # the store's pin first: this turn's own row would overwrite it
                 await asyncio.wait({lookup}, timeout=LOOKUP_TIMEOUT_S)
-            pinned = self.pins.peek(session.value, request.group)
+            pinned = self.pins.peek(key, request.group)
             # A miss answered where it was provisionally sent keeps a pin learned meanwhile.
             if pinned != deployment_id and not (pinned and request.provisional == deployment_id):
-                self.pins.pin(session.value, request.group, deployment_id)
+                self.pins.pin(key, request.group, deployment_id)
                 if pinned is not None:
                     reason = request.unpinned_reason if request.pinned == pinned else None
                     self._emit_repinned(
-                        session.value,
+                        key,
                         request.group,
                         pinned,
                         deployment_id,
@@ -300,34 +292,26 @@ class SessionManager:
     async def _record(
         self, request: SessionRequest, deployment_id: str, kwargs: Mapping[str, Any], response: Any
     ) -> None:
-        turn = await turn_for(request, deployment_id, kwargs, response, self._place, self.counters)
+        turn = await turn_for(request, deployment_id, kwargs, response, self.responses.place, self.counters)
         if turn is None or not turn.answer_items:
             return
         # A named session's pin; a Responses conversation is "pinned" where its state lives.
-        pinned = self.pins.peek(turn.session_id, request.group) if request.session else deployment_id
-        self.recorder.record(turn, pinned)
+        key = request.pin_key
+        pinned = self.pins.peek(key, request.group) if key is not None else deployment_id
+        tip = self.recorder.record(turn, pinned)
         if turn.response_id is not None:
-            self._remember_response(turn.response_id, turn.session_id, turn.answer_seq)
-
-    async def _place(self, request: SessionRequest) -> tuple[str, int] | None:
-        assert request.previous is not None
-        if request.rebuilt is not None:
-            return request.rebuilt.session_id, request.rebuilt.seq
-        try:
-            async with asyncio.timeout(PLACE_TIMEOUT_S):
-                return await self._locate(request.previous.raw_id)
-        except Exception:
-            return None
+            self.responses.remember(turn.response_id, turn.caller, (turn.session_id, turn.answer_seq, tip))
 
     # -- pins learned and moved -----------------------------------------------------------
 
-    def _learn_pin(self, session_id: str, group: str, provisional: str) -> None:
+    def _learn_pin(self, pin_key: str, group: str, provisional: str) -> None:
         """Ask the store for a pin this process does not know (a restart, an evicted pin).
 
         The request that missed has already been routed; if the store names another deployment
         and nothing re-pinned the session meanwhile, its next turn goes there.
         """
-        key = (session_id, group)
+        key = (pin_key, group)
+        caller, session_id = split_pin_key(pin_key)
         if key in self._lookups or self.store.engine is None or len(self._lookups) >= LOOKUP_CONCURRENCY:
             self.counters["lookups_skipped"] += 1
             return
@@ -340,17 +324,17 @@ class SessionManager:
                 return
             try:
                 async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                    rows = await load_session(engine, session_id)
+                    rows = await load_session(engine, session_id, caller=caller)
             except Exception:
                 return
             stored = next((r.pinned_deployment for r in rows if r.model_group == group), None)
             if (
                 stored
                 and stored != provisional
-                and self.pins.peek(session_id, group) == provisional
+                and self.pins.peek(pin_key, group) == provisional
                 and stored in self.core.snapshot.groups.get(group, ())
             ):
-                self.pins.apply_remote(session_id, group, stored)
+                self.pins.apply_remote(pin_key, group, stored)
                 self.counters["pins_learned"] += 1
 
         task = self._background.spawn(lookup(), "failover:pin-lookup")
@@ -373,11 +357,6 @@ class SessionManager:
     ) -> None:
         self.counters["repinned"] += 1
         self.core.emit(repinned_event(session_id, group, old, new, reason, request_id, self.core.instance_id))
-
-    def _remember_response(self, raw_id: str, session_id: str, seq: int) -> None:
-        self._responses[raw_id] = (session_id, seq)
-        while len(self._responses) > self.settings.max_pins:
-            self._responses.popitem(last=False)
 
     async def stop(self) -> None:
         if self.warmer is not None:

@@ -4,10 +4,15 @@ Positions: a message's ``seq`` is its place in the conversation. A chat request 
 whole history, so its messages are 0..n-1 and the answer is n. A Responses API turn that
 continues ``previous_response_id`` starts right after the message that response was stored as.
 
-Each session remembers (in a bounded map) how far it is already stored, so a long chat does not
-resubmit its whole history every turn; after a restart or eviction the history is submitted
-again and the store's ``ON CONFLICT (session_id, seq) DO NOTHING`` keeps the first copy. The
-same rule means a regenerated answer (a client that rewinds and asks again) keeps the first.
+Branches: every message carries the chain hash of its history (``content.chain_hash``), and the
+store keeps one row per (caller, session, chain hash). A history resent as it was adds nothing; a
+history that differs from what is stored (an edited or regenerated turn, independent requests
+sharing a session id) is recorded as a branch beside it, so what is stored is always what was
+sent, and a response id names exactly one chain (the one the rebuild follows).
+
+Each session remembers (in a bounded map) the chain hash of its last stored message, so a long
+chat that continues it does not resubmit its whole history every turn; after a restart or
+eviction the history is submitted again and the store's ``ON CONFLICT DO NOTHING`` keeps one copy.
 
 Privacy rules applied here: ``store_content`` off keeps the hash and the size only; a message
 over ``max_message_chars`` keeps the hash only, is marked ``truncated`` and is counted.
@@ -22,7 +27,8 @@ from typing import Protocol
 
 from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.privacy import message_text_stored
-from litellm_failover.sessions.content import Item, content_hash
+from litellm_failover.sessions.content import ROOT_HASH, Item, chain_hash, content_hash
+from litellm_failover.sessions.identity import ANONYMOUS_CALLER
 from litellm_failover.settings import SessionSettings
 
 
@@ -51,6 +57,8 @@ class Turn:
     deployment_id: str
     response_id: str | None = None
     usage: Usage = Usage()
+    caller: str = ANONYMOUS_CALLER
+    parent_hash: str = ROOT_HASH  # chain hash of the message before ``start_seq``
 
     @property
     def answer_seq(self) -> int:
@@ -62,7 +70,8 @@ class Recorder:
     def __init__(self, settings: SessionSettings, sink: ConversationSink, *, remembered: int) -> None:
         self.settings = settings
         self.sink = sink
-        self._stored_upto: OrderedDict[str, int] = OrderedDict()  # session -> next unstored seq
+        # (caller, session) -> (seq, chain hash) of its last stored message
+        self._stored_tip: OrderedDict[tuple[str, str], tuple[int, str]] = OrderedDict()
         self._remembered = max(1, remembered)
         self.messages = 0
         self.dropped = 0
@@ -75,6 +84,9 @@ class Recorder:
         seq: int,
         item: Item,
         *,
+        caller: str = ANONYMOUS_CALLER,
+        parent_hash: str = ROOT_HASH,
+        text_hash: str | None = None,
         deployment_id: str | None = None,
         response_id: str | None = None,
         usage: Usage | None = None,
@@ -85,42 +97,65 @@ class Recorder:
         if oversized:
             self.oversized += 1
         keep = message_text_stored(self.settings) and not oversized
+        text_hash = text_hash or content_hash(text)
         return MessageRow(
             session_id=session_id,
             seq=seq,
             role=item.role,
             content=text if keep else None,
-            content_hash=content_hash(text),
+            content_hash=text_hash,
             content_chars=chars,
             deployment_id=deployment_id,
             response_id=response_id,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             truncated=oversized,
+            caller=caller,
+            parent_hash=parent_hash,
+            chain_hash=chain_hash(parent_hash, seq, item.role, text_hash),
         )
 
-    def record(self, turn: Turn, pinned: str | None) -> None:
-        """Submit the turn's messages not yet stored, its answer, and one turn of the session."""
-        first_new = max(turn.start_seq, self._stored_upto.get(turn.session_id, 0))
-        rows = []
-        for offset, item in enumerate(turn.request_items):
-            seq = turn.start_seq + offset
-            if seq >= first_new:
-                rows.append(self.message_row(turn.session_id, seq, item))
-        answer_start = turn.start_seq + len(turn.request_items)
+    def record(self, turn: Turn, pinned: str | None) -> str:
+        """Submit the turn's messages not yet stored, its answer, and one turn of the session;
+        returns the chain hash of the answer's last message (what its response id names)."""
+        key = (turn.caller, turn.session_id)
+        tip = self._stored_tip.get(key)
+        rows: list[MessageRow] = []
+        parent = turn.parent_hash
+        seq = turn.start_seq
+        for item in turn.request_items:
+            text_hash = content_hash(item.text)
+            mine = chain_hash(parent, seq, item.role, text_hash)
+            # Already stored: this message, and so all its history, is the stored tip's.
+            if tip == (seq, mine):
+                rows.clear()
+            else:
+                rows.append(
+                    self.message_row(
+                        turn.session_id,
+                        seq,
+                        item,
+                        caller=turn.caller,
+                        parent_hash=parent,
+                        text_hash=text_hash,
+                    )
+                )
+            parent, seq = mine, seq + 1
         last = len(turn.answer_items) - 1
         for offset, item in enumerate(turn.answer_items):
             final = offset == last  # ids and token counts belong to the answer as a whole
-            rows.append(
-                self.message_row(
-                    turn.session_id,
-                    answer_start + offset,
-                    item,
-                    deployment_id=turn.deployment_id,
-                    response_id=turn.response_id if final else None,
-                    usage=turn.usage if final else None,
-                )
+            row = self.message_row(
+                turn.session_id,
+                seq,
+                item,
+                caller=turn.caller,
+                parent_hash=parent,
+                deployment_id=turn.deployment_id,
+                response_id=turn.response_id if final else None,
+                usage=turn.usage if final else None,
             )
+            rows.append(row)
+            parent, seq = row.chain_hash or "", seq + 1
         for row in rows:
             if self.sink.submit_message(row):
                 self.messages += 1
@@ -132,17 +167,18 @@ class Recorder:
                 model_group=turn.model_group,
                 pinned_deployment=pinned,
                 turns=1,
+                caller=turn.caller,
             )
         )
         self.turns += 1
-        self._remember(turn.session_id, turn.answer_seq + 1)
+        self._remember(key, seq - 1, parent)
+        return parent
 
-    def _remember(self, session_id: str, next_seq: int) -> None:
-        if next_seq > self._stored_upto.get(session_id, 0):
-            self._stored_upto[session_id] = next_seq
-        self._stored_upto.move_to_end(session_id)
-        while len(self._stored_upto) > self._remembered:
-            self._stored_upto.popitem(last=False)
+    def _remember(self, key: tuple[str, str], seq: int, tip: str) -> None:
+        self._stored_tip[key] = (seq, tip)
+        self._stored_tip.move_to_end(key)
+        while len(self._stored_tip) > self._remembered:
+            self._stored_tip.popitem(last=False)
 
     def stats(self) -> dict[str, int]:
         return {

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litellm_failover.sessions.continuity import Rebuilt, ResponseRef, parse_response_id
-from litellm_failover.sessions.identity import SessionId
+from litellm_failover.sessions.identity import ANONYMOUS_CALLER, SessionId, caller_of, pin_key
 
 
 @dataclass(slots=True)
@@ -34,6 +34,12 @@ class SessionRequest:
     rebuild_tried: bool = False
     rebuilt: Rebuilt | None = None
     rebuilt_from: str | None = None
+    caller: str = ANONYMOUS_CALLER  # whose session it is (``identity.caller_of``)
+
+    @property
+    def pin_key(self) -> str | None:
+        """The key of this caller's session in the pin store, or None without a session."""
+        return pin_key(self.caller, self.session.value) if self.session is not None else None
 
     @classmethod
     def from_kwargs(
@@ -49,4 +55,5 @@ class SessionRequest:
             previous=parse_response_id(previous) if isinstance(previous, str) and previous else None,
             store=kwargs.get("store") is not False,
             trace_id=str(kwargs["litellm_trace_id"]) if kwargs.get("litellm_trace_id") else None,
+            caller=caller_of(kwargs),
         )

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.sessions.content import MESSAGE_ROLES
+from litellm_failover.sessions.identity import split_pin_key
 from litellm_failover.sessions.tasks import TaskSet
 
 logger = logging.getLogger("litellm_failover")
@@ -79,9 +80,11 @@ class Warmer:
             self._repin(session_id, group, left, target, f"{left} left the serving set: moved and warmed up")
             self._tasks.spawn(self._warm(session_id, target), "failover:warmup")
 
-    async def _warm(self, session_id: str, deployment_id: str) -> None:
-        from litellm_failover.store.conversations import load_messages
+    async def _warm(self, pin_key: str, deployment_id: str) -> None:
+        """``pin_key``: the caller's session (``identity.pin_key``); its current branch is sent."""
+        from litellm_failover.store.conversations import load_chain
 
+        caller, session_id = split_pin_key(pin_key)
         engine = self._engine()
         deployment = self._deployments.get(deployment_id)
         if engine is None or deployment is None:
@@ -90,7 +93,7 @@ class Warmer:
         async with self._limit:
             try:
                 async with asyncio.timeout(WARMUP_TIMEOUT_S):
-                    stored = await load_messages(engine, session_id)
+                    stored = await load_chain(engine, caller, session_id)
                     if not stored or any(m.content is None or m.role not in MESSAGE_ROLES for m in stored):
                         self.skipped += 1  # hashes only, or items a chat prefix can't carry
                         return

@@ -32,6 +32,7 @@ from litellm_failover.settings.services import (
     ControlSettings,
     FleetSettings,
     MetricsSettings,
+    RetentionSettings,
     SessionSettings,
     WriterSettings,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "MetricsSettings",
     "OutlierSettings",
     "ProviderKind",
+    "RetentionSettings",
     "SessionSettings",
     "ShiftSettings",
     "Strategy",

@@ -17,6 +17,7 @@ from litellm_failover.settings.services import (
     ControlSettings,
     FleetSettings,
     MetricsSettings,
+    RetentionSettings,
     SessionSettings,
     WriterSettings,
 )
@@ -100,6 +101,7 @@ class FailoverSettings(StrictModel):
     weights: WeightSettings = Field(default_factory=WeightSettings)
     writer: WriterSettings = Field(default_factory=WriterSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     redis_url: SecretUrlField | None = Field(
         None,
         repr=False,

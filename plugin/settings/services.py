@@ -56,7 +56,14 @@ class SessionSettings(StrictModel):
             "Sessions idle longer than this (7 days) are purged with their messages by a periodic purge."
         ),
     )
-    purge_interval_s: float = Field(3600.0, gt=0, description="Seconds between retention purges.")
+    purge_interval_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "Seconds between retention purges. The purge covers every table that can hold request data "
+            "(sessions, messages, events, commands) and runs even with `sessions.enabled` off."
+        ),
+    )
     max_message_chars: int = Field(
         32_000, ge=0, description="A longer message is stored as hash and length only, and counted."
     )
@@ -74,6 +81,29 @@ class SessionSettings(StrictModel):
             "When a failover takes a deployment out of its group's serving set, move the (up to 32) most "
             "recently used sessions pinned to it to a self-hosted deployment now and send each one's stored "
             "conversation there with `max_tokens: 1`, so its next turn hits a warm prefix cache."
+        ),
+    )
+
+
+class RetentionSettings(StrictModel):
+    """How long the tables other than sessions keep rows (sessions: `sessions.retention_s`).
+
+    `failover_events` can hold session ids and upstream error text, and the command tables who asked
+    for what: each gets its own limit, enforced by the purge every `sessions.purge_interval_s`.
+    """
+
+    events_s: float = Field(
+        30 * 24 * 3600.0,
+        gt=0,
+        description="`failover_events` rows older than this (30 days) are deleted by the retention purge.",
+    )
+    commands_s: float = Field(
+        30 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "Operator commands and their results older than this (30 days) are deleted, and replica "
+            "heartbeats expired this long; the latest applied drain or failover of each target is kept "
+            "whatever its age, so a replica starting later still restores it."
         ),
     )
 

@@ -113,12 +113,13 @@ def merge_sessions(older: PendingSession, newer: PendingSession) -> PendingSessi
         pinned_deployment=last.row.pinned_deployment or first.row.pinned_deployment,
         turns=older.row.turns + newer.row.turns,
         updated_at=last.row.updated_at,
+        caller=last.row.caller,
     )
     return PendingSession(created_at=min(older.created_at, newer.created_at), row=row)
 
 
 class SessionBuffer:
-    """Unwritten session rows, one per (session_id, model_group), turns summed.
+    """Unwritten session rows, one per (session_id, caller, model_group), turns summed.
 
     ``take`` hands the writer everything and starts an empty map, so rows submitted during the
     write are neither lost nor counted twice; ``settle`` then either marks them persisted or,
@@ -129,7 +130,7 @@ class SessionBuffer:
 
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
-        self._rows: dict[tuple[str, str], PendingSession] = {}
+        self._rows: dict[tuple[str, str, str], PendingSession] = {}
         self._in_flight: list[PendingSession] = []
         self._lock = threading.Lock()
         self.seq = 0
@@ -143,7 +144,7 @@ class SessionBuffer:
         """Merge or hold ``row``; False (counted in ``dropped``) when it needs a new entry and
         ``max_rows`` entries, those being written included, are held already."""
         entry = PendingSession(created_at=row.updated_at, row=row)
-        key = (row.session_id, row.model_group)
+        key = (row.session_id, row.caller, row.model_group)
         with self._lock:
             current = self._rows.get(key)
             if current is None and len(self._rows) + len(self._in_flight) >= self.max_rows:
@@ -167,9 +168,9 @@ class SessionBuffer:
             if written:
                 self.done = max(self.done, seq)
                 return
-            merged: dict[tuple[str, str], PendingSession] = {}
+            merged: dict[tuple[str, str, str], PendingSession] = {}
             for entry in taken:
-                merged[(entry.row.session_id, entry.row.model_group)] = entry
+                merged[(entry.row.session_id, entry.row.caller, entry.row.model_group)] = entry
             for key, entry in self._rows.items():
                 older = merged.get(key)
                 merged[key] = entry if older is None else merge_sessions(older, entry)

@@ -47,6 +47,9 @@ ID_LENGTH = 255
 SESSION_ID_LENGTH = 256
 """Session ids are validated upstream (at most 256 characters); the writer clips to this anyway."""
 
+CALLER_LENGTH = 64
+"""A caller scope: ``anonymous``, ``legacy`` or ``<kind>-<32 hex>`` (``sessions.identity``)."""
+
 ROLE_LENGTH = 64
 HASH_LENGTH = 128
 """Room for a hex sha256 (64) with an algorithm prefix such as ``sha256:``, should one be added."""
@@ -123,14 +126,18 @@ class DeploymentStateRecord(Base):
 class SessionRecord(Base):
     """A conversation in one model group: where it is pinned and how many turns it has had.
 
-    One row per (session, model group): a client may use one session id across groups, and each
-    group pins on its own deployments. ``turn_count`` only ever grows by what writers add, so
-    replicas recording turns of the same session never overwrite each other's counts.
+    One row per (session, caller, model group): a session belongs to the caller LiteLLM
+    authenticated (``caller``, a hash: ``sessions.identity.caller_of``), so one id used by two
+    callers is two sessions; a client may use one session id across groups, and each group pins
+    on its own deployments. ``turn_count`` only ever grows by what writers add, so replicas
+    recording turns of the same session never overwrite each other's counts. Rows written before
+    migration 0005 have caller ``legacy``, which no request has.
     """
 
     __tablename__ = "failover_sessions"
 
     session_id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), primary_key=True)
+    caller: Mapped[str] = mapped_column(String(CALLER_LENGTH), primary_key=True)
     model_group: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     pinned_deployment: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     turn_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -149,8 +156,12 @@ MessageId = BigInteger().with_variant(Integer(), "sqlite")
 class MessageRecord(Base):
     """One message of a session (``MessageRow``): its text or only its hash, who answered, tokens.
 
-    ``(session_id, seq)`` is unique, and its index also serves every lookup by session (its
-    leading column), so there is no separate session_id index to maintain on each insert.
+    ``(session_id, caller, chain_hash)`` is unique: the chain hash covers the message and its
+    whole history (``sessions.content.chain_hash``), so a resent history adds nothing while a
+    divergent one is kept as a branch, and ``parent_hash`` links each message to the one before
+    it in its own branch. The unique index also serves every lookup by session (its leading
+    columns), so there is no separate session_id index to maintain on each insert. Rows written
+    before migration 0005 have caller ``legacy``, chain hash ``legacy-<id>`` and no parent.
     ``response_id`` is indexed: a Responses API request naming ``previous_response_id`` finds
     the conversation through it. ``created_at`` is indexed for the retention purge.
     """
@@ -170,9 +181,14 @@ class MessageRecord(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    caller: Mapped[str] = mapped_column(String(CALLER_LENGTH), nullable=False)
+    parent_hash: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+    chain_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), nullable=False)
 
     __table_args__ = (
-        UniqueConstraint("session_id", "seq", name="uq_failover_messages_session_id_seq"),
+        UniqueConstraint(
+            "session_id", "caller", "chain_hash", name="uq_failover_messages_session_id_caller_chain_hash"
+        ),
         Index("ix_failover_messages_response_id", "response_id"),
         Index("ix_failover_messages_created_at", "created_at"),
     )

@@ -1,8 +1,13 @@
-"""The retention purge: sessions idle longer than ``sessions.retention_s`` go, with their messages.
+"""The retention purge: every table that can hold request data, each by its own limit.
+
+Sessions idle longer than ``sessions.retention_s`` go with their messages
+(``conversations.purge_expired``); events older than ``retention.events_s`` and commands older
+than ``retention.commands_s`` go too (``expiry``). It runs whether or not sessions are enabled:
+rows written while they were on, and events, still have to expire.
 
 A background task, every ``sessions.purge_interval_s``: it borrows an engine (normally the store
-writer's, so it runs on the database the plugin writes to and only once that is migrated), calls
-``conversations.purge_expired`` and records what it did for status pages. A database error is
+writer's, so it runs on the database the plugin writes to and only once that is migrated), runs
+the purges and records what it did for status pages. A database error is
 logged and the next round comes as usual: retention is housekeeping, and it must never take the
 plugin down with it. The first round runs right after ``start``, so a proxy restarted often still
 purges; while no engine is available (the database not reached yet) it checks again soon rather
@@ -25,9 +30,10 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.events import utcnow
-from litellm_failover.settings import SessionSettings
+from litellm_failover.settings import RetentionSettings, SessionSettings
 from litellm_failover.store.conversations import purge_expired
 from litellm_failover.store.engine import describe_error
+from litellm_failover.store.expiry import purge_commands, purge_events
 from litellm_failover.worker import Worker
 
 logger = logging.getLogger("litellm_failover.store")
@@ -66,11 +72,15 @@ class RetentionPurger:
         self,
         source: EngineSource,
         settings: SessionSettings,
+        retention: RetentionSettings | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._get_engine = _engine_getter(source)
         self._settings = settings
+        self._retention = retention or RetentionSettings()
+        self._others = {"events": 0, "commands": 0, "command_results": 0, "control_replicas": 0}
+        self._last_others: dict[str, int] | None = None
         self._clock = clock
         self._worker = Worker("litellm-failover-retention-purge", logger)
         self._runs = 0
@@ -107,13 +117,15 @@ class RetentionPurger:
         started = time.monotonic()
         try:
             counts = await purge_expired(engine, now - timedelta(seconds=self._settings.retention_s))
+            events = await purge_events(engine, now - timedelta(seconds=self._retention.events_s))
+            commands = await purge_commands(engine, now - timedelta(seconds=self._retention.commands_s))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._worker.failed(exc)
             message = describe_error(exc, engine.url)
             if message != self._last_error:  # one line per distinct error, not one an hour
-                logger.warning("session retention purge failed, retrying next round: %s", message)
+                logger.warning("retention purge failed, retrying next round: %s", message)
             self._last_error, self._last_error_at = message, now
             return None
         self._worker.succeeded()
@@ -123,7 +135,13 @@ class RetentionPurger:
         self._last_duration_s = time.monotonic() - started
         self._sessions_purged += counts[0]
         self._messages_purged += counts[1]
+        others = dict(zip(self._others, (events, *commands), strict=True))
+        for name, count in others.items():
+            self._others[name] += count
+        self._last_others = others
         self._last_error = None
+        if any(others.values()):
+            logger.info("retention purge: deleted %s", ", ".join(f"{n} {name}" for name, n in others.items()))
         if counts != (0, 0):
             logger.info(
                 "session retention purge: %d session rows and %d messages idle for more than %gs deleted",
@@ -161,6 +179,10 @@ class RetentionPurger:
             "last_purge_duration_s": self._last_duration_s,
             "sessions_purged": self._sessions_purged,
             "messages_purged": self._messages_purged,
+            "events_retention_s": self._retention.events_s,
+            "commands_retention_s": self._retention.commands_s,
+            "last_purge_other": self._last_others,
+            **{f"{name}_purged": count for name, count in self._others.items()},
             "last_error": self._last_error,
             "last_error_at": self._last_error_at.isoformat() if self._last_error_at else None,
             "worker": self._worker.health(),

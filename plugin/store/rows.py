@@ -22,7 +22,14 @@ from enum import Enum
 from typing import Any
 
 from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
-from litellm_failover.store.models import HASH_LENGTH, ID_LENGTH, ROLE_LENGTH, SESSION_ID_LENGTH
+from litellm_failover.store.history import chain_hash
+from litellm_failover.store.models import (
+    CALLER_LENGTH,
+    HASH_LENGTH,
+    ID_LENGTH,
+    ROLE_LENGTH,
+    SESSION_ID_LENGTH,
+)
 
 MAX_STORED_CONTENT_CHARS = 16_000_000
 """Text longer than this is never stored, whatever the settings say: it is kept as hash only and
@@ -131,6 +138,7 @@ def session_row(row: SessionRow, created_at: datetime | None = None) -> dict[str
     onto an existing row keeps the stored one."""
     return {
         "session_id": _clip(row.session_id, SESSION_ID_LENGTH),
+        "caller": _clip(row.caller, CALLER_LENGTH),
         "model_group": _clip(row.model_group),
         "pinned_deployment": _clip(row.pinned_deployment),
         "turn_count": _count(row.turns) or 0,
@@ -146,8 +154,15 @@ def message_row(row: MessageRow) -> dict[str, Any]:
         content = storable_text(str(content))
         if len(content) > MAX_STORED_CONTENT_CHARS:
             content, truncated = None, True
+    # A row without its chain hash (a producer other than the recorder) is hashed here, so the
+    # unique key is never empty.
+    parent = _clip(row.parent_hash, HASH_LENGTH) or ""
+    chained = row.chain_hash or chain_hash(parent, int(row.seq), str(row.role), str(row.content_hash))
     return {
         "session_id": _clip(row.session_id, SESSION_ID_LENGTH),
+        "caller": _clip(row.caller, CALLER_LENGTH),
+        "parent_hash": parent,
+        "chain_hash": _clip(chained, HASH_LENGTH),
         "seq": int(row.seq),
         "role": _clip(row.role, ROLE_LENGTH),
         "content": content,

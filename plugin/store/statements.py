@@ -8,8 +8,9 @@ stored one, so replicas sharing a database cannot overwrite a fresh state with a
 Sessions are upserted so that turns add up (``turn_count + excluded.turn_count``: each replica
 sends only the turns it saw since its last write), ``created_at`` stays the first one, and the
 pin and ``updated_at`` move only forward in time. Messages are inserted with
-``ON CONFLICT (session_id, seq) DO NOTHING``: the first row stored for a position wins, whether
-the second comes from a client resending its history, another replica or a retried batch.
+``ON CONFLICT (session_id, caller, chain_hash) DO NOTHING``: one row per message of a history,
+whether the copy comes from a client resending its history, another replica or a retried batch;
+a different history at the same position has another chain hash, and is kept as a branch.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def upsert_sessions(dialect_name: str) -> Any:
     stmt = _insert_for(dialect_name)(table)
     newer = stmt.excluded.updated_at >= table.c.updated_at
     return stmt.on_conflict_do_update(
-        index_elements=[table.c.session_id, table.c.model_group],
+        index_elements=[table.c.session_id, table.c.caller, table.c.model_group],
         set_={
             "turn_count": table.c.turn_count + stmt.excluded.turn_count,
             # A row without a pin says nothing about the pin: it never clears a stored one.
@@ -72,4 +73,6 @@ def upsert_sessions(dialect_name: str) -> Any:
 def insert_messages(dialect_name: str) -> Any:
     table = messages_table
     stmt = _insert_for(dialect_name)(table)
-    return stmt.on_conflict_do_nothing(index_elements=[table.c.session_id, table.c.seq])
+    return stmt.on_conflict_do_nothing(
+        index_elements=[table.c.session_id, table.c.caller, table.c.chain_hash]
+    )
