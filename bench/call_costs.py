@@ -107,7 +107,7 @@ async def alert_on_event(calls: int, max_queue: int) -> dict[str, list[float]]:
 
 
 def _message(seq: int) -> Any:
-    from litellm_failover.events import MessageRow
+    from litellm_failover.records import MessageRow
 
     content = f"s1 {seq}"
     return MessageRow(

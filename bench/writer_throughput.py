@@ -57,7 +57,7 @@ def _text(index: int) -> str:
 
 def build_load(messages: int) -> tuple[list[Any], list[Any]]:
     """(message rows, session rows): per turn two messages and one session row, in turn order."""
-    from litellm_failover.events import MessageRow, SessionRow
+    from litellm_failover.records import MessageRow, SessionRow
 
     start = datetime.now(UTC)
     rows: list[Any] = []

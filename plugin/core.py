@@ -23,11 +23,12 @@ from typing import Any, Protocol
 
 from litellm_failover.actions import Announce, Effects, Eject, Rebuild
 from litellm_failover.deployments import DeploymentSpec
-from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
+from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth, HealthState, Transition
 from litellm_failover.outlier import Outcome
 from litellm_failover.plan import GroupPlan
 from litellm_failover.providers.base import CheckResult, ProbeReport
+from litellm_failover.records import DeploymentStateRow
 from litellm_failover.routing_table import RoutingTable, build_table
 from litellm_failover.settings import FailoverSettings
 from litellm_failover.snapshot import CoreSnapshot, publish, status_of, table_weights

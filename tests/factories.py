@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litellm_failover.deployments import DeploymentSpec, read_model_list
-from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.providers.base import CheckResult, ProbeReport, Severity
+from litellm_failover.records import MessageRow, SessionRow
 from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.history import chain_hash
 

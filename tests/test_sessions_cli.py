@@ -12,7 +12,8 @@ from factories import message, session
 from waiting import free_port
 
 from litellm_failover.cli import main
-from litellm_failover.events import SessionRow, utcnow
+from litellm_failover.events import utcnow
+from litellm_failover.records import SessionRow
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.writer import StoreWriter
 

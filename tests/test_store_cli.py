@@ -12,7 +12,8 @@ from waiting import free_port
 
 from litellm_failover.cli import main
 from litellm_failover.durations import parse_since
-from litellm_failover.events import DeploymentStateRow, FailoverEvent
+from litellm_failover.events import FailoverEvent
+from litellm_failover.records import DeploymentStateRow
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.writer import StoreWriter
 

@@ -13,7 +13,8 @@ import pytest
 from factories import T0, default_chain, message, session
 from waiting import free_port, wait_until
 
-from litellm_failover.events import FailoverEvent, SessionRow, utcnow
+from litellm_failover.events import FailoverEvent, utcnow
+from litellm_failover.records import SessionRow
 from litellm_failover.settings import SessionSettings, WriterSettings
 from litellm_failover.store.buffers import PendingSession, SessionBuffer
 from litellm_failover.store.conversations import (

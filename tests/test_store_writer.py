@@ -14,7 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
-from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
+from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.records import DeploymentStateRow
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.engine import create_engine
 from litellm_failover.store.migrate import upgrade_database

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.privacy import message_text_stored
+from litellm_failover.records import MessageRow, SessionRow
 from litellm_failover.sessions.content import ROOT_HASH, Item, chain_hash, content_hash
 from litellm_failover.sessions.identity import ANONYMOUS_CALLER
 from litellm_failover.settings import SessionSettings

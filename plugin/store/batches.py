@@ -21,7 +21,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from litellm_failover.events import FailoverEvent, MessageRow
+from litellm_failover.events import FailoverEvent
+from litellm_failover.records import MessageRow
 from litellm_failover.store.buffers import RowQueue, SessionBuffer, StateBuffer
 from litellm_failover.store.engine import describe_error
 from litellm_failover.store.rows import event_row, message_row, session_row, state_row

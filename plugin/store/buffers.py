@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from litellm_failover.events import DeploymentStateRow, MessageRow, SessionRow
+from litellm_failover.records import DeploymentStateRow, MessageRow, SessionRow
 
 T = TypeVar("T")
 

@@ -21,7 +21,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
+from litellm_failover.events import FailoverEvent
+from litellm_failover.records import DeploymentStateRow, MessageRow, SessionRow
 from litellm_failover.store.history import chain_hash
 from litellm_failover.store.models import (
     CALLER_LENGTH,

@@ -32,8 +32,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from litellm_failover.events import DeploymentStateRow, FailoverEvent, MessageRow, SessionRow
+from litellm_failover.events import FailoverEvent
 from litellm_failover.looplag import LoopWatch, caused_by_timeout
+from litellm_failover.records import DeploymentStateRow, MessageRow, SessionRow
 from litellm_failover.settings import WriterSettings
 from litellm_failover.store.batches import TableWriter
 from litellm_failover.store.buffers import (
