@@ -1,0 +1,212 @@
+"""Answer elsewhere, at once, the requests waiting on a deployment the plugin gave up on.
+
+Two triggers, one action (``interrupt``: the attempt fails with a timeout, LiteLLM's failure hook
+reports it, so the request path excludes the deployment for that request, and LiteLLM retries
+it on another deployment within its own retry and fallback accounting):
+
+- ``on_event`` (a ``FailoverCore`` listener): a deployment was ejected because it stopped
+  answering (failed probes, another replica's ejection, or traffic: refused or reset
+  connections, timeouts, cut streams). Every attempt on it that has delivered nothing is
+  rescued. A 5xx streak does not trigger it: such a node answers, and fast.
+- ``first_token_due`` (a timer per stream attempt, ``FirstTokenClock``): no first token within
+  the limit. The timeout counts toward outlier detection like any timeout, so a node that stalls
+  every prefill is ejected, which rescues the rest.
+
+Amplification guard: the original attempt is failed, not copied (its connection closes and the
+engine frees the request), at most ``max_per_ejection`` attempts per ejection, and at most
+``max_per_s`` rescues a second (a token bucket holding one second's worth). What the caps hold
+back simply waits out its own timeout, as without the plugin. Every rescue is a
+``request_rescued`` event (and a counter); ``stats`` goes into ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.rescue.attempts import Attempt, AttemptRegistry
+from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt
+from litellm_failover.settings import RescueSettings
+from litellm_failover.streams.first_token import FirstTokenClock
+
+logger = logging.getLogger("litellm_failover")
+
+EJECTED = "ejected"
+FIRST_TOKEN = "first_token_timeout"
+CAUSES = (EJECTED, FIRST_TOKEN)
+
+_ROUTABLE = frozenset({"healthy", "degraded"})
+_STOPPED_ANSWERING = frozenset({"connect_error", "timeout", "stream_cut"})  # traffic outcomes
+
+
+class FirstTokenTimeout(AttemptInterrupted):
+    """No first token within the stream's first-token timeout."""
+
+
+class DeploymentEjected(AttemptInterrupted):
+    """The attempt's deployment was ejected for not answering."""
+
+
+def stopped_answering(event: FailoverEvent) -> bool:
+    """A ``state_change`` into ``unhealthy`` whose cause is a node that does not answer."""
+    details = event.details
+    if event.event_type != EventType.STATE_CHANGE.value or details.get("to_state") != "unhealthy":
+        return False
+    if details.get("from_state") not in _ROUTABLE:
+        return False  # recovering: nothing was sent to it but probes and ramp traffic
+    source = details.get("source")
+    if source in ("probe", "fleet"):
+        return True
+    return source == "traffic" and details.get("outcome") in _STOPPED_ANSWERING
+
+
+class Rescuer:
+    def __init__(
+        self,
+        settings: RescueSettings,
+        first_token: FirstTokenClock,
+        *,
+        emit: Callable[[FailoverEvent], None],
+        instance_id: str,
+        clock: Callable[[], float],
+        max_attempts: int = 100_000,
+    ) -> None:
+        self.settings = settings
+        self.first_token = first_token
+        self.attempts = AttemptRegistry(max_attempts=max_attempts, clock=clock)
+        self._emit = emit
+        self._instance_id = instance_id
+        self._clock = clock
+        self._tokens = settings.max_per_s
+        self._refilled_at = clock()
+        self.rescued: Counter[str] = Counter()
+        self.held_back: Counter[str] = Counter()  # by cap: "per_ejection", "per_s"
+        self.missed = 0  # interrupt found the attempt past its first byte (or unreachable)
+        self.untracked = 0  # picks whose attempt could not be captured (another LiteLLM layout)
+
+    # -- the request path's side ---------------------------------------------------------
+
+    def started(self, request_id: str, deployment_id: str, group: str, stream: bool) -> None:
+        """Routing picked ``deployment_id`` for an attempt; runs inside the attempt's task."""
+        if not self.settings.enabled:
+            return
+        handle = capture()
+        if handle is None:
+            self.untracked += 1
+            return
+        attempt = Attempt(request_id, deployment_id, group, stream, handle, self._clock())
+        if stream:
+            limit = self.first_token.limit(group)
+            loop = asyncio.get_running_loop()
+            attempt.timer = loop.call_later(limit, self.first_token_due, attempt, limit)
+        self.attempts.add(attempt)
+
+    def ended(self, request_keys: tuple[str, ...], deployment_id: str, first_token_s: float | None) -> None:
+        """The attempt's end signal; for a stream that succeeded, its time to first token."""
+        attempt = self.attempts.end(request_keys, deployment_id)
+        if attempt is not None and attempt.stream and first_token_s is not None:
+            self.first_token.observe(attempt.group, first_token_s)
+
+    # -- triggers -------------------------------------------------------------------------
+
+    def on_event(self, event: FailoverEvent) -> None:
+        """``FailoverCore`` listener. Runs the rescue on the next loop turn: not inside the
+        core's transition, whose table swap comes after its events."""
+        if not self.settings.enabled or event.deployment_id is None or not stopped_answering(event):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop, no attempts in flight
+        loop.call_soon(self.rescue_deployment, event.deployment_id, event.reason)
+
+    def rescue_deployment(self, deployment_id: str, reason: str) -> int:
+        """Fail the attempts on ``deployment_id`` that have delivered nothing; returns how many."""
+        done = 0
+        for attempt in self.attempts.on(deployment_id):
+            if done >= self.settings.max_per_ejection:
+                self.held_back["per_ejection"] += 1
+                continue
+            error = DeploymentEjected(f"deployment {deployment_id} was ejected; attempt retried elsewhere")
+            if self._rescue(attempt, EJECTED, error, reason=reason):
+                done += 1
+        return done
+
+    def first_token_due(self, attempt: Attempt, limit_s: float) -> None:
+        attempt.timer = None
+        if self.attempts.get(attempt.request_id, attempt.deployment_id) is not attempt:
+            return  # ended already
+        error = FirstTokenTimeout(f"no first token from {attempt.deployment_id} within {limit_s:g}s")
+        self._rescue(attempt, FIRST_TOKEN, error, limit_s=round(limit_s, 3))
+
+    # -- the action -----------------------------------------------------------------------
+
+    def _rescue(self, attempt: Attempt, cause: str, error: AttemptInterrupted, **details: Any) -> bool:
+        if not self._take_token():
+            self.held_back["per_s"] += 1
+            return False
+        self.attempts.discard(attempt)
+        if not interrupt(attempt.handle, error):
+            self._tokens += 1  # nothing was rescued: the token goes back
+            self.missed += 1
+            return False
+        self.rescued[cause] += 1
+        waited = self._clock() - attempt.started_at
+        logger.info(
+            "rescued request %s from %s after %.3fs (%s)",
+            attempt.request_id,
+            attempt.deployment_id,
+            waited,
+            cause,
+        )
+        self._emit(
+            FailoverEvent(
+                event_type=EventType.REQUEST_RESCUED.value,
+                model_group=attempt.group,
+                deployment_id=attempt.deployment_id,
+                from_deployment=attempt.deployment_id,
+                reason=str(error),
+                request_id=attempt.request_id,
+                instance_id=self._instance_id,
+                details={
+                    "cause": cause,
+                    "stream": attempt.stream,
+                    "waited_ms": round(waited * 1000, 1),
+                    **details,
+                },
+            )
+        )
+        return True
+
+    def _take_token(self) -> bool:
+        now = self._clock()
+        rate = self.settings.max_per_s
+        self._tokens = min(rate, self._tokens + (now - self._refilled_at) * rate)
+        self._refilled_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def prune(self) -> None:
+        self.attempts.prune()
+
+    def stats(self) -> Mapping[str, Any]:
+        return {
+            "enabled": self.settings.enabled,
+            "rescued": {cause: self.rescued[cause] for cause in CAUSES},
+            "held_back": {cap: self.held_back[cap] for cap in ("per_ejection", "per_s")},
+            "missed": self.missed,
+            "untracked": self.untracked,
+            "tracked": len(self.attempts),
+            "first_token": {
+                "fixed_s": self.first_token.fixed_s,
+                "groups": self.first_token.stats(),
+            },
+        }
