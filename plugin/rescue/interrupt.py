@@ -83,14 +83,23 @@ def waiting(handle: AttemptHandle) -> bool:
     return False
 
 
-def interrupt(handle: AttemptHandle, error: AttemptInterrupted) -> bool:
-    """Fail the attempt with ``error`` if it is still waiting; True if it was."""
+def interrupt(handle: AttemptHandle, error: AttemptInterrupted) -> bool | None:
+    """Fail the attempt with ``error`` if it is still waiting: True if it was failed, False if it
+    is past its first byte (or gone), None if it cannot be failed safely at this instant (try
+    again shortly)."""
     if not waiting(handle):
         return False
-    waiter = getattr(handle.task, "_fut_waiter", None)
+    task = handle.task
+    waiter = getattr(task, "_fut_waiter", None)
     if not isinstance(waiter, asyncio.Future) or waiter.done():
-        return False
-    if isinstance(waiter, asyncio.Task) or hasattr(waiter, "_children"):
-        return False  # another task or a gather: failing it would leave the work running
+        return None  # running right now, or between two awaits
+    # Only a future nobody but this task listens to (a socket read, an event wait). A task, a
+    # gather, or a thread's result (``run_in_executor``: LiteLLM builds some calls in a thread)
+    # has other listeners that would keep the work running or trip on the failed future.
+    callbacks = getattr(waiter, "_callbacks", None) or ()
+    if isinstance(waiter, asyncio.Task) or any(
+        getattr(cb[0], "__self__", None) is not task for cb in callbacks
+    ):
+        return None
     waiter.set_exception(error)
     return True

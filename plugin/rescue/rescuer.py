@@ -39,6 +39,8 @@ EJECTED = "ejected"
 FIRST_TOKEN = "first_token_timeout"
 CAUSES = (EJECTED, FIRST_TOKEN)
 
+_BUSY_RETRY_S = 0.01  # an attempt not interruptible this instant is tried again after this
+_BUSY_FOR_S = 2.0  # and given up (counted as missed) after this
 _ROUTABLE = frozenset({"healthy", "degraded"})
 _STOPPED_ANSWERING = frozenset({"connect_error", "timeout", "stream_cut"})  # traffic outcomes
 
@@ -150,10 +152,23 @@ class Rescuer:
             self.held_back["per_s"] += 1
             return False
         self.attempts.discard(attempt)
-        if not interrupt(attempt.handle, error):
-            self._tokens += 1  # nothing was rescued: the token goes back
+        self._interrupt(attempt, cause, error, details, self._clock() + _BUSY_FOR_S)
+        return True
+
+    def _interrupt(
+        self, attempt: Attempt, cause: str, error: AttemptInterrupted, details: dict[str, Any], until: float
+    ) -> None:
+        done = interrupt(attempt.handle, error)
+        if done is None and self._clock() < until:
+            # Not safely interruptible this instant (e.g. LiteLLM building the call in a thread):
+            # the attempt has sent nothing yet; try again on a later loop turn.
+            asyncio.get_running_loop().call_later(
+                _BUSY_RETRY_S, self._interrupt, attempt, cause, error, details, until
+            )
+            return
+        if not done:
             self.missed += 1
-            return False
+            return
         self.rescued[cause] += 1
         waited = self._clock() - attempt.started_at
         logger.info(
@@ -180,7 +195,6 @@ class Rescuer:
                 },
             )
         )
-        return True
 
     def _take_token(self) -> bool:
         now = self._clock()
