@@ -73,6 +73,10 @@ async def warm_up(send) -> None:
         assert (await send(100 + i, stream=stream)).ok
 
 
+def state_of(plugin, deployment_id: str) -> str:
+    return plugin.core.health[deployment_id].state.value
+
+
 def rescued_events(plugin) -> list:
     return [e for e in plugin.core.recent_events if e.event_type == "request_rescued"]
 
@@ -93,7 +97,7 @@ async def test_hung_primary_in_flight_requests_are_answered_elsewhere_within_det
         hung_at = time.monotonic()
         tasks = [asyncio.create_task(send(i, stream=i % 2 == 1)) for i in range(6)]
         await wait_until(lambda: servers["p1"].state()["waiting"] >= 6, timeout=5, what="6 held on p1")
-        await wait_until(lambda: plugin.core.health["p1"].state.value == "unhealthy", timeout=10, what="eject")
+        await wait_until(lambda: state_of(plugin, "p1") == "unhealthy", timeout=10, what="eject")
         ejected_at = time.monotonic()
         results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
         # The originals were cancelled, not left running: p1 holds none of them any more.
@@ -139,9 +143,7 @@ async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers,
     assert len(rescued_events(plugin)) == 1
 
 
-async def test_a_stream_without_its_first_token_in_time_is_retried_elsewhere_and_counts(
-    servers, make_plugin
-):
+async def test_a_stream_without_its_first_token_in_time_is_retried_elsewhere_and_counts(servers, make_plugin):
     """p1 is not probed (traffic decides), and stalls every prefill: each stream waits the
     first-token timeout, not its own 20 s, and three such timeouts eject p1."""
     router, plugin = make_plugin(
@@ -155,14 +157,16 @@ async def test_a_stream_without_its_first_token_in_time_is_retried_elsewhere_and
             assert result.ok, result.error
             assert result.served_by == "s1"
             assert result.ended_at - result.started_at < 0.5 + 1.0
-        assert plugin.core.health["p1"].state.value == "unhealthy"
+        assert state_of(plugin, "p1") == "unhealthy"
         causes = [e.details["cause"] for e in rescued_events(plugin)]
         assert causes == ["first_token_timeout"] * 3
         assert [e.details["limit_s"] for e in rescued_events(plugin)] == [0.5] * 3
         ejection = [
             e
             for e in plugin.core.recent_events
-            if e.event_type == "state_change" and e.deployment_id == "p1" and e.details["to_state"] == "unhealthy"
+            if e.event_type == "state_change"
+            and e.deployment_id == "p1"
+            and e.details["to_state"] == "unhealthy"
         ]
         assert ejection and ejection[0].details["outcome"] == "timeout"
         # Once p1 is out, a fresh stream goes straight to s1.
@@ -186,7 +190,10 @@ async def test_a_stream_that_delivered_its_first_token_is_never_interrupted(serv
 
 def test_the_derived_first_token_timeout_follows_the_group_p99_within_floor_and_ceiling():
     settings = RescueSettings(
-        first_token_p99_multiplier=4, first_token_floor_s=1, first_token_ceiling_s=10, first_token_min_samples=5
+        first_token_p99_multiplier=4,
+        first_token_floor_s=1,
+        first_token_ceiling_s=10,
+        first_token_min_samples=5,
     )
     clock = FirstTokenClock(None, settings)
     assert clock.limit("chat") == 10  # nothing learnt yet: the ceiling
@@ -212,5 +219,5 @@ def test_rescue_settings_name_the_bad_key():
 
     with pytest.raises(FailoverConfigError, match="rescue"):
         parse_settings({"rescue": {"first_token_floor_s": 5, "first_token_ceiling_s": 1}})
-    with pytest.raises(FailoverConfigError, match="streams.first_token_timeout_s"):
+    with pytest.raises(FailoverConfigError, match=r"streams\.first_token_timeout_s"):
         parse_settings({"streams": {"first_token_timeout_s": -1}})
