@@ -221,3 +221,62 @@ def test_rescue_settings_name_the_bad_key():
         parse_settings({"rescue": {"first_token_floor_s": 5, "first_token_ceiling_s": 1}})
     with pytest.raises(FailoverConfigError, match=r"streams\.first_token_timeout_s"):
         parse_settings({"streams": {"first_token_timeout_s": -1}})
+
+
+async def test_an_ejection_rescues_the_waiting_request_and_leaves_a_delivering_stream_alone(make_plugin):
+    """p1 generates slowly: a stream on it has sent its first chunks, a non-streaming request on
+    it waits for its whole answer. Another replica ejects p1 (``source: fleet``): the waiting
+    request is answered by s1 at once; the stream is the client's already and goes on."""
+    nodes = {"p1": FakeVLLM("p1", tokens_per_s=8), "s1": FakeVLLM("s1", tokens_per_s=0)}
+    async with serving(nodes):
+        router, plugin = make_plugin(deployments(nodes, probe={"p1": False, "s1": False}))
+        send = router_sender(router, "chat")
+        async with plugin:
+            warm = [{"role": "user", "content": "warm"}]
+            await router.acompletion(model="s1", messages=warm)  # s1's client built before the clock runs
+            first_chunk = asyncio.Event()
+            response = await router.acompletion(
+                model="chat", messages=[{"role": "user", "content": "a"}], stream=True
+            )
+
+            async def read_stream() -> str:
+                text = ""
+                async for chunk in response:
+                    text += chunk.choices[0].delta.content or ""
+                    first_chunk.set()
+                return text
+
+            stream_task = asyncio.create_task(read_stream())
+            await asyncio.wait_for(first_chunk.wait(), timeout=5)
+            waiting_task = asyncio.create_task(send(1, stream=False))
+            await wait_until(lambda: nodes["p1"].state()["running"] >= 2, timeout=5, what="both on p1")
+            ejected_at = time.monotonic()
+            assert plugin.core.apply_remote_ejection("p1", origin="replica-b", reason="hung", remaining_s=30)
+            result = await asyncio.wait_for(waiting_task, timeout=5)
+            assert result.ok and result.served_by == "s1"
+            assert result.ended_at - ejected_at < 1.0
+            text = await asyncio.wait_for(stream_task, timeout=15)
+            assert text.strip() == nodes["p1"].answer_for([{"role": "user", "content": "a"}]).strip()
+            events = rescued_events(plugin)
+            assert [(e.details["cause"], e.details["stream"]) for e in events] == [("ejected", False)]
+
+
+async def test_rescues_beyond_the_rate_wait_their_turn(servers, make_plugin):
+    """``rescue.max_per_s: 2``: of four requests waiting on an ejected p1, two go at once, the
+    others as the rate allows; none waits out its own timeout."""
+    model_list = deployments(servers, probe={"p1": False, "s1": False})
+    router, plugin = make_plugin(model_list, {"rescue": {"max_per_s": 2}})
+    send = router_sender(router, "chat")
+    async with plugin:
+        await warm_up(send)
+        servers["p1"].set_fault("hang")
+        tasks = [asyncio.create_task(send(i, stream=False)) for i in range(4)]
+        await wait_until(lambda: servers["p1"].state()["waiting"] >= 4, timeout=5, what="4 held on p1")
+        ejected_at = time.monotonic()
+        assert plugin.core.apply_remote_ejection("p1", origin="replica-b", reason="hung", remaining_s=30)
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+        status = plugin.status()["rescue"]
+    assert all(r.ok and r.served_by == "s1" for r in results)
+    answered = sorted(r.ended_at - ejected_at for r in results)
+    assert answered[1] < 0.5 and 0.4 < answered[3] < 2.0, answered
+    assert status["rescued"]["ejected"] == 4 and status["delayed"] == 2 and status["queued"] == 0

@@ -49,7 +49,10 @@ class AttemptHandle:
 
 def capture() -> AttemptHandle | None:
     """Called from inside the pick hook, in the attempt's task: the attempt's handle, or None."""
-    task = asyncio.current_task()
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: a synchronous call has no task to rescue
+        return None
     if task is None:
         return None
     frame: FrameType | None = sys._getframe(1)

@@ -13,9 +13,10 @@ it on another deployment within its own retry and fallback accounting):
   every prefill is ejected, which rescues the rest.
 
 Amplification guard: the original attempt is failed, not copied (its connection closes and the
-engine frees the request), at most ``max_per_ejection`` attempts per ejection, and at most
-``max_per_s`` rescues a second (a token bucket holding one second's worth). What the caps hold
-back simply waits out its own timeout, as without the plugin. Every rescue is a
+engine frees the request), at most ``max_per_ejection`` attempts per ejection (the rest wait out
+their own timeout, as without the plugin), and at most ``max_per_s`` rescues a second (a token
+bucket holding one second's worth): beyond it rescues queue, in order, and go as the rate allows,
+so a burst of retries reaches the other deployments spread out rather than all at once. Every rescue is a
 ``request_rescued`` event (and a counter); ``stats`` goes into ``status``.
 """
 
@@ -23,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.rescue.attempts import Attempt, AttemptRegistry
-from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt
+from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt, waiting
 from litellm_failover.settings import RescueSettings
 from litellm_failover.streams.first_token import FirstTokenClock
 
@@ -39,6 +40,7 @@ EJECTED = "ejected"
 FIRST_TOKEN = "first_token_timeout"
 CAUSES = (EJECTED, FIRST_TOKEN)
 
+_MAX_QUEUED = 10_000  # rescues waiting for the rate to allow them; beyond, held back
 _BUSY_RETRY_S = 0.01  # an attempt not interruptible this instant is tried again after this
 _BUSY_FOR_S = 2.0  # and given up (counted as missed) after this
 _ROUTABLE = frozenset({"healthy", "degraded"})
@@ -86,7 +88,10 @@ class Rescuer:
         self._tokens = settings.max_per_s
         self._refilled_at = clock()
         self.rescued: Counter[str] = Counter()
-        self.held_back: Counter[str] = Counter()  # by cap: "per_ejection", "per_s"
+        self.held_back: Counter[str] = Counter()  # not rescued, by cap: "per_ejection", "queue_full"
+        self.delayed = 0  # rescued later than asked, to keep to ``max_per_s``
+        self._queue: deque[tuple[Attempt, str, AttemptInterrupted, dict[str, Any]]] = deque()
+        self._queue_timer: asyncio.TimerHandle | None = None
         self.missed = 0  # interrupt found the attempt past its first byte (or unreachable)
         self.untracked = 0  # picks whose attempt could not be captured (another LiteLLM layout)
 
@@ -130,6 +135,9 @@ class Rescuer:
         """Fail the attempts on ``deployment_id`` that have delivered nothing; returns how many."""
         done = 0
         for attempt in self.attempts.on(deployment_id):
+            if not waiting(attempt.handle):
+                self.attempts.discard(attempt)  # a stream past its first byte: the resumer's
+                continue
             if done >= self.settings.max_per_ejection:
                 self.held_back["per_ejection"] += 1
                 continue
@@ -148,12 +156,42 @@ class Rescuer:
     # -- the action -----------------------------------------------------------------------
 
     def _rescue(self, attempt: Attempt, cause: str, error: AttemptInterrupted, **details: Any) -> bool:
-        if not self._take_token():
-            self.held_back["per_s"] += 1
-            return False
+        """Rescue now, or, past the per-second rate, as soon as the rate allows (in order)."""
+        if self._queue or not self._take_token():
+            if len(self._queue) >= _MAX_QUEUED:
+                self.held_back["queue_full"] += 1
+                return False
+            self.delayed += 1
+            self._queue.append((attempt, cause, error, details))
+            self._arm_queue()
+            return True
+        self._start(attempt, cause, error, details)
+        return True
+
+    def _start(
+        self, attempt: Attempt, cause: str, error: AttemptInterrupted, details: dict[str, Any]
+    ) -> None:
         self.attempts.discard(attempt)
         self._interrupt(attempt, cause, error, details, self._clock() + _BUSY_FOR_S)
-        return True
+
+    def _arm_queue(self) -> None:
+        if self._queue_timer is not None or not self._queue:
+            return
+        wait = max(0.0, (1 - self._tokens) / self.settings.max_per_s)
+        self._queue_timer = asyncio.get_running_loop().call_later(wait, self._drain_queue)
+
+    def _drain_queue(self) -> None:
+        self._queue_timer = None
+        while self._queue:
+            attempt, cause, error, details = self._queue[0]
+            if self.attempts.get(attempt.request_id, attempt.deployment_id) is not attempt:
+                self._queue.popleft()  # it ended while it waited for its turn
+                continue
+            if not self._take_token():
+                break
+            self._queue.popleft()
+            self._start(attempt, cause, error, details)
+        self._arm_queue()
 
     def _interrupt(
         self, attempt: Attempt, cause: str, error: AttemptInterrupted, details: dict[str, Any], until: float
@@ -215,7 +253,9 @@ class Rescuer:
         return {
             "enabled": self.settings.enabled,
             "rescued": {cause: self.rescued[cause] for cause in CAUSES},
-            "held_back": {cap: self.held_back[cap] for cap in ("per_ejection", "per_s")},
+            "held_back": {cap: self.held_back[cap] for cap in ("per_ejection", "queue_full")},
+            "delayed": self.delayed,
+            "queued": len(self._queue),
             "missed": self.missed,
             "untracked": self.untracked,
             "tracked": len(self.attempts),

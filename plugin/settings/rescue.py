@@ -26,7 +26,7 @@ class RescueSettings(StrictModel):
         ),
     )
     max_per_ejection: int = Field(
-        64,
+        128,
         ge=0,
         description=(
             "Attempts one ejection may rescue; the rest wait out their own timeout (a false positive "
@@ -34,11 +34,12 @@ class RescueSettings(StrictModel):
         ),
     )
     max_per_s: float = Field(
-        20.0,
+        50.0,
         gt=0,
         description=(
             "Rescues per second across the replica, ejections and first-token timeouts together (a token "
-            "bucket holding one second's worth)."
+            "bucket holding one second's worth); beyond it rescues wait their turn, so the retries of a "
+            "large ejection reach the other deployments spread out."
         ),
     )
     first_token_p99_multiplier: float = Field(
