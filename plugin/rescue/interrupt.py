@@ -32,7 +32,7 @@ from typing import Any
 
 _PICK_FUNCTIONS = frozenset({"async_get_available_deployment"})
 """The Router functions that pick a deployment; their caller is the attempt."""
-_MAX_DEPTH = 64  # frames walked up from the hook; the Router's pick is a handful of frames up
+_MAX_DEPTH = 16  # frames walked up from the hook; LiteLLM 1.108.7's pick is 6 frames up
 
 
 class AttemptInterrupted(TimeoutError):

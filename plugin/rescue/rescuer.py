@@ -150,6 +150,9 @@ class Rescuer:
         attempt.timer = None
         if self.attempts.get(attempt.request_id, attempt.deployment_id) is not attempt:
             return  # ended already
+        if not waiting(attempt.handle):
+            self.attempts.discard(attempt)  # its first token came: the stream is the client's
+            return
         error = FirstTokenTimeout(f"no first token from {attempt.deployment_id} within {limit_s:g}s")
         self._rescue(attempt, FIRST_TOKEN, error, limit_s=round(limit_s, 3))
 
