@@ -117,6 +117,8 @@ class FailoverPlugin:
             emit=self.core.emit,
             instance_id=self.instance_id,
             clock=self.core.clock,
+            tables=lambda group: self.core.snapshot.tables.get(group),
+            excluded=self.book.excluded,
             max_attempts=self.book.max_requests,
         )
         self.core.listeners.append(self.rescuer.on_event)

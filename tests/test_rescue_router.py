@@ -287,3 +287,21 @@ async def test_rescues_beyond_the_rate_wait_their_turn(servers, make_plugin):
     answered = sorted(r.ended_at - ejected_at for r in results)
     assert answered[1] < 0.5 and 0.4 < answered[3] < 2.0, answered
     assert status["rescued"]["ejected"] == 4 and status["delayed"] == 2 and status["queued"] == 0
+
+
+async def test_a_request_with_nowhere_else_to_go_is_never_rescued(make_plugin):
+    """A group of one slow deployment: its late first token is not failed (that would turn a slow
+    answer into an error); the stream is answered by p1 when p1 gets to it."""
+    async with serving({"p1": FakeVLLM("p1", tokens_per_s=0)}) as nodes:
+        model_list = deployments(nodes, probe={"p1": False})
+        router, plugin = make_plugin(model_list, {"streams": {"first_token_timeout_s": 0.5}})
+        send = router_sender(router, "chat")
+        async with plugin:
+            await warm_up(send)
+            nodes["p1"].set_fault("slow", delay_s=1.5)
+            result = await asyncio.wait_for(send(0, stream=True), timeout=15)
+            assert result.ok and result.served_by == "p1", result.error
+            assert result.ended_at - result.started_at >= 1.5
+            status = plugin.status()["rescue"]
+            assert status["rescued"]["first_token_timeout"] == 0
+            assert status["held_back"]["no_alternative"] == 1

@@ -31,6 +31,7 @@ from typing import Any
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.rescue.attempts import Attempt, AttemptRegistry
 from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt, waiting
+from litellm_failover.routing_table import RoutingTable
 from litellm_failover.settings import RescueSettings
 from litellm_failover.streams.first_token import FirstTokenClock
 
@@ -77,9 +78,13 @@ class Rescuer:
         emit: Callable[[FailoverEvent], None],
         instance_id: str,
         clock: Callable[[], float],
+        tables: Callable[[str], RoutingTable | None] = lambda group: None,
+        excluded: Callable[[str], frozenset[str]] = lambda request_id: frozenset(),
         max_attempts: int = 100_000,
     ) -> None:
         self.settings = settings
+        self._tables = tables  # the group's current routing table
+        self._excluded = excluded  # the deployments that failed a request already
         self.first_token = first_token
         self.attempts = AttemptRegistry(max_attempts=max_attempts, clock=clock)
         self._emit = emit
@@ -88,7 +93,7 @@ class Rescuer:
         self._tokens = settings.max_per_s
         self._refilled_at = clock()
         self.rescued: Counter[str] = Counter()
-        self.held_back: Counter[str] = Counter()  # not rescued, by cap: "per_ejection", "queue_full"
+        self.held_back: Counter[str] = Counter()  # not rescued, by why (see ``stats``)
         self.delayed = 0  # rescued later than asked, to keep to ``max_per_s``
         self._queue: deque[tuple[Attempt, str, AttemptInterrupted, dict[str, Any]]] = deque()
         self._queue_timer: asyncio.TimerHandle | None = None
@@ -160,6 +165,10 @@ class Rescuer:
 
     def _rescue(self, attempt: Attempt, cause: str, error: AttemptInterrupted, **details: Any) -> bool:
         """Rescue now, or, past the per-second rate, as soon as the rate allows (in order)."""
+        if not self._alternative(attempt):
+            # Failing it would turn a slow answer into an error: nowhere else to retry it.
+            self.held_back["no_alternative"] += 1
+            return False
         if self._queue or not self._take_token():
             if len(self._queue) >= _MAX_QUEUED:
                 self.held_back["queue_full"] += 1
@@ -170,6 +179,14 @@ class Rescuer:
             return True
         self._start(attempt, cause, error, details)
         return True
+
+    def _alternative(self, attempt: Attempt) -> bool:
+        """Whether the group's current table has a deployment this request could be retried on."""
+        table = self._tables(attempt.group)
+        if table is None:
+            return False
+        excluded = self._excluded(attempt.request_id) | {attempt.deployment_id}
+        return any(deployment not in excluded for deployment in table.weights)
 
     def _start(
         self, attempt: Attempt, cause: str, error: AttemptInterrupted, details: dict[str, Any]
@@ -256,7 +273,9 @@ class Rescuer:
         return {
             "enabled": self.settings.enabled,
             "rescued": {cause: self.rescued[cause] for cause in CAUSES},
-            "held_back": {cap: self.held_back[cap] for cap in ("per_ejection", "queue_full")},
+            "held_back": {
+                cap: self.held_back[cap] for cap in ("per_ejection", "no_alternative", "queue_full")
+            },
             "delayed": self.delayed,
             "queued": len(self._queue),
             "missed": self.missed,
