@@ -21,6 +21,10 @@ Writes a markdown table (``--markdown``) and an SVG chart (``--chart``). The cha
 scale and concurrency; any other run writes ``bench/results/failover-comparison.svg`` unless
 ``--chart`` says otherwise, so a smoke run never replaces the published figure.
 
+``--hung-primary`` runs only the hung-primary comparison instead (``bench/_hung_primary.py``,
+issue 12 §1): open- and closed-loop load, p99 and max latency of the requests started in the
+10 s after the fault, side by side, in about three minutes.
+
 Run: ``.venv/bin/python bench/failover_comparison.py`` (``--quick`` for a smoke run; ``--out DIR``
 keeps both drill reports, ``DIR/plain/report.html`` and ``DIR/plugin/report.html``; ``--from DIR``
 renders the table and chart again from such a directory without running anything).
@@ -628,7 +632,14 @@ def main() -> int:
         default=None,
         help=f"default {DOCS_CHART} for a full default run, else {SCRATCH_CHART}",
     )
+    p.add_argument(
+        "--hung-primary",
+        action="store_true",
+        help="run only the hung-primary open/closed-loop comparison (bench/_hung_primary.py)",
+    )
     args = p.parse_args()  # fmt: skip
+    if args.hung_primary:
+        return _hung_primary(args)
 
     names = _scenario_names(p, args.scenarios)
     if names is None and args.quick:
@@ -679,6 +690,18 @@ def main() -> int:
     if wall_s is not None:
         print(f"wall time: {wall_s:.0f} s")
     return common.finish(args, data)
+
+
+def _hung_primary(args: Any) -> int:
+    try:  # python -m bench.failover_comparison
+        from bench import _hung_primary as hung
+    except ImportError:  # python bench/failover_comparison.py
+        import _hung_primary as hung  # type: ignore[no-redef]
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-hung-primary-") as tmp:
+        results = asyncio.run(hung.run_all(Path(tmp)))
+    return common.finish(args, hung.report(results, time.monotonic() - started))
 
 
 def _all_names() -> Sequence[str]:

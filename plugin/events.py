@@ -42,6 +42,8 @@ class EventType(StrEnum):
     # Mid-stream failover (litellm_failover.streams).
     STREAM_RESUMED = "stream_resumed"  # a stream that broke continued on another deployment
     STREAM_BROKEN = "stream_broken"  # a stream broke and could not be continued: the client saw an error
+    # Rescue (litellm_failover.rescue): an attempt that waited on a sick node was retried elsewhere.
+    REQUEST_RESCUED = "request_rescued"
     # Fault injection for drills (litellm_failover.chaos); never one per injected request.
     CHAOS_INJECTED = "chaos_injected"  # an operator started a fault on a deployment
     CHAOS_CLEARED = "chaos_cleared"  # an operator ended it (or replaced it); details: injected count
@@ -261,6 +263,18 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "restored": "where traffic went back to (a previous shift's target, or normal routing)",
             "via": "who started the shift",
             "source": "`shift`",
+        },
+    ),
+    EventType.REQUEST_RESCUED: EventDoc(
+        "An attempt that had delivered nothing was failed on purpose and retried by LiteLLM on another "
+        "deployment at once: its deployment (`deployment_id`, `from_deployment`) was ejected for not "
+        "answering, or a stream's first token was late (`streams.first_token_timeout_s`). `request_id` "
+        "is the request. Capped by `rescue.max_per_ejection` and `rescue.max_per_s`.",
+        {
+            "cause": "`ejected` (its deployment stopped answering) or `first_token_timeout`",
+            "stream": "true for a streaming request",
+            "waited_ms": "how long the attempt had waited on the deployment",
+            "limit_s": "`first_token_timeout`: the first-token timeout that applied",
         },
     ),
     EventType.STREAM_RESUMED: EventDoc(

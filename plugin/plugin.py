@@ -40,11 +40,13 @@ from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, Redactor, guard_loggers
 from litellm_failover.requests import RequestBook, RequestPath
+from litellm_failover.rescue import Rescuer
 from litellm_failover.sessions import SessionManager, self_hosted_deployments
 from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.retention import RetentionPurger
 from litellm_failover.store.writer import StoreWriter
 from litellm_failover.streams import StreamResumer
+from litellm_failover.streams.first_token import FirstTokenClock
 from litellm_failover.switching import Switching, SwitchingController
 
 logger = logging.getLogger("litellm_failover")
@@ -108,6 +110,19 @@ class FailoverPlugin:
         if self.sessions.warmer is not None:
             self.core.listeners.append(self.sessions.warmer.on_event)  # moves sessions after a failover
         self.pins = self.sessions.pins
+        # Rescue: attempts waiting on a node that stopped answering, or on a late first token,
+        # are failed so LiteLLM retries them elsewhere at once (see litellm_failover.rescue).
+        self.rescuer = Rescuer(
+            settings.rescue,
+            FirstTokenClock(settings.streams.first_token_timeout_s, settings.rescue),
+            emit=self.core.emit,
+            instance_id=self.instance_id,
+            clock=self.core.clock,
+            tables=lambda group: self.core.snapshot.tables.get(group),
+            excluded=self.book.excluded,
+            max_attempts=self.book.max_requests,
+        )
+        self.core.listeners.append(self.rescuer.on_event)
         # The request path, and its entry points for the LiteLLM handler and the stream resumer.
         self.requests = RequestPath(
             self.book,
@@ -117,6 +132,7 @@ class FailoverPlugin:
             self.sessions,
             on_failure=self.switching.on_failure,
             redact=self.redact,
+            tracker=self.rescuer,
         )
         self.route = self.requests.route
         self.prepare_stateful = self.requests.prepare_stateful
@@ -223,6 +239,10 @@ class FailoverPlugin:
                 self.book.expire()  # requests whose end signals were lost; may complete drains
             except Exception:
                 logger.exception("expiring requests failed")
+            try:
+                self.rescuer.prune()  # attempts past their first byte, or ended without a signal
+            except Exception:
+                logger.exception("pruning rescuable attempts failed")
 
     # -- traffic switching (operator operations; see litellm_failover.switching) ----------
 
@@ -313,6 +333,7 @@ class FailoverPlugin:
         status["control"] = self.control.status()
         status["metrics"] = self.metrics.stats()
         status["chaos"] = self.chaos.status()
+        status["rescue"] = self.rescuer.stats()
         return status
 
 

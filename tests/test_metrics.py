@@ -559,6 +559,8 @@ async def test_the_page_is_exactly_the_catalogue(make_plugin):
     plugin.core.record_failure("p1", Outcome.CONNECT_ERROR)  # a state change and a failover
     for event_type in ("stream_resumed", "stream_broken", "drain_started", "drain_completed"):
         plugin.core.emit(FailoverEvent(event_type=event_type, model_group="chat", deployment_id="p2"))
+    rescued = {"cause": "ejected"}
+    plugin.core.emit(FailoverEvent("request_rescued", "chat", deployment_id="p2", details=rescued))
     plugin.core.apply_probe("p2", good_report(0.02))  # a check result
     probe_latency.observe(("p2",), good_report(0.02))
 

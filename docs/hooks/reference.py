@@ -48,6 +48,7 @@ SECTION_PAGES = {
     "shift": "../guides/switching.md",
     "streams": "../concepts/mid-stream-failover.md",
     "chaos": "../guides/fault-injection.md",
+    "rescue": "../concepts/rescue.md",
 }
 
 

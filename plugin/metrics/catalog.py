@@ -154,6 +154,13 @@ STREAMS_RESUMED = _spec(
     "Streams that broke and were continued on another deployment (stream_resumed events).",
     GROUP,
 )
+REQUESTS_RESCUED = _spec(
+    "requests_rescued",
+    Kind.COUNTER,
+    "Attempts failed on purpose and retried elsewhere at once, by cause: `ejected` (the deployment "
+    "stopped answering) or `first_token_timeout` (request_rescued events).",
+    (*DEPLOYMENT, "cause"),
+)
 STREAMS_BROKEN = _spec(
     "streams_broken",
     Kind.COUNTER,
@@ -254,6 +261,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     STATE_CHANGES,
     STREAMS_RESUMED,
     STREAMS_BROKEN,
+    REQUESTS_RESCUED,
     DRAINS_STARTED,
     DRAINS_COMPLETED,
     WRITER_QUEUE_DEPTH,

@@ -1,5 +1,5 @@
 """Counters that only events can give: failovers by reason, state changes by target state,
-streams resumed and broken, drains started and completed.
+streams resumed and broken, requests rescued, drains started and completed.
 
 Everything else the metrics show is read from the plugin's state at scrape time; a count of
 failovers is not in any state, so ``EventCounters`` listens to the core's events
@@ -19,6 +19,7 @@ from litellm_failover.metrics.catalog import (
     DRAINS_COMPLETED,
     DRAINS_STARTED,
     FAILOVERS,
+    REQUESTS_RESCUED,
     STATE_CHANGES,
     STREAMS_BROKEN,
     STREAMS_RESUMED,
@@ -38,7 +39,8 @@ OTHER = "other"
 # Events counted by group alone, and by deployment (labels: model_group, deployment, model_id).
 _BY_GROUP = {EventType.STREAM_RESUMED: STREAMS_RESUMED, EventType.STREAM_BROKEN: STREAMS_BROKEN}
 _BY_DEPLOYMENT = {EventType.DRAIN_STARTED: DRAINS_STARTED, EventType.DRAIN_COMPLETED: DRAINS_COMPLETED}
-COUNTED = (FAILOVERS, STATE_CHANGES, *_BY_GROUP.values(), *_BY_DEPLOYMENT.values())
+COUNTED = (FAILOVERS, STATE_CHANGES, REQUESTS_RESCUED, *_BY_GROUP.values(), *_BY_DEPLOYMENT.values())
+RESCUE_CAUSES = frozenset({"ejected", "first_token_timeout"})
 
 
 class EventCounters:
@@ -66,6 +68,11 @@ class EventCounters:
             self._count(FAILOVERS, group, reason)
         elif kind == EventType.REQUEST_FAILOVER:
             self._count(FAILOVERS, group, REQUEST)
+        elif kind == EventType.REQUEST_RESCUED:
+            cause = str(event.details.get("cause", ""))
+            self._count(
+                REQUESTS_RESCUED, group, deployment, deployment, cause if cause in RESCUE_CAUSES else OTHER
+            )
         elif kind in _BY_GROUP:
             self._count(_BY_GROUP[kind], group)
         elif kind in _BY_DEPLOYMENT:

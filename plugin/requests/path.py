@@ -73,6 +73,18 @@ class Sessions(Protocol):
     async def answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None: ...
 
 
+class AttemptTracker(Protocol):
+    """Who else follows attempts (the rescue, ``litellm_failover.rescue``): told of each routed
+    attempt from inside its task, and of its first end signal (a stream's success carries its
+    time to first token)."""
+
+    def started(self, request_id: str, deployment_id: str, group: str, stream: bool) -> None: ...
+
+    def ended(
+        self, request_keys: tuple[str, ...], deployment_id: str, first_token_s: float | None
+    ) -> None: ...
+
+
 class RequestPath:
     def __init__(
         self,
@@ -84,8 +96,10 @@ class RequestPath:
         *,
         on_failure: Callable[[str, Outcome], None],
         redact: Callable[[str], str],
+        tracker: AttemptTracker | None = None,
     ) -> None:
         self.book = book
+        self.tracker = tracker
         self._core = core
         self._deployments = deployments  # LiteLLM's own deployment dicts, by id
         self._group_of = group_of
@@ -153,6 +167,8 @@ class RequestPath:
         if deployment is None:
             return []
         self.book.start(request_id, chosen)
+        if self.tracker is not None and request_id is not None:
+            self.tracker.started(request_id, chosen, group, bool(request_kwargs.get("stream")))
         if session is not None:
             self._sessions.picked(session, chosen)
         return [deployment]
@@ -176,6 +192,8 @@ class RequestPath:
     ) -> None:
         book = self.book
         book.end(request_keys, deployment_id)  # only ever ends this plugin's own picks
+        if self.tracker is not None:
+            self.tracker.ended(request_keys, deployment_id, None)
         if not book.knows(request_keys):
             return  # another Router's request (see RequestBook.knows)
         request_id = book.resolve(request_keys)
@@ -190,6 +208,8 @@ class RequestPath:
     ) -> None:
         book = self.book
         book.end(request_keys, deployment_id)  # for a stream: sent once it has ended
+        if self.tracker is not None:
+            self.tracker.ended(request_keys, deployment_id, latency_s)  # a stream's: its first token
         if not book.knows(request_keys):
             return  # another Router's request
         self._core.record_success(deployment_id, latency_s)

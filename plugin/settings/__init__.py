@@ -28,6 +28,7 @@ from litellm_failover.settings.health import (
     WeightSettings,
     parse_deployment_config,
 )
+from litellm_failover.settings.rescue import RescueSettings
 from litellm_failover.settings.services import (
     ControlSettings,
     FleetSettings,
@@ -68,6 +69,7 @@ __all__ = [
     "MetricsSettings",
     "OutlierSettings",
     "ProviderKind",
+    "RescueSettings",
     "RetentionSettings",
     "SessionSettings",
     "ShiftSettings",

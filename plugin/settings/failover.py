@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError
 from litellm_failover.settings.alerts import AlertSettings
 from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 from litellm_failover.settings.health import HealthSettings, OutlierSettings, WeightSettings
+from litellm_failover.settings.rescue import RescueSettings
 from litellm_failover.settings.secret_url import SecretUrlField
 from litellm_failover.settings.services import (
     ControlSettings,
@@ -119,6 +120,7 @@ class FailoverSettings(StrictModel):
     drain: DrainSettings = Field(default_factory=DrainSettings)
     shift: ShiftSettings = Field(default_factory=ShiftSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    rescue: RescueSettings = Field(default_factory=RescueSettings)
     chaos: ChaosSettings = Field(default_factory=ChaosSettings)
 
     def group_strategy(self, group: str) -> tuple[Strategy, InTierStrategy]:

@@ -126,6 +126,15 @@ class StreamSettings(StrictModel):
             " `null`: no limit."
         ),
     )
+    first_token_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "A stream whose first token has not come this long after its attempt started is retried on "
+            "another deployment and counts as a timeout toward outlier detection. `null`: derived from the "
+            "group's own recent time to first token (see `rescue.first_token_*`)."
+        ),
+    )
     inexact_continuation: InexactContinuation = Field(
         "error",
         description=(
