@@ -7,8 +7,9 @@
   ``previous_response_id`` lives on a dead deployment (the one bounded wait, in sessions).
 - ``attempt_failed`` / ``request_succeeded``: the outcome hooks. Each ends the attempt in flight,
   then, for a request this plugin routed, feeds outlier detection (a failure counted once per
-  request and deployment) or records the success and a ``request_failover`` event when the
-  request was served elsewhere than first picked.
+  request and deployment; a client error, the request's fault, is neither counted nor excluded)
+  or records the success and a ``request_failover`` event when the request was served elsewhere
+  than first picked.
 - ``session_answered``: a request's final answer, for its session.
 
 The core is read in one place, ``routed``: the group's current table and its member ids.
@@ -176,6 +177,11 @@ class RequestPath:
     ) -> None:
         book = self.book
         book.end(request_keys, deployment_id)  # only ever ends this plugin's own picks
+        if outcome is Outcome.CLIENT_ERROR:
+            # The request's fault: another deployment would refuse it too. Neither counted against
+            # this one nor excluded from the request's retries (excluding each in turn would turn
+            # the client's 400 into "no deployments available").
+            return
         if not book.knows(request_keys):
             return  # another Router's request (see RequestBook.knows)
         request_id = book.resolve(request_keys)
