@@ -17,14 +17,18 @@ The core is read in one place, ``routed``: the group's current table and its mem
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import route_key
+from litellm_failover.requests.narrowing import narrowing
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.snapshot import CoreSnapshot
+
+logger = logging.getLogger("litellm_failover")
 
 
 class CoreRecorder(Protocol):
@@ -106,10 +110,22 @@ class RequestPath:
 
     def _offered(self, group: str, healthy: list[dict]) -> tuple[RoutingTable, Sequence[str]] | None:
         """The group's table and members when this pick is the plugin's: its Router, and
-        deployments it has read. Otherwise (LiteLLM hands every Router's picks to every
-        callback; a deployment added at run time) None: LiteLLM decides."""
+        deployments it has read, of the group ``model`` names. Otherwise (LiteLLM hands every
+        Router's picks to every callback; a deployment added at run time; a ``model`` that is
+        not the offered deployments' group, such as None or a wildcard's name) None: LiteLLM
+        decides, among what it offered."""
         routed = self.routed(group)
-        if routed is None or self._deployments.get(str(healthy[0]["model_info"]["id"])) is not healthy[0]:
+        first = str(healthy[0]["model_info"]["id"])
+        if routed is None or self._deployments.get(first) is not healthy[0]:
+            return None
+        if self._group_of.get(first) != group:
+            # A table of another group cannot place this pick: it would answer nothing.
+            logger.debug(
+                "pick for model %r offered %s of group %r: left to LiteLLM",
+                group,
+                first,
+                self._group_of.get(first),
+            )
             return None
         return routed
 
@@ -134,6 +150,19 @@ class RequestPath:
         request_id = route_key(request_kwargs)
         exclude = self.book.excluded(request_id)
         available = self._available(group, healthy)
+        narrow = narrowing(request_kwargs)
+        fallback: dict[str, dict] | None = None  # the offer again without LiteLLM's preference
+        if narrow is not None:
+            # LiteLLM narrows the answer after the filters (an order fallback's tier, ...): a
+            # pick outside that would leave LiteLLM nothing. See ``requests.narrowing``.
+            offered = available if available is not None else {str(d["model_info"]["id"]): d for d in healthy}
+            kept = {i: d for i, d in offered.items() if narrow.keeps(i, d)}
+            if not kept:
+                logger.debug("pick for %r: LiteLLM's %s leaves nothing offered", group, narrow.describe())
+                return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
+            available = {i: d for i, d in kept.items() if i not in narrow.skipped} or kept
+            if len(available) < len(kept):
+                fallback = kept
         chosen = None
         session = self._sessions.track(group, request_kwargs, messages)
         if session is not None:
@@ -141,15 +170,16 @@ class RequestPath:
                 # Rebuilt for another node: never its dead creator, even if LiteLLM's own
                 # previous_response_id check narrowed the offer down to it.
                 exclude = exclude | {session.rebuilt_from}
-                if available is not None and set(available) <= {session.rebuilt_from}:
+                if narrow is None and available is not None and set(available) <= {session.rebuilt_from}:
                     available = None
             chosen = self._sessions.preferred(session, table, exclude, available)
         if chosen is None:
-            if available is not None:
-                exclude = exclude | frozenset(members).difference(available)
-            chosen = table.pick(exclude)
+            chosen = _pick(table, members, exclude, available)
+        if chosen is None and fallback is not None:
+            available = fallback  # a preference only: a deployment LiteLLM would skip beats none
+            chosen = _pick(table, members, exclude, available)
         if chosen is None:
-            return []
+            return []  # every deployment this pick may take failed this request or is out
         deployment = self._deployments.get(chosen) if available is None else available.get(chosen)
         if deployment is None:
             return []
@@ -208,3 +238,12 @@ class RequestPath:
     async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
         """A request's final answer (a stream's, once complete): re-pin, events, conversation rows."""
         await self._sessions.answered(deployment_id, kwargs, response)
+
+
+def _pick(
+    table: RoutingTable, members: Sequence[str], exclude: frozenset[str], available: Mapping[str, Any] | None
+) -> str | None:
+    """The table's pick among ``available`` (None: every member), never one in ``exclude``."""
+    if available is not None:
+        exclude = exclude | frozenset(members).difference(available)
+    return table.pick(exclude)
