@@ -75,22 +75,48 @@ def test_a_backend_4xx_is_the_clients_even_when_the_request_was_a_stream():
     assert classify(slow) is Outcome.OVERLOADED
 
 
+def test_the_requests_fault_is_400_404_413_422_and_other_4xx_are_the_deployments():
+    def status(code: int) -> litellm.APIError:
+        return litellm.APIError(status_code=code, message="x", llm_provider="x", model="m")
+
+    for code in (400, 404, 413, 422):
+        assert classify(status(code)) is Outcome.CLIENT_ERROR, code
+    window = litellm.ContextWindowExceededError(message="maximum context length", model="m", llm_provider="x")
+    assert classify(window) is Outcome.CLIENT_ERROR  # LiteLLM's context-window fallbacks still see it
+    assert classify(status(409)) is Outcome.OVERLOADED  # LiteLLM retries a conflict
+    for code in (402, 405, 410, 415):  # an endpoint that would answer anyone so
+        assert classify(status(code)) is Outcome.SERVER_ERROR, code
+
+
+def test_a_response_litellm_could_not_read_is_not_the_requests_fault():
+    # A body of ``[]``: LiteLLM wraps its AttributeError in "Invalid response object" first.
+    try:
+        raise AttributeError("'list' object has no attribute 'get'")
+    except AttributeError:
+        try:
+            raise Exception("Invalid response object")  # the shape LiteLLM raises
+        except Exception as unread:
+            assert classify(wrapped(unread)) is Outcome.CONNECT_ERROR
+
+
 @pytest.fixture
 async def servers() -> AsyncIterator[dict[str, FakeVLLM]]:
     async with serving({name: FakeVLLM(name, tokens_per_s=0) for name in ("p1", "p2")}) as started:
         yield started
 
 
-def model_list(servers: dict[str, FakeVLLM]) -> list[dict[str, Any]]:
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {"model": "hosted_vllm/fake-model", "api_base": s.api_base, "timeout": 5},
-            # No probes: only traffic could move a deployment's state here.
-            "model_info": {"id": name, "failover": {"gpu_url": s.url, "probe": False}},
-        }
-        for name, s in servers.items()
-    ]
+def model_list(servers: dict[str, FakeVLLM], tiers: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """One ``chat`` group of both servers; with ``tiers``, each its ``order`` (LiteLLM then falls
+    back tier by tier after any failure, a 400 included, offering the whole group to the pick)."""
+    deployments = []
+    for name, s in servers.items():
+        params: dict[str, Any] = {"model": "hosted_vllm/fake-model", "api_base": s.api_base, "timeout": 5}
+        if tiers is not None:
+            params["order"] = tiers[name]
+        # No probes: only traffic could move a deployment's state here.
+        info = {"id": name, "failover": {"gpu_url": s.url, "probe": False}}
+        deployments.append({"model_name": "chat", "litellm_params": params, "model_info": info})
+    return deployments
 
 
 async def answer(router: litellm.Router, extra: dict[str, Any]) -> tuple[str, int | None]:
@@ -105,11 +131,12 @@ async def answer(router: litellm.Router, extra: dict[str, Any]) -> tuple[str, in
     return "ok", 200
 
 
+@pytest.mark.parametrize("tiers", [None, {"p1": 1, "p2": 2}], ids=["one tier", "two tiers"])
 async def test_each_bad_request_fails_as_without_the_plugin_and_costs_no_deployment_anything(
-    servers, tmp_path
+    servers, tmp_path, tiers
 ):
-    plain = litellm.Router(model_list=model_list(servers), num_retries=2, retry_after=0)
-    router = litellm.Router(model_list=model_list(servers), num_retries=2, retry_after=0)
+    plain = litellm.Router(model_list=model_list(servers, tiers), num_retries=2, retry_after=0)
+    router = litellm.Router(model_list=model_list(servers, tiers), num_retries=2, retry_after=0)
     plugin = attach(router, {"database_url": f"sqlite+aiosqlite:///{tmp_path}/events.db"})
     try:
         async with plugin:
@@ -125,7 +152,8 @@ async def test_each_bad_request_fails_as_without_the_plugin_and_costs_no_deploym
                 health = plugin.core.health[deployment_id]
                 assert health.state.value == "healthy", health.reason
                 assert (health.outlier.consecutive_errors, health.outlier.ejection_count) == (0, 0)
-            assert plugin.drain("p1")["state"] == "drained"  # at once: nothing to wait for
+            drained = plugin.drain("p1")
+            assert (drained["state"], drained["in_flight"]) == ("drained", 0)  # nothing to wait for
             # Good requests still go through (to p2, p1 being drained).
             assert await answer(router, {}) == ("ok", 200)
     finally:
