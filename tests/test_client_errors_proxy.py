@@ -34,15 +34,24 @@ BAD_REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 
+GROUPS = {"chat": ("p", False), "tiered": ("q", True)}
+"""Both fake nodes in each group: ``chat`` in one tier (p1, p2); ``tiered`` with q1 at order 1
+and q2 at order 2, where LiteLLM falls back tier by tier after any failure, a 400 included."""
+
+
+def deployment(group: str, index: int, node: FakeVLLMProcess) -> dict[str, Any]:
+    prefix, tiered = GROUPS[group]
+    params: dict[str, Any] = {"model": "hosted_vllm/fake-model", "api_base": node.api_base, "timeout": 5}
+    if tiered:
+        params["order"] = index + 1
+    info = {"id": f"{prefix}{index + 1}", "failover": {"gpu_url": node.url}}
+    return {"model_name": group, "litellm_params": params, "model_info": info}
+
+
 def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str | None) -> dict[str, Any]:
     config: dict[str, Any] = {
         "model_list": [
-            {
-                "model_name": "chat",
-                "litellm_params": {"model": "hosted_vllm/fake-model", "api_base": n.api_base, "timeout": 5},
-                "model_info": {"id": name, "failover": {"gpu_url": n.url}},
-            }
-            for name, n in nodes.items()
+            deployment(group, i, node) for group in GROUPS for i, node in enumerate(nodes.values())
         ],
         "router_settings": {"num_retries": 2, "retry_after": 0},
     }
@@ -74,9 +83,9 @@ def proxies(tmp_path: Path) -> Iterator[tuple[ProxyProcess, ProxyProcess, str]]:
                 yield plain, plugged, database_url
 
 
-async def send(proxy: ProxyProcess, extra: dict[str, Any]) -> tuple[int, str]:
+async def send(proxy: ProxyProcess, group: str, extra: dict[str, Any]) -> tuple[int, str]:
     """The status and the error message's first line."""
-    body = {"model": "chat", "messages": [{"role": "user", "content": "hello"}], **extra}
+    body = {"model": group, "messages": [{"role": "user", "content": "hello"}], **extra}
     headers = {"Authorization": f"Bearer {proxy.master_key}"}
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(f"{proxy.url}/chat/completions", json=body, headers=headers)
@@ -91,18 +100,22 @@ async def live_deployments(database_url: str, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert await run_cli("status", "--live", "--url", database_url, "--json") == 0
     [live] = json.loads(capsys.readouterr().out)["results"]
-    return live["details"]["groups"]["chat"]["deployments"]
+    return [row for group in GROUPS for row in live["details"]["groups"][group]["deployments"]]
 
 
 async def test_each_bad_request_gets_the_backends_answer_and_leaves_nothing_behind(proxies, capsys):
     plain, plugged, database_url = proxies
-    for kind, extra in BAD_REQUESTS.items():
-        for _ in range(3):  # more than one deployment's worth: exclusions would show
-            expected = await send(plain, extra)
-            assert 400 <= expected[0] < 500, (kind, expected)
-            assert await send(plugged, extra) == expected, kind
-    for row in await live_deployments(database_url, capsys):
+    for group in GROUPS:
+        for kind, extra in BAD_REQUESTS.items():
+            for _ in range(3):  # more than one deployment's worth: exclusions would show
+                expected = await send(plain, group, extra)
+                assert 400 <= expected[0] < 500 and expected[0] != 429, (group, kind, expected)
+                assert await send(plugged, group, extra) == expected, (group, kind)
+    rows = await live_deployments(database_url, capsys)
+    assert len(rows) == 4
+    for row in rows:
         assert (row["state"], row["in_flight"]) == ("healthy", 0), row
         assert "eject" not in row["reason"], row
-    assert await run_cli("drain", "p1", "--url", database_url) == 0
-    assert "p1 drained: 0 in flight" in capsys.readouterr().out
+    for deployment_id in ("p1", "q1"):
+        assert await run_cli("drain", deployment_id, "--url", database_url) == 0
+        assert f"{deployment_id} drained: 0 in flight" in capsys.readouterr().out
