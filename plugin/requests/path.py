@@ -1,8 +1,10 @@
 """``RequestPath``: what happens to one client request, from its pick to its answer.
 
 - ``route`` (hot path, synchronous, no I/O): pick the attempt's deployment from the group's
-  routing table, never one that failed this request, with the session's affinity; the pick and
-  the attempt go into the request's record (``RequestBook``).
+  routing table, never one that failed this request, with the session's affinity, inside what
+  LiteLLM narrows the pick to afterwards (``requests.narrowing``: an order fallback's tier); the
+  pick and the attempt go into the request's record (``RequestBook``). A pick the plugin cannot
+  place (a ``model`` that is not the offered deployments' group) is LiteLLM's.
 - ``prepare_stateful``: before ``route`` for a Responses API request whose
   ``previous_response_id`` lives on a dead deployment (the one bounded wait, in sessions).
 - ``attempt_failed`` / ``request_succeeded``: the outcome hooks. Each ends the attempt in flight,
