@@ -137,6 +137,27 @@ class RequestPath:
             return None
         return {str(d["model_info"]["id"]): d for d in healthy}
 
+    def _narrowed(
+        self, group: str, healthy: list[dict], request_kwargs: Mapping[str, Any]
+    ) -> tuple[dict[str, dict] | None, dict[str, dict] | None, bool] | None:
+        """What this pick may take: (the offer, LiteLLM's preference applied, or None for the
+        whole group; the offer again without the preference, if it dropped any; whether LiteLLM
+        narrows the pick at all). None when LiteLLM's narrowing leaves nothing of the offer.
+
+        LiteLLM narrows the answer after the filters (an order fallback's tier, ...): a pick
+        outside that would leave LiteLLM nothing. See ``requests.narrowing``."""
+        available = self._available(group, healthy)
+        narrow = narrowing(request_kwargs)
+        if narrow is None:
+            return available, None, False
+        offered = available if available is not None else {str(d["model_info"]["id"]): d for d in healthy}
+        kept = {i: d for i, d in offered.items() if narrow.keeps(i, d)}
+        if not kept:
+            logger.debug("pick for %r: LiteLLM's %s leaves nothing offered", group, narrow.describe())
+            return None
+        preferred = {i: d for i, d in kept.items() if i not in narrow.skipped} or kept
+        return preferred, (kept if len(preferred) < len(kept) else None), True
+
     def route(
         self,
         group: str,
@@ -151,20 +172,10 @@ class RequestPath:
         table, members = routed
         request_id = route_key(request_kwargs)
         exclude = self.book.excluded(request_id)
-        available = self._available(group, healthy)
-        narrow = narrowing(request_kwargs)
-        fallback: dict[str, dict] | None = None  # the offer again without LiteLLM's preference
-        if narrow is not None:
-            # LiteLLM narrows the answer after the filters (an order fallback's tier, ...): a
-            # pick outside that would leave LiteLLM nothing. See ``requests.narrowing``.
-            offered = available if available is not None else {str(d["model_info"]["id"]): d for d in healthy}
-            kept = {i: d for i, d in offered.items() if narrow.keeps(i, d)}
-            if not kept:
-                logger.debug("pick for %r: LiteLLM's %s leaves nothing offered", group, narrow.describe())
-                return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
-            available = {i: d for i, d in kept.items() if i not in narrow.skipped} or kept
-            if len(available) < len(kept):
-                fallback = kept
+        offer = self._narrowed(group, healthy, request_kwargs)
+        if offer is None:
+            return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
+        available, fallback, narrowed = offer
         chosen = None
         session = self._sessions.track(group, request_kwargs, messages)
         if session is not None:
@@ -172,7 +183,7 @@ class RequestPath:
                 # Rebuilt for another node: never its dead creator, even if LiteLLM's own
                 # previous_response_id check narrowed the offer down to it.
                 exclude = exclude | {session.rebuilt_from}
-                if narrow is None and available is not None and set(available) <= {session.rebuilt_from}:
+                if not narrowed and available is not None and set(available) <= {session.rebuilt_from}:
                     available = None
             chosen = self._sessions.preferred(session, table, exclude, available)
         if chosen is None:
@@ -198,8 +209,11 @@ class RequestPath:
         routed = self._offered(group, healthy)
         if routed is None:
             return
+        offer = self._narrowed(group, healthy, request_kwargs)
+        if offer is None:
+            return
         exclude = self.book.excluded(route_key(request_kwargs))
-        available = self._available(group, healthy)
+        available = offer[0]
         await self._sessions.prepare_stateful(group, request_kwargs, messages, routed[0], exclude, available)
 
     # -- outcomes -------------------------------------------------------------------------
