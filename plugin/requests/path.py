@@ -223,13 +223,13 @@ class RequestPath:
     ) -> None:
         book = self.book
         book.end(request_keys, deployment_id)  # only ever ends this plugin's own picks
+        if not book.knows(request_keys):
+            return  # another Router's request (see RequestBook.knows)
         if outcome is Outcome.CLIENT_ERROR:
             # The request's fault: another deployment would refuse it too. Neither counted against
             # this one nor excluded from the request's retries (excluding each in turn would turn
             # the client's 400 into "no deployments available").
             return
-        if not book.knows(request_keys):
-            return  # another Router's request (see RequestBook.knows)
         request_id = book.resolve(request_keys)
         if book.record_failure(request_id, deployment_id):
             self._core.record_failure(
