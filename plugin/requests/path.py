@@ -1,14 +1,17 @@
 """``RequestPath``: what happens to one client request, from its pick to its answer.
 
 - ``route`` (hot path, synchronous, no I/O): pick the attempt's deployment from the group's
-  routing table, never one that failed this request, with the session's affinity; the pick and
-  the attempt go into the request's record (``RequestBook``).
+  routing table, never one that failed this request, with the session's affinity, inside what
+  LiteLLM narrows the pick to afterwards (``requests.narrowing``: an order fallback's tier); the
+  pick and the attempt go into the request's record (``RequestBook``). A pick the plugin cannot
+  place (a ``model`` that is not the offered deployments' group) is LiteLLM's.
 - ``prepare_stateful``: before ``route`` for a Responses API request whose
   ``previous_response_id`` lives on a dead deployment (the one bounded wait, in sessions).
 - ``attempt_failed`` / ``request_succeeded``: the outcome hooks. Each ends the attempt in flight,
   then, for a request this plugin routed, feeds outlier detection (a failure counted once per
-  request and deployment) or records the success and a ``request_failover`` event when the
-  request was served elsewhere than first picked.
+  request and deployment; a client error, the request's fault, is neither counted nor excluded)
+  or records the success and a ``request_failover`` event when the request was served elsewhere
+  than first picked.
 - ``session_answered``: a request's final answer, for its session.
 
 The core is read in one place, ``routed``: the group's current table and its member ids.
@@ -16,14 +19,18 @@ The core is read in one place, ``routed``: the group's current table and its mem
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import route_key
+from litellm_failover.requests.narrowing import narrowing
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.snapshot import CoreSnapshot
+
+logger = logging.getLogger("litellm_failover")
 
 
 class CoreRecorder(Protocol):
@@ -119,10 +126,22 @@ class RequestPath:
 
     def _offered(self, group: str, healthy: list[dict]) -> tuple[RoutingTable, Sequence[str]] | None:
         """The group's table and members when this pick is the plugin's: its Router, and
-        deployments it has read. Otherwise (LiteLLM hands every Router's picks to every
-        callback; a deployment added at run time) None: LiteLLM decides."""
+        deployments it has read, of the group ``model`` names. Otherwise (LiteLLM hands every
+        Router's picks to every callback; a deployment added at run time; a ``model`` that is
+        not the offered deployments' group, such as None or a wildcard's name) None: LiteLLM
+        decides, among what it offered."""
         routed = self.routed(group)
-        if routed is None or self._deployments.get(str(healthy[0]["model_info"]["id"])) is not healthy[0]:
+        first = str(healthy[0]["model_info"]["id"])
+        if routed is None or self._deployments.get(first) is not healthy[0]:
+            return None
+        if self._group_of.get(first) != group:
+            # A table of another group cannot place this pick: it would answer nothing.
+            logger.debug(
+                "pick for model %r offered %s of group %r: left to LiteLLM",
+                group,
+                first,
+                self._group_of.get(first),
+            )
             return None
         return routed
 
@@ -131,6 +150,27 @@ class RequestPath:
         if len(healthy) == self._group_size[group]:
             return None
         return {str(d["model_info"]["id"]): d for d in healthy}
+
+    def _narrowed(
+        self, group: str, healthy: list[dict], request_kwargs: Mapping[str, Any]
+    ) -> tuple[dict[str, dict] | None, dict[str, dict] | None, bool] | None:
+        """What this pick may take: (the offer, LiteLLM's preference applied, or None for the
+        whole group; the offer again without the preference, if it dropped any; whether LiteLLM
+        narrows the pick at all). None when LiteLLM's narrowing leaves nothing of the offer.
+
+        LiteLLM narrows the answer after the filters (an order fallback's tier, ...): a pick
+        outside that would leave LiteLLM nothing. See ``requests.narrowing``."""
+        available = self._available(group, healthy)
+        narrow = narrowing(request_kwargs)
+        if narrow is None:
+            return available, None, False
+        offered = available if available is not None else {str(d["model_info"]["id"]): d for d in healthy}
+        kept = {i: d for i, d in offered.items() if narrow.keeps(i, d)}
+        if not kept:
+            logger.debug("pick for %r: LiteLLM's %s leaves nothing offered", group, narrow.describe())
+            return None
+        preferred = {i: d for i, d in kept.items() if i not in narrow.skipped} or kept
+        return preferred, (kept if len(preferred) < len(kept) else None), True
 
     def route(
         self,
@@ -146,7 +186,10 @@ class RequestPath:
         table, members = routed
         request_id = route_key(request_kwargs)
         exclude = self.book.excluded(request_id)
-        available = self._available(group, healthy)
+        offer = self._narrowed(group, healthy, request_kwargs)
+        if offer is None:
+            return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
+        available, fallback, narrowed = offer
         chosen = None
         session = self._sessions.track(group, request_kwargs, messages)
         if session is not None:
@@ -154,15 +197,16 @@ class RequestPath:
                 # Rebuilt for another node: never its dead creator, even if LiteLLM's own
                 # previous_response_id check narrowed the offer down to it.
                 exclude = exclude | {session.rebuilt_from}
-                if available is not None and set(available) <= {session.rebuilt_from}:
+                if not narrowed and available is not None and set(available) <= {session.rebuilt_from}:
                     available = None
             chosen = self._sessions.preferred(session, table, exclude, available)
         if chosen is None:
-            if available is not None:
-                exclude = exclude | frozenset(members).difference(available)
-            chosen = table.pick(exclude)
+            chosen = _pick(table, members, exclude, available)
+        if chosen is None and fallback is not None:
+            available = fallback  # a preference only: a deployment LiteLLM would skip beats none
+            chosen = _pick(table, members, exclude, available)
         if chosen is None:
-            return []
+            return []  # every deployment this pick may take failed this request or is out
         deployment = self._deployments.get(chosen) if available is None else available.get(chosen)
         if deployment is None:
             return []
@@ -181,8 +225,11 @@ class RequestPath:
         routed = self._offered(group, healthy)
         if routed is None:
             return
+        offer = self._narrowed(group, healthy, request_kwargs)
+        if offer is None:
+            return
         exclude = self.book.excluded(route_key(request_kwargs))
-        available = self._available(group, healthy)
+        available = offer[0]
         await self._sessions.prepare_stateful(group, request_kwargs, messages, routed[0], exclude, available)
 
     # -- outcomes -------------------------------------------------------------------------
@@ -196,6 +243,11 @@ class RequestPath:
             self.tracker.ended(request_keys, deployment_id, None)
         if not book.knows(request_keys):
             return  # another Router's request (see RequestBook.knows)
+        if outcome is Outcome.CLIENT_ERROR:
+            # The request's fault: another deployment would refuse it too. Neither counted against
+            # this one nor excluded from the request's retries (excluding each in turn would turn
+            # the client's 400 into "no deployments available").
+            return
         request_id = book.resolve(request_keys)
         if book.record_failure(request_id, deployment_id):
             self._core.record_failure(
@@ -222,3 +274,12 @@ class RequestPath:
     async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
         """A request's final answer (a stream's, once complete): re-pin, events, conversation rows."""
         await self._sessions.answered(deployment_id, kwargs, response)
+
+
+def _pick(
+    table: RoutingTable, members: Sequence[str], exclude: frozenset[str], available: Mapping[str, Any] | None
+) -> str | None:
+    """The table's pick among ``available`` (None: every member), never one in ``exclude``."""
+    if available is not None:
+        exclude = exclude | frozenset(members).difference(available)
+    return table.pick(exclude)

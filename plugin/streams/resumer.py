@@ -142,7 +142,7 @@ class StreamResumer:
         call = self._call
 
         async def acompletion(model: str, messages: list[Any], stream: bool = False, **kwargs: Any) -> Any:
-            if not stream:
+            if stream is not True:  # a non-boolean ``stream`` goes to the backend as sent, to refuse
                 return await call(model=model, messages=messages, stream=stream, **kwargs)
             # The stream's request is known to the request book by this key (``requests.identity``).
             kwargs.setdefault("litellm_trace_id", str(uuid.uuid4()))
