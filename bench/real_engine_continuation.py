@@ -149,14 +149,14 @@ def cut_points(length: int, max_cuts: int | None) -> list[int]:
     return sorted({every[int(i * step)] for i in range(max_cuts)})
 
 
-def measure(args: Any) -> dict[str, Any]:
+def measure(args: Any, model: str) -> dict[str, Any]:
     tally: dict[str, Counter[str]] = {s: Counter() for s in STRATEGIES}
     by_class: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     by_position: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     by_canonical: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     answers = []
     started = time.monotonic()
-    with server.running_engine() as engine:
+    with server.running_engine(model) as engine:
         for prompt in PROMPTS[: args.prompts]:
             check = Check(engine, prompt, args.max_tokens)
             boundaries = set(check.ends)
@@ -215,7 +215,8 @@ def main() -> int:
     p.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many of the prompts")
     p.add_argument("--max-tokens", type=int, default=40, help="length of each uninterrupted answer")
     p.add_argument("--max-cuts", type=int, default=None, help="sample this many cut points per answer")
-    p.add_argument("--time-limit-s", type=float, default=1800.0)
+    p.add_argument("--time-limit-s", type=float, default=1800.0, help="per model")
+    p.add_argument("--models", default=",".join(server.MODELS), help="comma-separated: random, bigram")
     args = p.parse_args()
     if args.quick:
         args.prompts, args.max_cuts = min(args.prompts, 2), args.max_cuts or 40
@@ -223,27 +224,34 @@ def main() -> int:
     if reason:
         print(f"real_engine_continuation: not run: {reason}")
         return 2
-    data = measure(args)
-    for answer in data["answers"]:
-        head = f"{answer['tokens']} tokens, canonical={answer['canonical']}, {answer['cuts']} cuts"
-        print(f"{head}: {answer['answer']!r}")
-    table("all cuts", {s: c for s, c in data["tally"].items()})
-    table("by what the cut falls between", data["by_class"])
-    table("by token position", data["by_position"])
-    table("by whether the kept text's tokens are the model's own", data["by_canonical"])
+    metrics: dict[str, float] = {}
+    goals = []
+    details = {}
+    for model in args.models.split(","):
+        data = details[model] = measure(args, model)
+        print(f"\n## model: {model} ({data['seconds']} s)")
+        for answer in data["answers"]:
+            head = f"{answer['tokens']} tokens, canonical={answer['canonical']}, {answer['cuts']} cuts"
+            print(f"{head}: {answer['answer']!r}")
+        table("all cuts", dict(data["tally"]))
+        table("by what the cut falls between", data["by_class"])
+        table("by token position", data["by_position"])
+        table("by whether the kept text's tokens are the model's own", data["by_canonical"])
+        for strategy in STRATEGIES:
+            metrics[f"{model}_{strategy}_exact_share"] = _share(data["tally"][strategy])
+        canonical = _share(data["by_canonical"].get("stable_cut | canonical", {}))
+        goals.append(
+            common.Goal(
+                f"{model}: stable_cut exact where the kept tokens are canonical", canonical, ">=", 1.0
+            )
+        )
+        goals.append(
+            common.Goal(f"{model}: token_ids exact", metrics[f"{model}_token_ids_exact_share"], ">=", 1.0)
+        )
+    return common.finish(args, common.result("real_engine_continuation", metrics, goals, details))
 
-    def share(strategy: str) -> float:
-        counts = data["tally"][strategy]
-        total = counts.get("exact", 0) + counts.get("inexact", 0)
-        return counts.get("exact", 0) / total if total else float("nan")
 
-    metrics = {f"{s}_exact_share": share(s) for s in STRATEGIES}
-    goals = [common.Goal("stable_cut exact share on canonical prefixes", _canonical_share(data), ">=", 1.0)]
-    return common.finish(args, common.result("real_engine_continuation", metrics, goals, data))
-
-
-def _canonical_share(data: dict[str, Any]) -> float:
-    counts = data["by_canonical"].get("stable_cut | canonical", {})
+def _share(counts: dict[str, int]) -> float:
     total = counts.get("exact", 0) + counts.get("inexact", 0)
     return counts.get("exact", 0) / total if total else float("nan")
 

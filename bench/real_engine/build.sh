@@ -38,6 +38,9 @@ if [ ! -x "$CACHE/build/bin/llama-server" ]; then
 fi
 
 if [ ! -f "$CACHE/model/tiny.gguf" ]; then
-  "$VENV/bin/python" "$HERE/make_model.py" --out "$CACHE/model/tiny.gguf"
+  "$VENV/bin/python" "$HERE/make_model.py" --out "$CACHE/model/tiny.gguf" --kind random
+fi
+if [ ! -f "$CACHE/model/tiny-bigram.gguf" ]; then
+  "$VENV/bin/python" "$HERE/make_model.py" --out "$CACHE/model/tiny-bigram.gguf" --kind bigram
 fi
 echo "ready: $CACHE/build/bin/llama-server $CACHE/model/tiny.gguf"

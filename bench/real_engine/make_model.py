@@ -121,38 +121,70 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(keep, chars, strict=True)}
 
 
-def weights(n_vocab: int, allowed: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def weights(
+    n_vocab: int, allowed: np.ndarray, seed: int, bigram: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Random weights; with ``bigram`` (a token -> next token log-probability table) the
+    embeddings and output rows are its rank-``DIM`` factors instead, and the layers add small
+    random context on top: greedy decoding then follows the corpus' own token pairs."""
     rng = np.random.default_rng(seed)
 
     def rand(*shape: int, scale: float) -> np.ndarray:
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    out: dict[str, np.ndarray] = {
-        "token_embd.weight": rand(n_vocab, DIM, scale=1.0),
-        "output_norm.weight": np.ones(DIM, dtype=np.float32),
-    }
+    if bigram is None:
+        embd, output, layer_scale = rand(n_vocab, DIM, scale=1.0), rand(n_vocab, DIM, scale=0.5), 1.0
+    else:
+        u, sv, vt = np.linalg.svd(bigram, full_matrices=False)
+        root = np.sqrt(sv[:DIM])
+        embd = (u[:, :DIM] * root).astype(np.float32)
+        embd /= np.sqrt((embd**2).mean(axis=1, keepdims=True)) + 1e-6  # unit RMS rows
+        output = (vt[:DIM].T * root).astype(np.float32)
+        layer_scale = 0.35
     # Rows scaled so the best allowed logit is far above the zero rows of disallowed ids.
-    output = rand(n_vocab, DIM, scale=0.5)
     output[~allowed] = 0.0
-    out["output.weight"] = output
+    out: dict[str, np.ndarray] = {
+        "token_embd.weight": embd,
+        "output_norm.weight": np.ones(DIM, dtype=np.float32),
+        "output.weight": output,
+    }
     for i in range(LAYERS):
         # Attention strong enough that the answer depends on the whole context, not only on
         # the last token (a bigram-like model would make every cut trivially exact).
         for name in ("attn_q", "attn_k"):
-            out[f"blk.{i}.{name}.weight"] = rand(DIM, DIM, scale=1.0 / np.sqrt(DIM) * 3)
-        out[f"blk.{i}.attn_v.weight"] = rand(DIM, DIM, scale=1.0 / np.sqrt(DIM))
-        out[f"blk.{i}.attn_output.weight"] = rand(DIM, DIM, scale=1.0 / np.sqrt(DIM))
+            out[f"blk.{i}.{name}.weight"] = rand(DIM, DIM, scale=3.0 / np.sqrt(DIM))
+        small = layer_scale / np.sqrt(DIM)
+        out[f"blk.{i}.attn_v.weight"] = rand(DIM, DIM, scale=small)
+        out[f"blk.{i}.attn_output.weight"] = rand(DIM, DIM, scale=small)
         out[f"blk.{i}.attn_norm.weight"] = np.ones(DIM, dtype=np.float32)
         out[f"blk.{i}.ffn_norm.weight"] = np.ones(DIM, dtype=np.float32)
         out[f"blk.{i}.ffn_gate.weight"] = rand(FF, DIM, scale=1.0 / np.sqrt(DIM))
-        out[f"blk.{i}.ffn_up.weight"] = rand(FF, DIM, scale=1.0 / np.sqrt(DIM))
-        out[f"blk.{i}.ffn_down.weight"] = rand(DIM, FF, scale=1.0 / np.sqrt(FF))
+        out[f"blk.{i}.ffn_up.weight"] = rand(FF, DIM, scale=small)
+        out[f"blk.{i}.ffn_down.weight"] = rand(DIM, FF, scale=layer_scale / np.sqrt(FF))
     return out
 
 
-def write_gguf(path: Path, tok: Tokenizer, seed: int) -> dict[str, object]:
+def bigram_table(tok: Tokenizer, allowed: np.ndarray) -> np.ndarray:
+    """Centred log-probabilities of each token following each other in the corpus, tokenized
+    canonically: the pairs a model trained on it would write (add-one smoothing)."""
+    n = tok.get_vocab_size()
+    counts = np.ones((n, n), dtype=np.float64)
+    for text in corpus():
+        ids = tok.encode(text).ids
+        np.add.at(counts, (ids[:-1], ids[1:]), 8.0)
+    counts[:, ~allowed] = 0.0
+    logp = np.log(np.maximum(counts, 1e-12) / counts.sum(axis=1, keepdims=True))
+    logp[:, ~allowed] = np.nan
+    logp -= np.nanmean(logp, axis=1, keepdims=True)
+    # No token follows itself (greedy decoding of pairs alone would repeat one newline forever).
+    np.fill_diagonal(logp, np.nan)
+    return np.nan_to_num(logp, nan=0.0)
+
+
+def write_gguf(path: Path, tok: Tokenizer, seed: int, kind: str) -> dict[str, object]:
     tokens, types, merges = vocab_lists(tok)
     allowed = generable(tok, tokens)
+    bigram = bigram_table(tok, allowed) if kind == "bigram" else None
     writer = GGUFWriter(str(path), "llama")
     writer.add_name("litellm-failover tiny random llama")
     writer.add_context_length(CTX)
@@ -174,14 +206,20 @@ def write_gguf(path: Path, tok: Tokenizer, seed: int) -> dict[str, object]:
     writer.add_eos_token_id(tokens.index("<|im_end|>"))
     writer.add_add_bos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
-    for name, array in weights(len(tokens), allowed, seed).items():
+    for name, array in weights(len(tokens), allowed, seed, bigram).items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return {"path": str(path), "vocab": len(tokens), "generable": int(allowed.sum()), "sha256_16": digest}
+    return {
+        "path": str(path),
+        "kind": kind,
+        "vocab": len(tokens),
+        "generable": int(allowed.sum()),
+        "sha256_16": digest,
+    }
 
 
 def main() -> None:
@@ -189,13 +227,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="the GGUF file to write")
     parser.add_argument("--vocab-size", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument(
+        "--kind",
+        choices=("random", "bigram"),
+        default="random",
+        help="random: every weight random (its tokens are rarely the tokenizer's own); bigram: "
+        "shaped by the corpus' token pairs, so it writes canonical tokens as a trained model does",
+    )
     parser.add_argument("--tokenizer-json", type=Path, help="also save the HF tokenizer here")
     args = parser.parse_args()
     tok = train_tokenizer(args.vocab_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.tokenizer_json:
         tok.save(str(args.tokenizer_json))
-    print(json.dumps(write_gguf(args.out, tok, args.seed)))
+    print(json.dumps(write_gguf(args.out, tok, args.seed, args.kind)))
 
 
 if __name__ == "__main__":

@@ -30,13 +30,19 @@ def server_binary() -> Path:
     return cache_dir() / "build" / "bin" / "llama-server"
 
 
-def model_path() -> Path:
-    return cache_dir() / "model" / "tiny.gguf"
+MODELS = ("random", "bigram")
+"""The tiny models ``make_model.py --kind`` writes: every weight random, or shaped by the
+corpus' token pairs (writes the tokenizer's own tokens, as a trained model does)."""
+
+
+def model_path(kind: str = "random") -> Path:
+    return cache_dir() / "model" / ("tiny.gguf" if kind == "random" else f"tiny-{kind}.gguf")
 
 
 def missing() -> str | None:
     """Why the real engine cannot run here, or None when it can."""
-    for path, what in ((server_binary(), "llama-server"), (model_path(), "the tiny model")):
+    wanted = [(server_binary(), "llama-server")] + [(model_path(k), f"the {k} tiny model") for k in MODELS]
+    for path, what in wanted:
         if not path.exists():
             return f"{what} is not built ({path} missing): run bench/real_engine/build.sh"
     return None
@@ -88,7 +94,9 @@ class Engine:
 
 
 @contextmanager
-def running_engine(*, threads: int = 1, startup_timeout_s: float = 120.0) -> Iterator[Engine]:
+def running_engine(
+    model: str = "random", *, threads: int = 1, startup_timeout_s: float = 120.0
+) -> Iterator[Engine]:
     """Start ``llama-server`` on 127.0.0.1 with one slot (so one request never shares a batch
     with another) and greedy defaults; stop it on exit."""
     reason = missing()
@@ -97,7 +105,7 @@ def running_engine(*, threads: int = 1, startup_timeout_s: float = 120.0) -> Ite
     port = _free_port()
     args = [
         str(server_binary()),
-        *("-m", str(model_path()), "--host", "127.0.0.1", "--port", str(port)),
+        *("-m", str(model_path(model)), "--host", "127.0.0.1", "--port", str(port)),
         *("-c", "4096", "-np", "1", "-t", str(threads), "--temp", "0", "--seed", "12"),
         *("--jinja", "--metrics", "--no-webui"),
     ]
