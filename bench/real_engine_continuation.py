@@ -115,8 +115,8 @@ class Check:
         return len(self.ids) - self.whole_tokens_before(from_char) + 3
 
     def run(self, k: int, strategy: str) -> tuple[bool, dict[str, Any]]:
+        from litellm_failover.providers import get_adapter
         from litellm_failover.providers.continuation import CONTINUE_FINAL_MESSAGE
-        from litellm_failover.providers.retokenize import CONTINUE_FROM_STABLE_CUT
 
         partial = self.answer[:k]
         if strategy == "token_ids":
@@ -128,8 +128,10 @@ class Check:
             )
             _, exact = stitch(self.answer, k, out["content"], self.answer[kept:k])
             return exact, {"kept": kept}
-        rule = CONTINUE_FINAL_MESSAGE if strategy == "text" else CONTINUE_FROM_STABLE_CUT
-        built = rule.build(self.messages, partial, {})
+        if strategy == "text":
+            built = CONTINUE_FINAL_MESSAGE.build(self.messages, partial, {})
+        else:  # the llamacpp adapter's own continuation, as the plugin asks it
+            built = get_adapter("llamacpp").continuation(self.messages, partial, {})
         kept = k - len(built.skip_prefix)
         body = {
             "messages": built.messages,
