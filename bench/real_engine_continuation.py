@@ -202,10 +202,15 @@ def measure(args: Any, model: str) -> dict[str, Any]:
     }
 
 
-def table(title: str, rows: dict[str, dict[str, int]]) -> None:
+def table(title: str, rows: dict[str, dict[str, int]], column: str | None = None) -> None:
+    """Markdown rows; keys are ``strategy`` or ``strategy | class`` (``column`` names the class)."""
     print(f"\n{title}")
-    print("| strategy | cuts | exact | inexact | exact % |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| strategy | {column} | cuts | exact | inexact | exact % |"
+        if column
+        else "| strategy | cuts | exact | inexact | exact % |"
+    )
+    print("|---|---|---:|---:|---:|---:|" if column else "|---|---:|---:|---:|---:|")
     for name, counts in rows.items():
         total = counts.get("exact", 0) + counts.get("inexact", 0)
         share = 100.0 * counts.get("exact", 0) / total if total else float("nan")
@@ -236,9 +241,9 @@ def main() -> int:
             head = f"{answer['tokens']} tokens, canonical={answer['canonical']}, {answer['cuts']} cuts"
             print(f"{head}: {answer['answer']!r}")
         table("all cuts", dict(data["tally"]))
-        table("by what the cut falls between", data["by_class"])
-        table("by token position", data["by_position"])
-        table("by whether the kept text's tokens are the model's own", data["by_canonical"])
+        table("by what the cut falls between", data["by_class"], "cut")
+        table("by token position", data["by_position"], "cut")
+        table("by whether the kept text's tokens are the model's own", data["by_canonical"], "kept tokens")
         for strategy in STRATEGIES:
             metrics[f"{model}_{strategy}_exact_share"] = _share(data["tally"][strategy])
         canonical = _share(data["by_canonical"].get("stable_cut | canonical", {}))
