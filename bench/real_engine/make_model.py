@@ -5,7 +5,8 @@ A byte-level BPE tokenizer (GPT-2's scheme: the same pre-tokenizer regex llama.c
 non-ASCII text, so that multi-byte characters and tokens holding several of them exist. The
 weights are random from a fixed seed: the check is about how the engine tokenizes and decodes,
 not about what the model says, and greedy decoding of random weights is as deterministic as of
-trained ones.
+trained ones. ``--kind bigram`` shapes the embeddings and output rows by the corpus' token
+pairs instead (random layers on top): like a trained model, it writes the tokenizer's own tokens.
 
 Two tokens are never generated, so that every answer runs to ``max_tokens`` and is valid text:
 the output rows of special tokens (EOS included) and of tokens whose bytes are not complete
@@ -149,8 +150,8 @@ def weights(
         "output.weight": output,
     }
     for i in range(LAYERS):
-        # Attention strong enough that the answer depends on the whole context, not only on
-        # the last token (a bigram-like model would make every cut trivially exact).
+        # Attention sharp enough that the answer depends on the whole context, not only on the
+        # last token: the continuation must rebuild that context to come out the same.
         for name in ("attn_q", "attn_k"):
             out[f"blk.{i}.{name}.weight"] = rand(DIM, DIM, scale=3.0 / np.sqrt(DIM))
         small = layer_scale / np.sqrt(DIM)
