@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 _ADAPTER_MODULES: dict[str, str] = {
     "vllm": "vllm",
     "sglang": "sglang",
+    "llamacpp": "llamacpp",
     "tgi": "tgi",
     "openai-compatible": "openai_compatible",
     "openai": "openai",

@@ -149,8 +149,8 @@ def test_deployments_are_named_by_id_and_every_problem_is_reported(tmp_path: Pat
     assert info.value.problems == [
         "failover_settings.stratgy: unknown key; did you mean `strategy`?",
         "deployment 'gpu-a': model_list[0].model_info.failover.gpu_ur: unknown key; did you mean `gpu_url`?",
-        "model_list[1].model_info.failover.provider: Input should be 'vllm', 'sglang', 'tgi', "
-        "'openai-compatible', 'openai', 'azure' or 'anthropic' (got 'vlm'); did you mean `vllm`?",
+        "model_list[1].model_info.failover.provider: Input should be 'vllm', 'sglang', 'llamacpp', "
+        "'tgi', 'openai-compatible', 'openai', 'azure' or 'anthropic' (got 'vlm'); did you mean `vllm`?",
     ]
     assert str(info.value) == "invalid configuration: " + "; ".join(info.value.problems)
     banner = startup_banner(info.value, path).splitlines()

@@ -64,7 +64,7 @@ def test_every_kind_has_an_adapter():
     for kind in KINDS:
         adapter = get_adapter(kind)
         assert adapter.kind == kind
-    assert {k for k in KINDS if get_adapter(k).self_hosted} == {"vllm", "sglang", "tgi"}
+    assert {k for k in KINDS if get_adapter(k).self_hosted} == {"vllm", "sglang", "llamacpp", "tgi"}
     with pytest.raises(FailoverConfigError, match="unknown provider kind 'nope'"):
         get_adapter("nope")
 

@@ -43,6 +43,7 @@ def test_every_kind_says_whether_it_continues_exactly():
     assert exact == {
         "vllm": True,
         "sglang": True,
+        "llamacpp": True,
         "anthropic": True,
         "tgi": False,
         "openai": False,

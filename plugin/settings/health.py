@@ -10,7 +10,9 @@ from pydantic import Field, ValidationError, model_validator
 from litellm_failover.providers.thresholds import ProbeThresholds
 from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
 
-ProviderKind = Literal["vllm", "sglang", "tgi", "openai-compatible", "openai", "azure", "anthropic"]
+ProviderKind = Literal[
+    "vllm", "sglang", "llamacpp", "tgi", "openai-compatible", "openai", "azure", "anthropic"
+]
 GpuSource = Literal["agent", "dcgm"]
 
 
@@ -178,7 +180,8 @@ class DeploymentFailoverConfig(StrictModel):
     provider: ProviderKind | None = Field(
         None,
         description=(
-            "Endpoint kind when the model prefix does not say: `vllm`, `sglang`, `tgi`, `openai-compatible`,"
+            "Endpoint kind when the model prefix does not say: `vllm`, `sglang`, `llamacpp`, `tgi`,"
+            " `openai-compatible`,"
             " `openai`, `azure`, `anthropic`. Unset: inferred: `hosted_vllm/` → vllm, `openai/` → openai (or"
             " openai-compatible with a non-OpenAI `api_base`), `azure/` → azure, `anthropic/` → anthropic, "
             "`huggingface/` with an `api_base` → tgi."

@@ -1,0 +1,1 @@
+"""The real-engine continuation check: a tiny local model on llama.cpp's server (issue 12 §3)."""
