@@ -48,6 +48,10 @@ class EventType(StrEnum):
     CHAOS_EXPIRED = "chaos_expired"  # it reached its end time; details: injected count
     # Operator commands (litellm_failover.control): one per replica and command.
     OPERATOR_COMMAND = "operator_command"  # a replica received an operator command
+    DEPLOYMENT_ADDED = "deployment_added"  # a deployment LiteLLM routes is now managed too
+    DEPLOYMENT_UPDATED = "deployment_updated"  # a managed deployment's fields changed in LiteLLM
+    DEPLOYMENT_REMOVED = "deployment_removed"  # deleted from LiteLLM: its state, pins, counts released
+    DEPLOYMENT_REFUSED = "deployment_refused"  # added with an invalid model_info.failover: not routed
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,8 @@ _STEP = {
     "via": "who asked (an operator command's issuer, or the plugin itself)",
     "source": "`failback` or `shift`",
 }
+
+_JOIN = {"tier": "its tier (`order`)", "weight": "its static weight", "source": "`litellm`: its model list"}
 
 EVENT_TYPES: Mapping[EventType, EventDoc] = {
     EventType.STATE_CHANGE: EventDoc(
@@ -283,6 +289,18 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "cause": "the break, redacted",
             "why": "why it could not be continued",
         },
+    ),
+    EventType.DEPLOYMENT_ADDED: EventDoc("Added to LiteLLM at run time: probed and routed now.", _JOIN),
+    EventType.DEPLOYMENT_UPDATED: EventDoc(
+        "A managed deployment's fields changed in LiteLLM (`changed`: their names, never values; "
+        "`health_kept`: only weight, tier or thresholds changed, so its health carries over).",
+        {**_JOIN, "changed": "the fields that changed", "health_kept": "its health carried over"},
+    ),
+    EventType.DEPLOYMENT_REMOVED: EventDoc("Deleted from LiteLLM: unrouted; pins, counts released.", _JOIN),
+    EventType.DEPLOYMENT_REFUSED: EventDoc(
+        "Added at run time with an invalid `model_info.failover`: kept out of every pick and listed "
+        "under `unmanaged` in `status`; the running deployments are untouched.",
+        {"problems": "what is wrong, each with its key path", "source": "`litellm`"},
     ),
     EventType.CHAOS_INJECTED: EventDoc("An operator started a fault on a deployment.", _FAULT),
     EventType.CHAOS_CLEARED: EventDoc(
