@@ -15,9 +15,12 @@ import litellm
 import pytest
 from fake_nodes import serving
 from litellm.types.router import Deployment
+from rich.console import Console
 from waiting import wait_until
 
 from litellm_failover import attach
+from litellm_failover.cli.operate import unmanaged_table
+from litellm_failover.control.dispatch import live_status
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 
@@ -175,6 +178,12 @@ async def test_invalid_failover_block_added_at_run_time_is_refused_with_its_path
         refused = await events_of(plugin, "deployment_refused")
         assert len(refused) == 1 and refused[0]["deployment_id"] == "p3"
         assert any("model_info.failover.probe" in p for p in refused[0]["details"]["problems"])
+        # ``status --live`` carries it, and prints it with its reason.
+        live = live_status(plugin, "chat")
+        assert [row["deployment_id"] for row in live["unmanaged"]] == ["p3"]
+        console = Console(width=200, record=True)
+        console.print(unmanaged_table("A", live["unmanaged"]))
+        assert "model_info.failover.probe" in console.export_text()
         # The running deployment is untouched: the same record, still serving.
         assert plugin.core.health["p1"] is before and "p3" not in plugin.core.health
         assert plugin.core.snapshot.groups["chat"] == ("p1",)
