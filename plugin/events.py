@@ -120,7 +120,7 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "to_tier": "the tier it serves from now",
             "panic": "true while it routes to every deployment (panic mode)",
             "source": "what caused it: a health source (`probe`, `traffic`, `timer`, `fleet`), or `drain`, "
-            "`manual` (planned failover), `failback`, `ramp` (a ramp aborted), `shift`",
+            "`manual` (planned failover), `failback`, `ramp` (a ramp aborted), `shift`, `membership`",
         },
     ),
     EventType.REQUEST_FAILOVER: EventDoc(
@@ -293,7 +293,7 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
     EventType.DEPLOYMENT_ADDED: EventDoc("Added to LiteLLM at run time: probed and routed now.", _JOIN),
     EventType.DEPLOYMENT_UPDATED: EventDoc(
         "A managed deployment's fields changed in LiteLLM (`changed`: their names, never values; "
-        "`health_kept`: only weight, tier or thresholds changed, so its health carries over).",
+        "`health_kept`: only its weight or tier changed, so its health carries over).",
         {**_JOIN, "changed": "the fields that changed", "health_kept": "its health carried over"},
     ),
     EventType.DEPLOYMENT_REMOVED: EventDoc("Deleted from LiteLLM: unrouted; pins, counts released.", _JOIN),

@@ -73,8 +73,8 @@ class DeploymentHealth:
         }
 
     def respecify(self, spec: DeploymentSpec) -> None:
-        """The same node with new weight, tier or thresholds (``membership.same_target``): its
-        health so far still holds."""
+        """The same node with a new weight or tier (``membership.same_target``): its health so
+        far still holds."""
         self.spec = spec
         self._limits = {
             "kv_cache": spec.health.max_kv_cache_usage,

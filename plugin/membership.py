@@ -8,7 +8,7 @@ first, then every touched group's table rebuilt and swapped, then one snapshot p
 a reader sees the old membership or the new one, never half of it.
 
 A deployment updated in a way that does not change what is probed or where it lives (its weight,
-its tier, a threshold) keeps its health record: a node that is out stays out. Anything else is a
+its tier) keeps its health record: a node that is out stays out. Anything else is a
 new deployment under an old id, and starts like one.
 """
 
@@ -40,8 +40,8 @@ class Membership:
 
 
 def same_target(old: DeploymentSpec, new: DeploymentSpec) -> bool:
-    """Whether ``new`` is the same node, probed the same way, in the same group: only its weight,
-    tier or thresholds changed, so its health so far still holds."""
+    """Whether ``new`` is the same node, probed the same way, in the same group: only its weight
+    or tier changed, so its health so far still holds."""
     unrouted = ("order", "weight")
     params = {k: v for k, v in old.litellm_params.items() if k not in unrouted}
     return (
