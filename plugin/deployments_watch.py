@@ -35,6 +35,7 @@ from litellm_failover.settings import FailoverConfigError, FailoverSettings
 
 logger = logging.getLogger("litellm_failover")
 
+FULL_EVERY = 20  # refresh ticks between full comparisons of every deployment's fields
 _SECRET_PARAMS = ("api_key", "aws_secret_access_key", "vertex_credentials")
 
 
@@ -94,6 +95,8 @@ class Parts(Protocol):
 
     def add_secrets(self, secrets: Sequence[str]) -> None: ...
 
+    def redact(self, text: str) -> str: ...
+
 
 class LiveParts:
     """``Parts`` over the plugin's prober, session pins, request book, stream resumer and redactor."""
@@ -123,6 +126,9 @@ class LiveParts:
         if secrets:
             self._redact.add(secrets)
             guard_loggers(LITELLM_LOGGERS, secrets)  # LiteLLM logs providers' errors verbatim
+
+    def redact(self, text: str) -> str:
+        return self._redact(text, limit=1000)
 
 
 class DeploymentWatch:
@@ -231,8 +237,13 @@ class DeploymentWatch:
             try:
                 spec = read_deployment(index, raw, health)
                 build_probes([spec])  # a provider kind or probe URL it cannot use is refused too
-            except FailoverConfigError as exc:
-                self._refuse(deployment_id, raw, digest, exc.problems)
+            except Exception as exc:  # one bad deployment never stops the others being read
+                problems = (
+                    exc.problems
+                    if isinstance(exc, FailoverConfigError)
+                    else [f"model_list[{index}]: unreadable ({type(exc).__name__})"]
+                )
+                self._refuse(deployment_id, raw, digest, problems)
                 if deployment_id in managed:
                     removed.append(deployment_id)  # updated into an invalid one: out of the picks
                 continue
@@ -282,6 +293,7 @@ class DeploymentWatch:
 
     def _refuse(self, deployment_id: str, raw: Mapping[str, Any], digest: str, problems: list[str]) -> None:
         group = str(raw.get("model_name") or "")
+        problems = [self._parts.redact(problem) for problem in problems]  # a bad value may be a secret
         self.refused[deployment_id] = {
             "deployment_id": deployment_id,
             "model_group": group,
@@ -309,7 +321,12 @@ class DeploymentWatch:
         rows: list[dict[str, Any]] = []
         seen: set[str] = set()
         managed = self._core.health
-        for index, raw in enumerate(self._read(self._router)):
+        try:
+            model_list = self._read(self._router)
+        except Exception as exc:  # say so rather than claim every deployment is managed
+            reason = f"LiteLLM's deployments could not be read ({type(exc).__name__})"
+            return [{"deployment_id": None, "model_group": "", "reason": reason}]
+        for index, raw in enumerate(model_list):
             deployment_id = deployment_id_of(raw)
             group = str(raw.get("model_name") or "") if isinstance(raw, Mapping) else ""
             reason = None
@@ -342,9 +359,14 @@ class DeploymentWatch:
                 await task
 
     async def _loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(self.interval_s)
-            self.refresh()
+            # LiteLLM replaces a deployment's dict when it adds or updates one, so comparing the
+            # dicts' identities finds every change cheaply; a full comparison of the fields, now
+            # and then, also finds a dict someone edited in place.
+            ticks += 1
+            self.refresh(quick=ticks % FULL_EVERY != 0)
 
 
 __all__ = ["DeploymentWatch", "LiveParts", "current_deployments", "fingerprint", "secrets_of"]

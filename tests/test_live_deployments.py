@@ -219,3 +219,22 @@ async def test_upsert_keeps_an_ejected_deployment_out_when_only_its_weight_chang
         await wait_until(lambda: plugin.core.health["p2"].state.value == "healthy", timeout=5, what="p2 anew")
         assert "p2" in {await ask(router) for _ in range(8)}
         assert chats(servers["p3"]) > 0
+
+
+async def test_a_deployment_in_a_new_group_is_routed_and_the_group_goes_with_its_last_one(
+    servers, make_plugin
+):
+    router, plugin = make_plugin([deployment("p1", servers["p1"])])
+    async with plugin:
+        other = deployment("p3", servers["p3"])
+        other["model_name"] = "other"
+        router.add_deployment(Deployment(**other))
+        response = await router.acompletion(model="other", messages=MESSAGES)
+        assert response._hidden_params["model_id"] == "p3"
+        assert plugin.core.table("other").serving == ("p3",)
+        assert plugin.book.started >= 1  # the plugin picked it: LiteLLM did not route around it
+        assert plugin.status()["groups"]["other"]["deployments"][0]["deployment_id"] == "p3"
+        router.delete_deployment("p3")
+        await wait_until(lambda: "other" not in plugin.core.snapshot.groups, timeout=2, what="group gone")
+        assert "other" not in plugin.status()["groups"] and plugin.core.table("other") is None
+        assert await ask(router) == "p1"
