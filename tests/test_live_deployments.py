@@ -238,3 +238,18 @@ async def test_a_deployment_in_a_new_group_is_routed_and_the_group_goes_with_its
         await wait_until(lambda: "other" not in plugin.core.snapshot.groups, timeout=2, what="group gone")
         assert "other" not in plugin.status()["groups"] and plugin.core.table("other") is None
         assert await ask(router) == "p1"
+
+
+async def test_an_update_into_an_invalid_block_takes_only_that_deployment_out(servers, make_plugin):
+    router, plugin = make_plugin([deployment("p1", servers["p1"]), deployment("p2", servers["p2"])])
+    async with plugin:
+        assert {await ask(router) for _ in range(6)} == {"p1", "p2"}
+        broken = deployment("p2", servers["p2"])
+        broken["model_info"]["failover"]["gpu_source"] = "nvml"
+        router.upsert_deployment(Deployment(**broken))
+        assert Counter([await ask(router) for _ in range(6)]) == {"p1": 6}  # not routed half-configured
+        assert "p2" not in plugin.core.health and plugin.core.snapshot.groups["chat"] == ("p1",)
+        [row] = plugin.status()["unmanaged"]
+        assert row["deployment_id"] == "p2" and "model_info.failover.gpu_source" in row["reason"]
+        assert [e["deployment_id"] for e in await events_of(plugin, "deployment_removed")] == ["p2"]
+        assert [e["deployment_id"] for e in await events_of(plugin, "deployment_refused")] == ["p2"]
