@@ -45,6 +45,20 @@ def current_deployments(router: Any) -> list[dict]:
     return list(getattr(router, "model_list", None) or [])
 
 
+def list_marker(router: Any) -> tuple[Any, ...]:
+    """A change marker of LiteLLM's model list, in constant time (the request path reads it on
+    every pick): the list, its length and its last deployment, held by reference. Adding a
+    deployment appends a new dict, updating one removes it and appends a new dict, deleting one
+    shortens the list: each changes the marker. Swapped along with ``current_deployments``."""
+    model_list = getattr(router, "model_list", None) or ()
+    return (model_list, len(model_list), model_list[-1] if model_list else None)
+
+
+def _same_marker(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Identity, not equality: two dicts with the same fields are still two deployments' dicts."""
+    return a[0] is b[0] and a[1] == b[1] and a[2] is b[2]
+
+
 def secrets_of(specs: Iterable[DeploymentSpec]) -> list[str]:
     """The credentials in deployments' params, for the redactors."""
     found = []
@@ -156,6 +170,7 @@ class DeploymentWatch:
         self._read = read
         self._hashes = {i: fingerprint(raw) for i, raw in deployments.items()}
         self._seen: tuple[int, ...] = tuple(map(id, read(router)))
+        self._marker = list_marker(router)
         self.refused: dict[str, dict[str, Any]] = {}  # id -> why (problems), kept out of picks
         self._refused_hashes: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
@@ -171,13 +186,12 @@ class DeploymentWatch:
     # -- the request path --------------------------------------------------------------------
 
     def screen(self, healthy: list[dict]) -> list[dict]:
-        """LiteLLM's offer for one pick, with refused deployments taken out. A deployment the plugin
-        has not read (or a dict LiteLLM replaced) makes the plugin read LiteLLM's list first."""
-        known = self._deployments
-        for deployment in healthy:
-            if known.get(deployment_id_of(deployment) or "") is not deployment:
-                self.refresh(quick=True)
-                break
+        """LiteLLM's offer for one pick, with refused deployments taken out. When LiteLLM's list
+        has changed since the plugin read it (a constant-time check: a pick must not scan its
+        group), the plugin reads it first, so an added deployment is routed by the plugin on its
+        first request and a deleted one is already out of the tables."""
+        if not _same_marker(list_marker(self._router), self._marker):
+            self.refresh(quick=True)
         refused = self.refused
         if refused:
             healthy = [d for d in healthy if deployment_id_of(d) not in refused]
@@ -205,6 +219,7 @@ class DeploymentWatch:
         if the list holds other dicts than last time (the request path; LiteLLM replaces a
         deployment's dict whenever it adds or updates one)."""
         try:
+            self._marker = list_marker(self._router)
             raw = self._read(self._router)
             seen = tuple(map(id, raw))
             if quick and seen == self._seen:
