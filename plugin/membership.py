@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from litellm_failover.deployments import DeploymentSpec
-from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.settings import FailoverSettings
@@ -62,6 +62,7 @@ class MembershipMixin:
     snapshot: CoreSnapshot
     _members: Mapping[str, tuple[str, ...]]
     clock: Callable[[], float]
+    sink: Any
 
     def change_membership(
         self, change: Membership, *, probed: Callable[[DeploymentSpec], bool], source: str = "litellm"
@@ -125,12 +126,28 @@ class MembershipMixin:
         for event in events:
             self.emit(event)  # type: ignore[attr-defined]
             record = self.health.get(str(event.deployment_id))
-            if record is not None and event.event_type != EventType.DEPLOYMENT_REMOVED.value:
+            if event.event_type == EventType.DEPLOYMENT_REMOVED.value:
+                self._stored_as_removed(event)
+            elif record is not None:
                 self._submit_state(record)  # type: ignore[attr-defined]
         for group, old in old_tables.items():
             new = self.tables.get(group)
             if old is not None and new is not None:
                 self._announce(group, old, new, source="membership", reason="deployments changed")  # type: ignore[attr-defined]
+
+    def _stored_as_removed(self, event: FailoverEvent) -> None:
+        """Its stored state says it is gone: ``litellm-failover status`` must not go on showing a
+        deleted deployment as healthy."""
+        if self.sink is not None and event.deployment_id:
+            self.sink.submit_state(
+                DeploymentStateRow(
+                    deployment_id=event.deployment_id,
+                    model_group=event.model_group or "",
+                    state="removed",
+                    reason="deleted from LiteLLM's model list",
+                    instance_id=self.instance_id,
+                )
+            )
 
     def _membership_event(
         self, event_type: EventType, spec: DeploymentSpec, source: str, **details: Any

@@ -22,7 +22,7 @@ from litellm_failover import attach
 from litellm_failover.cli.operate import unmanaged_table
 from litellm_failover.control.dispatch import live_status
 from litellm_failover.providers.fake.vllm import FakeVLLM
-from litellm_failover.store.queries import list_events
+from litellm_failover.store.queries import list_deployment_states, list_events
 
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -156,6 +156,10 @@ async def test_deleted_deployment_gets_no_request_after_the_call_returns(servers
         assert "p2" not in plugin.status()["switching"].get("in_flight", {})
         removed = await events_of(plugin, "deployment_removed")
         assert [e["deployment_id"] for e in removed] == ["p2"]
+        stored = {
+            row["deployment_id"]: row for row in await list_deployment_states(plugin.settings.database_url)
+        }
+        assert (stored["p2"]["state"], stored["p1"]["state"]) == ("removed", "healthy")
         probes_then = servers["p2"].state()["requests"]["total"]
         await wait_until(lambda: plugin.prober.rounds > 10, timeout=5, what="more probe rounds")
         assert servers["p2"].state()["requests"]["total"] == probes_then  # no longer probed
