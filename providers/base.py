@@ -95,7 +95,6 @@ class ProbeTarget:
     api_key: str | None = field(default=None, repr=False)
     api_version: str | None = None
     thresholds: ProbeThresholds = field(default_factory=ProbeThresholds)
-    ca_file: str | None = None  # the CA bundle its https URLs are verified against (``ROUND_CA_FILE``)
 
 
 @dataclass(frozen=True, slots=True)

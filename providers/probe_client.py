@@ -14,9 +14,7 @@ no compression. That is all this implements, plus the egress rules LiteLLM's own
   ``user:password`` sent as ``Proxy-Authorization`` and never shown) unless ``NO_PROXY`` names
   the host; plain ``http`` targets (self-hosted nodes on the private network) go direct.
 - TLS is verified as LiteLLM's ``ssl_verify`` says: the system store by default (``SSL_CERT_FILE``
-  applies), a CA bundle when it names one, no verification when it is ``False``. A probe round of
-  a self-hosted node with its own CA (``model_info.failover.ca_file``) sets ``ROUND_CA_FILE`` for
-  its task: its connections are verified against that file and pooled apart from the others.
+  applies), a CA bundle when it names one, no verification when it is ``False``.
 
 - One request at a time per connection; idle connections are kept per origin and reused. A
   connection the server has closed while idle is noticed before reuse, and a reused connection
@@ -45,7 +43,6 @@ import sys
 import time
 import urllib.request
 from collections import deque
-from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -59,8 +56,6 @@ from litellm_failover.providers.http1_response import (
 )
 
 USER_AGENT = "litellm-failover-probe"
-ROUND_CA_FILE: ContextVar[str | None] = ContextVar("probe_ca_file", default=None)
-"""The CA bundle the current probe round trusts (set by the round's prober, in its own task)."""
 IDLE_KEEP_S = 30.0
 """Idle connections older than this are closed rather than reused."""
 MAX_IDLE_PER_ORIGIN = 4
@@ -161,9 +156,6 @@ def _target(url: str) -> _Target:
     return _Target(parts.scheme, host, port, target, host_header)
 
 
-_PoolKey = tuple[str, str, int, str | None]  # scheme, host, port, the CA file that verified it
-
-
 class _Connection:
     __slots__ = ("idle_since", "reader", "reused", "writer")
 
@@ -223,7 +215,7 @@ class ProbeClient:
     """Keep-alive GETs for probes. ``async with ProbeClient() as client`` or ``close()``."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._idle: dict[_PoolKey, deque[_Connection]] = {}
+        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._ssl = ssl_context
         self._closed = False
 
@@ -246,23 +238,21 @@ class ProbeClient:
             raise RuntimeError("ProbeClient is closed")
         target = _target(url)
         request = self._request(target, headers)
-        ca_file = ROUND_CA_FILE.get() if target.scheme == "https" else None
-        key = (*target.origin, ca_file)  # a connection verified against one CA serves only it
-        connection = self._take_idle(key)
+        connection = self._take_idle(target.origin)
         if connection is not None:
             try:
-                return await self._exchange(connection, key, request, max_body_bytes)
+                return await self._exchange(connection, target, request, max_body_bytes)
             except Disconnected as exc:
                 if exc.started:
                     raise
                 # Closed by the server while idle, between our check and our write: once more
                 # on a fresh connection, as browsers and HTTP libraries do for idempotent GETs.
-        connection = await self._connect(target, ca_file)
-        return await self._exchange(connection, key, request, max_body_bytes)
+        connection = await self._connect(target)
+        return await self._exchange(connection, target, request, max_body_bytes)
 
     # -- connections --------------------------------------------------------------------
 
-    def _take_idle(self, origin: _PoolKey) -> _Connection | None:
+    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
         pool = self._idle.get(origin)
         now = time.monotonic()
         while pool:
@@ -273,7 +263,7 @@ class ProbeClient:
             connection.close()
         return None
 
-    def _keep(self, origin: _PoolKey, connection: _Connection) -> None:
+    def _keep(self, origin: tuple[str, str, int], connection: _Connection) -> None:
         pool = self._idle.setdefault(origin, deque())
         if self._closed or len(pool) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
@@ -281,10 +271,10 @@ class ProbeClient:
         connection.idle_since = time.monotonic()
         pool.append(connection)
 
-    async def _connect(self, target: _Target, ca_file: str | None = None) -> _Connection:
+    async def _connect(self, target: _Target) -> _Connection:
         context: ssl.SSLContext | None = None
         if target.scheme == "https":
-            context = _context_for(ca_file) if ca_file else self._ssl or tls_context()
+            context = self._ssl or tls_context()
         proxy = proxy_for(target.host, target.scheme)
         if proxy is not None and context is not None:
             return await self._tunnel(proxy, target, context)
@@ -352,7 +342,7 @@ class ProbeClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
     async def _exchange(
-        self, connection: _Connection, key: _PoolKey, request: bytes, max_body_bytes: int
+        self, connection: _Connection, target: _Target, request: bytes, max_body_bytes: int
     ) -> RawAnswer:
         keep = False
         try:
@@ -366,7 +356,7 @@ class ProbeClient:
             # On success a kept connection goes back; on anything else (an error, the
             # runner's timeout cancelling us mid-read) it is closed, never reused half-read.
             if keep:
-                self._keep(key, connection)
+                self._keep(target.origin, connection)
             else:
                 connection.close()
 

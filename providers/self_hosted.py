@@ -30,7 +30,7 @@ from litellm_failover.providers.base import (
 )
 from litellm_failover.providers.continuation import ContinuationRule, ContinuingAdapter
 from litellm_failover.providers.gpu import GpuOutcome, GpuReader, gpu_reader_for
-from litellm_failover.providers.probe_client import ROUND_CA_FILE, ProbeClient
+from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Series, parse_metrics, read_all, sample_names
 from litellm_failover.providers.runner import latency_check
 from litellm_failover.providers.thresholds import ProbeThresholds
@@ -124,7 +124,6 @@ class SelfHostedAdapter(ContinuingAdapter):
             gpu_source=config.gpu_source if config.gpu_url else None,
             api_key=litellm_param(litellm_params, "api_key", where=where),
             thresholds=thresholds,
-            ca_file=config.ca_file,
         )
 
     def new_prober(self, target: ProbeTarget) -> SelfHostedProber:
@@ -165,9 +164,6 @@ class SelfHostedProber:
 
     async def probe(self, session: ProbeClient) -> ProbeReport:
         self._tracker.clear()
-        # This round's task (and the side tasks it starts, which copy its context) trusts the
-        # deployment's own CA, if it has one; other rounds run in other tasks and are unaffected.
-        ROUND_CA_FILE.set(self.target.ca_file)
         thresholds = self.target.thresholds
         # /metrics and the GPU read run as tasks beside /health, which this coroutine reads
         # itself: one task fewer per round than gathering all three (probing 100 deployments

@@ -19,10 +19,8 @@ import litellm
 import pytest
 from aiohttp import web
 
-from litellm_failover.providers import build_prober, http
+from litellm_failover.providers import http
 from litellm_failover.providers.probe_client import ProbeClient, ProxyFailed, TlsFailed
-from litellm_failover.providers.runner import run_probe
-from litellm_failover.settings import FailoverConfigError, HealthSettings, parse_deployment_config
 
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy")
 
@@ -150,31 +148,3 @@ async def test_tls_follows_litellm_ssl_verify(self_signed, monkeypatch):
         monkeypatch.setattr(litellm, "ssl_verify", False)  # LiteLLM told not to verify: neither do probes
         async with ProbeClient() as client:
             assert (await client.get(url, max_body_bytes=100)).body == b"fine"
-
-
-async def test_a_self_hosted_node_with_its_own_ca_is_probed_against_its_ca_file(self_signed):
-    cert, key = self_signed
-    async with tls_server(cert, key) as url, ProbeClient() as client:
-        config = parse_deployment_config(
-            {"health_url": url, "metrics_url": url.replace("/health", "/metrics"), "ca_file": str(cert)},
-            "model_list[0].model_info.failover",
-        )
-        params = {"model": "hosted_vllm/m", "api_base": url.replace("/health", "/v1")}
-        prober = build_prober("tls-node", params, config, HealthSettings().thresholds())
-        report = await run_probe(prober, client)
-        checks = {check.name: check for check in report.checks}
-        assert checks["http_health"].ok, checks["http_health"].reason
-        # Without the CA file the same node is a TLS failure (the system store does not know it),
-        # and the connection verified against the CA file is not reused for it.
-        plain = build_prober(
-            "tls-node", params, config.model_copy(update={"ca_file": None}), HealthSettings().thresholds()
-        )
-        checks = {check.name: check for check in (await run_probe(plain, client)).checks}
-        assert not checks["http_health"].ok and "TLS error" in checks["http_health"].reason
-
-
-def test_a_ca_file_that_does_not_load_is_refused_with_its_key_path(tmp_path):
-    with pytest.raises(FailoverConfigError, match=r"model_list\[0\]\.model_info\.failover\.ca_file"):
-        parse_deployment_config(
-            {"ca_file": str(tmp_path / "missing.pem")}, "model_list[0].model_info.failover"
-        )

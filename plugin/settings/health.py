@@ -3,10 +3,9 @@ the per-deployment ``model_info.failover`` block that can override the probe thr
 
 from __future__ import annotations
 
-import ssl
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from litellm_failover.providers.thresholds import ProbeThresholds
 from litellm_failover.settings.base import FailoverConfigError, StrictModel, config_error
@@ -208,13 +207,6 @@ class DeploymentFailoverConfig(StrictModel):
     gpu_source: GpuSource | None = Field(
         None, description="`agent` or `dcgm`. Unset: `agent` when `gpu_url` is set."
     )
-    ca_file: str | None = Field(
-        None,
-        description=(
-            "CA bundle (PEM) that verifies this deployment's `https` probe URLs (health, metrics, GPU): a"
-            " self-hosted server with its own CA. Unset: LiteLLM's `ssl_verify`."
-        ),
-    )
     probe: bool = Field(
         True,
         description=(
@@ -223,16 +215,6 @@ class DeploymentFailoverConfig(StrictModel):
         ),
     )
     health: HealthOverrides = Field(default_factory=HealthOverrides)
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file_loads(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ssl.create_default_context(cafile=value)
-            except (OSError, ssl.SSLError) as exc:
-                raise ValueError(f"cannot load a CA bundle from {value!r}: {exc.strerror or exc}") from None
-        return value
 
     @model_validator(mode="after")
     def _gpu_source_needs_url(self) -> DeploymentFailoverConfig:
