@@ -173,7 +173,7 @@ def describe_error(exc: BaseException) -> str:
         return short(scrub(str(exc)))
     if isinstance(exc, probe_client.DnsFailed):
         return f"DNS lookup failed for {exc.host}"
-    if isinstance(exc, probe_client.TlsFailed | probe_client.ProxyFailed):
+    if isinstance(exc, probe_client.TlsFailed):
         return short(scrub(str(exc)))
     if isinstance(exc, probe_client.ConnectFailed):
         where = f"{exc.host}:{exc.port}"

@@ -8,13 +8,7 @@ bookkeeping) costs about 1.4 % of a core per GET a second per 50 deployments; th
 about 1.0 % (``bench/probe_cpu.py`` measures the whole probe loop). A probe needs little of
 HTTP: a GET of a small page from a server it already knows, a bounded body, no redirects (one
 that redirects is misconfigured, and following it could carry an API key elsewhere), no cookies,
-no compression. That is all this implements, plus the egress rules LiteLLM's own calls follow:
-
-- ``https`` targets go through ``HTTPS_PROXY`` (an ``http://`` proxy, a ``CONNECT`` tunnel, its
-  ``user:password`` sent as ``Proxy-Authorization`` and never shown) unless ``NO_PROXY`` names
-  the host; plain ``http`` targets (self-hosted nodes on the private network) go direct.
-- TLS is verified as LiteLLM's ``ssl_verify`` says: the system store by default (``SSL_CERT_FILE``
-  applies), a CA bundle when it names one, no verification when it is ``False``.
+no compression, no proxies. That is all this implements.
 
 - One request at a time per connection; idle connections are kept per origin and reused. A
   connection the server has closed while idle is noticed before reuse, and a reused connection
@@ -35,16 +29,13 @@ no compression. That is all this implements, plus the egress rules LiteLLM's own
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
 import socket
 import ssl
-import sys
 import time
-import urllib.request
 from collections import deque
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.http1_response import (
@@ -79,49 +70,6 @@ class TlsFailed(ProbeHttpError):
     def __init__(self, host: str, error: ssl.SSLError) -> None:
         super().__init__(f"TLS error talking to {host}: {error}")
         self.host = host
-
-
-class ProxyFailed(ProbeHttpError):
-    """The egress proxy would not open the tunnel; names the proxy's host, never its credentials."""
-
-    def __init__(self, proxy: str, target: str, reason: str) -> None:
-        super().__init__(f"proxy {proxy} would not tunnel to {target}: {reason}")
-        self.host = proxy
-
-
-@dataclass(frozen=True, slots=True)
-class _Proxy:
-    host: str
-    port: int
-    authorization: str | None = None  # ``Basic ...`` from the proxy URL's user:password
-
-    @property
-    def shown(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def proxy_for(host: str, scheme: str = "https") -> _Proxy | None:
-    """The proxy an ``https`` probe of ``host`` goes through: ``HTTPS_PROXY`` unless ``NO_PROXY``
-    names the host (the rules of ``urllib``, which LiteLLM's HTTP clients share). Read at each
-    new connection, so a changed environment applies to the next one."""
-    if scheme != "https":
-        return None
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get("https")
-    if not url or urllib.request.proxy_bypass_environment(host, proxies):
-        return None
-    try:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        port = parts.port or 80
-    except ValueError:
-        raise MalformedAnswer("HTTPS_PROXY is not a valid URL") from None
-    if parts.scheme != "http" or not parts.hostname:
-        raise MalformedAnswer("HTTPS_PROXY must be an http:// proxy URL")
-    authorization = None
-    if parts.username is not None:
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
-    return _Proxy(parts.hostname, port, authorization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +222,7 @@ class ProbeClient:
     async def _connect(self, target: _Target) -> _Connection:
         context: ssl.SSLContext | None = None
         if target.scheme == "https":
-            context = self._ssl or tls_context()
-        proxy = proxy_for(target.host, target.scheme)
-        if proxy is not None and context is not None:
-            return await self._tunnel(proxy, target, context)
+            context = self._ssl or _default_ssl_context()
         try:
             reader, writer = await asyncio.open_connection(
                 target.host,
@@ -292,37 +237,6 @@ class ProbeClient:
             raise TlsFailed(target.host, exc) from None
         except OSError as exc:
             raise ConnectFailed(target.host, target.port, exc) from None
-        return _Connection(reader, writer)
-
-    async def _tunnel(self, proxy: _Proxy, target: _Target, context: ssl.SSLContext) -> _Connection:
-        """A ``CONNECT`` tunnel through ``proxy``, then TLS with the target inside it."""
-        try:
-            reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=MAX_HEAD_BYTES)
-        except socket.gaierror:
-            raise DnsFailed(proxy.host) from None
-        except OSError as exc:
-            raise ConnectFailed(proxy.host, proxy.port, exc) from None
-        authority = target.host_header if target.port != 443 else f"{target.host_header}:443"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", f"User-Agent: {USER_AGENT}"]
-        if proxy.authorization:
-            lines.append(f"Proxy-Authorization: {proxy.authorization}")
-        try:
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = head.split(b"\r\n", 1)[0].split(b" ", 2)
-            if len(status) < 2 or not status[0].startswith(b"HTTP/1.") or status[1] != b"200":
-                code = status[1].decode("latin-1", "replace") if len(status) > 1 else "no status"
-                raise ProxyFailed(proxy.shown, authority, f"HTTP {code[:3]}")
-            await writer.start_tls(context, server_hostname=target.host)
-        except ProbeHttpError:
-            writer.transport.abort()
-            raise
-        except ssl.SSLError as exc:
-            writer.transport.abort()
-            raise TlsFailed(target.host, exc) from None
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-            writer.transport.abort()
-            raise ProxyFailed(proxy.shown, authority, type(exc).__name__) from None
         return _Connection(reader, writer)
 
     # -- one exchange ---------------------------------------------------------------------
@@ -361,20 +275,7 @@ class ProbeClient:
                 connection.close()
 
 
-def tls_context() -> ssl.SSLContext:
-    """The context LiteLLM's ``ssl_verify`` asks for (``litellm_settings.ssl_verify``): True, a
-    CA bundle's path, or False; looked up without importing LiteLLM."""
-    verify = getattr(sys.modules.get("litellm"), "ssl_verify", True)
-    return _context_for(verify if isinstance(verify, bool | str) else True)
-
-
-@functools.lru_cache(maxsize=8)
-def _context_for(verify: bool | str) -> ssl.SSLContext:
-    """Loading a CA store takes milliseconds: once per setting, not per connection."""
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    context = ssl.create_default_context()
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """Loading the system CA store takes milliseconds: once per process, not per connection."""
+    return ssl.create_default_context()
