@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import litellm
 import pytest
 from factories import Clock, bad_report, good_report, model_list, specs_for
 from litellm.responses.utils import ResponsesAPIRequestUtils
@@ -359,20 +358,3 @@ async def test_store_messages_off_still_pins_but_stores_nothing():
     await manager.answered(first, {"litellm_trace_id": "r1", "call_type": "acompletion"}, Answer())
     assert manager.pins.peek("s", "g") == first
     assert store.messages == [] and store.sessions == []
-
-
-def test_litellm_turning_message_logging_off_keeps_hashes_only_unless_overridden(monkeypatch):
-    monkeypatch.setattr(litellm, "turn_off_message_logging", True)
-    store = ListStore()
-    Recorder(SessionSettings(), store, remembered=100).record(turn(), pinned="p1")
-    assert [m.content for m in store.messages] == [None, None]
-    assert store.messages[0].content_hash == hashlib.sha256(b"hello").hexdigest()
-    assert store.messages[1].completion_tokens == 5
-    # failover_settings overrides LiteLLM's switch either way.
-    kept = ListStore()
-    Recorder(SessionSettings(store_content=True), kept, remembered=100).record(turn(), pinned="p1")
-    assert [m.content for m in kept.messages] == ["hello", "world"]
-    monkeypatch.setattr(litellm, "turn_off_message_logging", False)
-    followed = ListStore()
-    Recorder(SessionSettings(), followed, remembered=100).record(turn(), pinned="p1")
-    assert [m.content for m in followed.messages] == ["hello", "world"]

@@ -137,7 +137,7 @@ async def rebuild(
     if missing:
         raise RebuildFailed(
             f"session {session_id!r} keeps only hashes for {len(missing)} message(s) "
-            "(store_content off, LiteLLM's turn_off_message_logging, or over max_message_chars)"
+            "(store_content off or over max_message_chars)"
         )
     history = [to_input_item(m.role, m.content or "") for m in stored]
     return Rebuilt(session_id=session_id, seq=seq, history=history)

@@ -11,14 +11,10 @@ same rule means a regenerated answer (a client that rewinds and asks again) keep
 
 Privacy rules applied here: ``store_content`` off keeps the hash and the size only; a message
 over ``max_message_chars`` keeps the hash only, is marked ``truncated`` and is counted.
-``store_content`` unset follows LiteLLM's own privacy switch, ``litellm.turn_off_message_logging``
-(read at each row, so turning it on at run time takes effect at once): a user who told LiteLLM
-not to log messages must not find them in ``failover_messages``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,15 +23,6 @@ from typing import Protocol
 from litellm_failover.events import MessageRow, SessionRow
 from litellm_failover.sessions.content import Item, content_hash
 from litellm_failover.settings import SessionSettings
-
-
-def stores_content(settings: SessionSettings) -> bool:
-    """Whether message text is stored: ``store_content`` if set, else whatever LiteLLM's
-    ``turn_off_message_logging`` says (looked up without importing LiteLLM)."""
-    if settings.store_content is not None:
-        return settings.store_content
-    litellm = sys.modules.get("litellm")
-    return not bool(getattr(litellm, "turn_off_message_logging", False))
 
 
 class ConversationSink(Protocol):
@@ -96,7 +83,7 @@ class Recorder:
         oversized = chars > self.settings.max_message_chars
         if oversized:
             self.oversized += 1
-        keep = not oversized and stores_content(self.settings)
+        keep = self.settings.store_content and not oversized
         return MessageRow(
             session_id=session_id,
             seq=seq,

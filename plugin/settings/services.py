@@ -34,12 +34,8 @@ class SessionSettings(StrictModel):
     store_messages: bool = Field(
         True, description="Write `failover_sessions` and `failover_messages` rows. Pins work without it."
     )
-    store_content: bool | None = Field(
-        None,
-        description=(
-            "Store message text. Off keeps only a SHA-256 hash, the length and token counts. Unset: off "
-            "while LiteLLM's `litellm_settings.turn_off_message_logging` is on, else on."
-        ),
+    store_content: bool = Field(
+        True, description="Store message text. Off keeps only a SHA-256 hash, the length and token counts."
     )
     use_user_field: bool = Field(
         False,
