@@ -167,7 +167,13 @@ def load_proxy_config(path: str) -> ProxyConfig:
     ``failover_settings``, then those of each deployment (checked against the default health
     settings when the block itself is invalid), each deployment named by its ``model_info.id``.
     """
-    config = read_config_file(path)
+    return validate_config(read_config_file(path), path)
+
+
+def validate_config(config: Mapping[str, Any], path: str) -> ProxyConfig:
+    """``load_proxy_config`` for a config already read: the proxy hands the one LiteLLM loaded
+    (``include:`` files merged, ``os.environ/`` and secret-manager references resolved its way);
+    ``path`` only names it in messages."""
     block = failover_block(config)
     problems: list[str] = []
     settings: FailoverSettings | None = None

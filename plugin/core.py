@@ -25,6 +25,7 @@ from litellm_failover.actions import Announce, Effects, Eject, Rebuild
 from litellm_failover.deployments import DeploymentSpec
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth, HealthState, Transition
+from litellm_failover.membership import MembershipMixin
 from litellm_failover.outlier import Outcome
 from litellm_failover.plan import GroupPlan
 from litellm_failover.providers.base import CheckResult, ProbeReport
@@ -51,7 +52,7 @@ class Planner(Protocol):
     def on_transition(self, transition: Transition) -> Effects: ...
 
 
-class FailoverCore:
+class FailoverCore(MembershipMixin):
     def __init__(
         self,
         settings: FailoverSettings,
@@ -86,7 +87,9 @@ class FailoverCore:
     # -- evidence in ----------------------------------------------------------------------
 
     def apply_probe(self, deployment_id: str, report: ProbeReport) -> None:
-        record = self.health[deployment_id]
+        record = self.health.get(deployment_id)
+        if record is None:
+            return  # removed while its round was in flight
         before = _verdicts(record.checks)
         transition = record.apply_probe(report, self.clock())
         if transition is not None:

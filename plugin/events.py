@@ -51,6 +51,10 @@ class EventType(StrEnum):
     # Operator commands (litellm_failover.control): one per replica and command.
     OPERATOR_COMMAND = "operator_command"  # a replica received an operator command
     MESSAGE_REJECTED = "message_rejected"  # a command or fleet message failed authentication
+    DEPLOYMENT_ADDED = "deployment_added"  # a deployment LiteLLM routes is now managed too
+    DEPLOYMENT_UPDATED = "deployment_updated"  # a managed deployment's fields changed in LiteLLM
+    DEPLOYMENT_REMOVED = "deployment_removed"  # deleted from LiteLLM: its state, pins, counts released
+    DEPLOYMENT_REFUSED = "deployment_refused"  # added with an invalid model_info.failover: not routed
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ _STEP = {
     "source": "`failback` or `shift`",
 }
 
+_JOIN = {"tier": "its tier (`order`)", "weight": "its static weight", "source": "`litellm`: its model list"}
+
 EVENT_TYPES: Mapping[EventType, EventDoc] = {
     EventType.STATE_CHANGE: EventDoc(
         "A deployment moved between `healthy`, `degraded`, `unhealthy` and `recovering`. "
@@ -117,7 +123,7 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "to_tier": "the tier it serves from now",
             "panic": "true while it routes to every deployment (panic mode)",
             "source": "what caused it: a health source (`probe`, `traffic`, `timer`, `fleet`), or `drain`, "
-            "`manual` (planned failover), `failback`, `ramp` (a ramp aborted), `shift`",
+            "`manual` (planned failover), `failback`, `ramp` (a ramp aborted), `shift`, `membership`",
         },
     ),
     EventType.REQUEST_FAILOVER: EventDoc(
@@ -299,6 +305,18 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "cause": "the break, redacted",
             "why": "why it could not be continued",
         },
+    ),
+    EventType.DEPLOYMENT_ADDED: EventDoc("Added to LiteLLM at run time: probed and routed now.", _JOIN),
+    EventType.DEPLOYMENT_UPDATED: EventDoc(
+        "A managed deployment's fields changed in LiteLLM (`changed`: their names, never values; "
+        "`health_kept`: only its weight or tier changed, so its health carries over).",
+        {**_JOIN, "changed": "the fields that changed", "health_kept": "its health carried over"},
+    ),
+    EventType.DEPLOYMENT_REMOVED: EventDoc("Deleted from LiteLLM: unrouted; pins, counts released.", _JOIN),
+    EventType.DEPLOYMENT_REFUSED: EventDoc(
+        "Added at run time with an invalid `model_info.failover`: kept out of every pick and listed "
+        "under `unmanaged` in `status`; the running deployments are untouched.",
+        {"problems": "what is wrong, each with its key path", "source": "`litellm`"},
     ),
     EventType.CHAOS_INJECTED: EventDoc("An operator started a fault on a deployment.", _FAULT),
     EventType.CHAOS_CLEARED: EventDoc(

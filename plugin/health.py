@@ -72,6 +72,16 @@ class DeploymentHealth:
             "queue_depth": spec.health.max_queue_waiting,
         }
 
+    def respecify(self, spec: DeploymentSpec) -> None:
+        """The same node with a new weight or tier (``membership.same_target``): its health so
+        far still holds."""
+        self.spec = spec
+        self._limits = {
+            "kv_cache": spec.health.max_kv_cache_usage,
+            "gpu_memory": spec.health.max_gpu_memory_ratio,
+            "queue_depth": spec.health.max_queue_waiting,
+        }
+
     # -- evidence -------------------------------------------------------------------------
 
     def apply_probe(self, report: ProbeReport, now: float) -> Transition | None:

@@ -31,7 +31,8 @@ from litellm_failover.alerts import Alerter
 from litellm_failover.chaos import ChaosInjector
 from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
-from litellm_failover.deployments import DeploymentSpec, read_model_list
+from litellm_failover.deployments import read_model_list
+from litellm_failover.deployments_watch import DeploymentWatch, LiveParts, current_deployments, secrets_of
 from litellm_failover.fleet import Fleet, fleet_for
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.metrics import PluginMetrics
@@ -67,12 +68,12 @@ class FailoverPlugin:
         self.router = router
         self.settings = settings
         self.instance_id = settings.instance_id or default_instance_id()
-        model_list = list(router.model_list or [])
+        model_list = current_deployments(router)
         specs = read_model_list(model_list, settings.health)
         probes = build_probes(specs)
         probed = {i for shared in probes for i in shared.deployment_ids}
-        self.redact = Redactor(_secrets(specs))
-        guard_loggers(LITELLM_LOGGERS, _secrets(specs))  # LiteLLM logs providers' errors verbatim
+        self.redact = Redactor(secrets_of(specs))
+        guard_loggers(LITELLM_LOGGERS, secrets_of(specs))  # LiteLLM logs providers' errors verbatim
         self.writer = StoreWriter(settings.database_url, settings.writer)
         self.core = FailoverCore(
             settings,
@@ -134,8 +135,6 @@ class FailoverPlugin:
             redact=self.redact,
             tracker=self.rescuer,
         )
-        self.route = self.requests.route
-        self.prepare_stateful = self.requests.prepare_stateful
         self.attempt_failed = self.requests.attempt_failed
         self.request_succeeded = self.requests.request_succeeded
         self.session_answered = self.requests.session_answered
@@ -168,6 +167,20 @@ class FailoverPlugin:
             instance_id=self.instance_id,
             redact=self.redact,
         )
+        # Deployments LiteLLM adds, changes and deletes while it runs (litellm_failover.deployments_watch):
+        # every per-deployment view above follows, and each pick is screened first.
+        self.live = DeploymentWatch(
+            router,
+            settings,
+            self.core,
+            LiveParts(self.prober, self.pins, self.book, self.streams, self.redact),
+            deployments=deployments,
+            group_of=group_of,
+            instance_id=self.instance_id,
+            clock=self.core.clock,
+        )
+        self.route = self.live.guard_route(self.requests.route)
+        self.prepare_stateful = self.live.guard_prepare(self.requests.prepare_stateful)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
         self.handler.plugin = self
@@ -187,6 +200,7 @@ class FailoverPlugin:
         if self.fleet is not None:
             await self.fleet.start()  # read the fleet's state before the first probe and request
         await self.prober.start()
+        await self.live.start()
         await self.switching.start()
         # After switching, which a restored drain needs running; a drain or failover sent while
         # this replica was starting is taken over from the standing state (control.restore_on_start).
@@ -201,6 +215,7 @@ class FailoverPlugin:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh_task
             self._refresh_task = None
+        await self.live.stop()
         await self.prober.stop()
         await self.switching.stop()
         await self.control.stop()
@@ -324,6 +339,8 @@ class FailoverPlugin:
         status["switching"] = self.switching.status()
         status["writer"] = self.writer.stats()
         status["probing"] = sorted(self.prober.deployment_ids)
+        status["unmanaged"] = self.live.unmanaged()  # what LiteLLM routes that the plugin does not manage
+        status["deployments_watch"] = self.live.status()
         if self.fleet is not None:
             status["fleet"] = self.fleet.status()
         status["sessions"] = self.sessions.stats()
@@ -335,16 +352,6 @@ class FailoverPlugin:
         status["chaos"] = self.chaos.status()
         status["rescue"] = self.rescuer.stats()
         return status
-
-
-def _secrets(specs: list[DeploymentSpec]) -> list[str]:
-    found = []
-    for spec in specs:
-        for key in ("api_key", "aws_secret_access_key", "vertex_credentials"):
-            value = spec.litellm_params.get(key)
-            if isinstance(value, str):
-                found.append(value)
-    return found
 
 
 def attach(

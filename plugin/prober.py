@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from litellm_failover.core import FailoverCore
 from litellm_failover.probes import ProbeFn, SharedProbe
@@ -62,14 +62,43 @@ class Prober:
         # One keep-alive client for every probe; per-probe timeouts are the probe function's job.
         self._session = ProbeClient()
         for shared in self._probes:
-            # Shared: the same settings for every deployment behind the probe.
-            health = self._core.snapshot.deployments[shared.deployment_ids[0]].spec.health
-            schedule = _Schedule(shared.deployment_ids, shared.probe, health)
-            self._schedules.append(schedule)
             # Spread the first rounds over one interval so N targets don't probe in lockstep.
-            schedule.timer = self._loop.call_later(
-                random.uniform(0, health.interval_s), self._start_round, schedule
-            )
+            self._schedule(shared, spread=True)
+
+    def _schedule(self, shared: SharedProbe, *, spread: bool) -> None:
+        assert self._loop is not None
+        # Shared: the same settings for every deployment behind the probe.
+        health = self._core.snapshot.deployments[shared.deployment_ids[0]].spec.health
+        schedule = _Schedule(shared.deployment_ids, shared.probe, health)
+        self._schedules.append(schedule)
+        delay = random.uniform(0, health.interval_s) if spread else 0.0
+        schedule.timer = self._loop.call_later(delay, self._start_round, schedule)
+
+    def add(self, probes: Sequence[SharedProbe]) -> None:
+        """Probe deployments added at run time, first round at once (before the core adopts
+        them, so it knows they are probed)."""
+        self._probes.extend(probes)
+        if self._loop is not None and self._session is not None:
+            for shared in probes:
+                self._schedule(shared, spread=False)
+
+    def remove(self, deployment_ids: Iterable[str]) -> None:
+        """Stop probing deployments deleted at run time; a shared probe goes on for the rest."""
+        gone = set(deployment_ids)
+        self._probes = [
+            SharedProbe(kept, shared.probe)
+            for shared in self._probes
+            if (kept := tuple(i for i in shared.deployment_ids if i not in gone))
+        ]
+        for schedule in list(self._schedules):
+            schedule.deployment_ids = tuple(i for i in schedule.deployment_ids if i not in gone)
+            if not schedule.deployment_ids:
+                if schedule.timer is not None:
+                    schedule.timer.cancel()
+                    schedule.timer = None
+                for task in schedule.rounds:
+                    task.cancel()
+                self._schedules.remove(schedule)
 
     async def stop(self) -> None:
         rounds = []

@@ -1,11 +1,12 @@
 """The LiteLLM proxy entry point: ``litellm_settings: {callbacks: ["litellm_failover.proxy_handler"]}``.
 
 The proxy builds callbacks while it loads config.yaml, before it builds its Router. So the handler
-validates ``failover_settings`` and every ``model_info.failover`` at once (``config_file``; a bad
-value stops the proxy, reported first as a framed block on stderr naming the key path), then
-attaches to the proxy's Router as soon as it exists: from a start-up task, or on the first routed
-request, whichever comes first. The plugin's background
-work stops, and the store writer flushes, at the end of the proxy's graceful shutdown.
+validates ``failover_settings`` and every ``model_info.failover`` at once, in the config LiteLLM
+loaded (``config_file.validate_config``; a bad value stops the proxy, reported first as a framed
+block on stderr naming the key path), then attaches to the proxy's Router as soon as it exists:
+from a start-up task, or on the first routed request, whichever comes first. Deployments are read
+from the Router, live (``deployments_watch``). The plugin's background work stops, and the store
+writer flushes, at the end of the proxy's graceful shutdown.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from litellm_failover.config_file import load_proxy_config
+from litellm_failover.config_file import load_proxy_config, validate_config
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
@@ -38,6 +39,21 @@ def _config_path() -> str | None:
         if proxy_server.user_config_file_path:
             return str(proxy_server.user_config_file_path)
     return os.environ.get("CONFIG_FILE_PATH") or os.environ.get("LITELLM_FAILOVER_CONFIG")
+
+
+def _loaded_config() -> Mapping[str, Any] | None:
+    """The config LiteLLM's proxy loaded, as it uses it: ``include:`` files merged, ``os.environ/``
+    and secret-manager references resolved, from a file, a bucket or its database. LiteLLM keeps
+    unknown top-level keys such as ``failover_settings`` in it, and stores it before it builds the
+    callbacks (``ProxyConfig.get_config`` runs before ``load_config`` reaches ``callbacks``).
+    None outside the proxy, or before it has loaded one."""
+    with contextlib.suppress(Exception):
+        from litellm.proxy import proxy_server
+
+        state = proxy_server.proxy_config.get_config_state()
+        if state:
+            return dict(state)
+    return None
 
 
 def report_startup_error(error: FailoverConfigError, path: str) -> None:
@@ -164,19 +180,22 @@ _instance: ProxyFailoverHandler | None = None
 
 
 def proxy_handler() -> ProxyFailoverHandler:
-    """The proxy's handler, built once from the config file the proxy is loading."""
+    """The proxy's handler, built once from the config the proxy is loading."""
     global _instance
     if _instance is None:
         keep_tokenizer_downloads_off_the_loop()  # before the proxy serves its first request
         path = _config_path()
-        if path is None:
+        loaded = _loaded_config()
+        if path is None and loaded is None:
             raise FailoverConfigError(
                 "litellm_failover.proxy_handler: no config file found (start the proxy with --config)"
             )
+        where = path or "the config LiteLLM loaded"
         try:
-            config = load_proxy_config(path)
+            # What LiteLLM loaded, not the file read again: the file is the fallback only.
+            config = validate_config(loaded, where) if loaded is not None else load_proxy_config(str(path))
         except FailoverConfigError as exc:
-            report_startup_error(exc, path)
+            report_startup_error(exc, where)
             raise
         _instance = ProxyFailoverHandler(config.settings)
     return _instance

@@ -24,6 +24,12 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
 
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too (a deployment added at run time brings its own key)."""
+        self._secrets = sorted(
+            {*self._secrets, *(s for s in secrets if s and len(s) >= 4)}, key=len, reverse=True
+        )
+
     def __call__(self, text: str, limit: int = 300) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")

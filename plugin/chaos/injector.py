@@ -55,7 +55,8 @@ class ChaosInjector:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self._groups = dict(groups)
+        # Read live, not copied: the plugin's map follows deployments LiteLLM adds and deletes.
+        self._groups = groups
         self._emit = emit
         self._instance_id = instance_id
         self._clock = clock

@@ -232,6 +232,24 @@ def _print_live(delivery: Delivery) -> None:
         faults = (result.details.get("chaos") or {}).get("active") or []
         if faults:
             console.print(_chaos_table(result.instance_id, faults))
+        unmanaged = result.details.get("unmanaged") or []
+        if unmanaged:
+            console.print(unmanaged_table(result.instance_id, unmanaged))
+
+
+def unmanaged_table(instance_id: str, rows: list[dict[str, Any]]) -> Table:
+    """Deployments LiteLLM routes that the plugin does not manage (refused, not adopted yet), and
+    why: none may go unnoticed."""
+    table = Table(title=Text(f"{instance_id} unmanaged deployments"), title_justify="left")
+    for column in ("group", "deployment", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            Text(str(row.get("model_group") or "")),
+            Text(str(row.get("deployment_id") or "-")),
+            Text(str(row.get("reason") or ""), style="red"),
+        )
+    return table
 
 
 def _chaos_table(instance_id: str, faults: list[dict[str, Any]]) -> Table:

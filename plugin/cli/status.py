@@ -79,6 +79,7 @@ _STATE_STYLES = {
     "draining": "yellow",
     "ejected": "red",
     "unhealthy": "red",
+    "removed": "dim",  # deleted from LiteLLM's model list while it ran
 }
 
 

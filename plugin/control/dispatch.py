@@ -214,6 +214,9 @@ def live_status(target: OperatorTarget, group: str = "") -> dict[str, Any]:
         }
     count = sum(len(info["deployments"]) for info in compact.values())
     live: dict[str, Any] = {"message": f"{len(compact)} groups, {count} deployments", "groups": compact}
+    unmanaged = status.get("unmanaged") if isinstance(status, dict) else None
+    if isinstance(unmanaged, list):  # what LiteLLM routes that the plugin does not manage, and why
+        live["unmanaged"] = [row for row in unmanaged if not group or row.get("model_group") == group]
     chaos = status.get("chaos") if isinstance(status, dict) else None
     if isinstance(chaos, dict):  # active faults of this replica (``chaos inject``), in this view
         members = {d["deployment_id"] for info in compact.values() for d in info["deployments"]}

@@ -30,7 +30,19 @@ from litellm_failover.metrics.catalog import (
 # a deployment; switching features name theirs in a failover event's ``details["source"]``.
 # Anything else is counted as "other", so a label value never comes from free text.
 REASONS = frozenset(
-    {"probe", "traffic", "timer", "fleet", "panic", "manual", "drain", "ramp", "shift", "failback"}
+    {
+        "probe",
+        "traffic",
+        "timer",
+        "fleet",
+        "panic",
+        "manual",
+        "drain",
+        "ramp",
+        "shift",
+        "failback",
+        "membership",
+    }
 )
 REQUEST = "request"  # a request served by other than its first pick (request_failover events)
 REFRESH = "refresh"  # the serving set changed on a table rebuild no transition caused

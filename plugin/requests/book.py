@@ -187,6 +187,17 @@ class RequestBook:
             return True
         return False
 
+    def forget_deployment(self, deployment_id: str) -> int:
+        """A deployment deleted from LiteLLM: its attempts in flight are no longer waited for (a
+        drain of it would otherwise never end). The number of attempts dropped."""
+        dropped = 0
+        for request_id, record in list(self._records.items()):
+            dropped += record.in_flight.pop(deployment_id, 0)
+            self._drop_if_idle(request_id, record)
+        if self._counts.pop(deployment_id, None) is not None and self.listener is not None:
+            self.listener(deployment_id)
+        return dropped
+
     def count(self, deployment_id: str) -> int:
         return self._counts.get(deployment_id, 0)
 

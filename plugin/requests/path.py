@@ -110,7 +110,6 @@ class RequestPath:
         self._core = core
         self._deployments = deployments  # LiteLLM's own deployment dicts, by id
         self._group_of = group_of
-        self._group_size = {group: len(ids) for group, ids in core.snapshot.groups.items()}
         self._sessions = sessions
         self._on_failure = on_failure  # switching: errors during a ramp step abort it
         self._redact = redact
@@ -147,7 +146,7 @@ class RequestPath:
 
     def _available(self, group: str, healthy: list[dict]) -> dict[str, dict] | None:
         """None when LiteLLM filtered nothing out: pick straight from the table, no scan of the list."""
-        if len(healthy) == self._group_size[group]:
+        if len(healthy) == len(self._core.snapshot.groups.get(group, ())):  # members change at run time
             return None
         return {str(d["model_info"]["id"]): d for d in healthy}
 

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -132,6 +132,15 @@ class StreamResumer:
         self._groups = {dep_id: spec.group for dep_id, spec in specs.items()}
         self._tokens = TokenCounter({dep_id: spec.model for dep_id, spec in specs.items()})
         self._targets = {dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()}
+
+    def track(self, specs: Mapping[str, DeploymentSpec], removed: Iterable[str] = ()) -> None:
+        """Deployments added or changed in LiteLLM at run time can continue streams; removed ones
+        cannot."""
+        for dep_id in removed:
+            self._models.pop(dep_id, None)
+            self._targets.pop(dep_id, None)
+        self._models.update({dep_id: spec.model for dep_id, spec in specs.items()})
+        self._targets.update({dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()})
 
     # -- wiring ---------------------------------------------------------------------------
 
