@@ -20,8 +20,9 @@ from types import MappingProxyType
 from typing import Any
 
 from litellm_failover.deployments import DeploymentSpec
-from litellm_failover.events import DeploymentStateRow, EventType, FailoverEvent
+from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.health import DeploymentHealth
+from litellm_failover.records import DeploymentStateRow
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.settings import FailoverSettings
 from litellm_failover.snapshot import CoreSnapshot

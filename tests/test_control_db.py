@@ -117,7 +117,7 @@ async def test_migration_0004_adds_and_removes_the_signature_column(store_url: s
 
     await upgrade_database(store_url, "0003")
     assert "signature" not in await columns()
-    await upgrade_database(store_url)
+    await upgrade_database(store_url, "0004_signed_commands")
     assert await current_revision(store_url) == "0004_signed_commands"
     assert "signature" in await columns()
     await downgrade_database(store_url, "0003")
