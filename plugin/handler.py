@@ -93,6 +93,8 @@ class HandlerHost(Protocol):
         self, deployment_id: str, latency_s: float | None, request_keys: tuple[str, ...]
     ) -> None: ...
 
+    def answer_arrived(self, request_keys: tuple[str, ...], call_type: str, response: Any) -> None: ...
+
     async def session_answered(
         self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
     ) -> None: ...
@@ -193,6 +195,20 @@ class FailoverHandler(CustomLogger):
             "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
         plugin.attempt_failed(deployment_id, classify(exception), request_id, str(exception))
+
+    async def async_post_call_success_deployment_hook(
+        self, request_data: dict, response: Any, call_type: Any
+    ) -> Any:
+        """A deployment answered (a non-streamed answer; a Responses API stream's completed one),
+        before LiteLLM logs it. With LiteLLM's ``turn_off_message_logging`` on, the answer the
+        log hooks get has its text replaced by a placeholder: the request path keeps the real
+        one's items for the session's record (only while a session waits for it). Returns None:
+        the response goes on unchanged. A chat stream's answer comes from its resuming stream."""
+        plugin = self.plugin
+        if plugin is not None and response is not None:
+            kind = str(getattr(call_type, "value", call_type))
+            plugin.answer_arrived(hook_keys(request_data), kind, response)
+        return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
         plugin = self.plugin
