@@ -117,9 +117,9 @@ async def test_three_turns_with_logging_off_stay_one_branch(logging_off, make_pl
             )
         await plugin.writer.flush(timeout=5)
         stored = await load_messages(database_url, "one-branch")
+        assert [m.content for m in stored] == [None] * 6
+        one_branch(stored, chat.messages)
         assert plugin.book.answers_held() == 0  # each captured answer dropped once recorded
-    assert [m.content for m in stored] == [None] * 6
-    one_branch(stored, chat.messages)
     answers = [m["content"] for m in chat.messages if m["role"] == "assistant"]
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("litellm_failover")]
     assert not [line for line in ours for answer in answers if answer in line]  # never logged
