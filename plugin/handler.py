@@ -45,6 +45,14 @@ def _deployment_id(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _stream_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """A Responses API stream's chunk hook gets the request as sent (no ids at its top level);
+    LiteLLM's ids for it are under ``litellm_params``."""
+    keys = hook_keys(data)
+    params = data.get("litellm_params")
+    return keys if keys or not isinstance(params, Mapping) else hook_keys(params)
+
+
 def _seconds(start: Any, end: Any) -> float | None:
     if isinstance(start, datetime) and isinstance(end, datetime):
         return max(0.0, (end - start).total_seconds())
@@ -208,6 +216,21 @@ class FailoverHandler(CustomLogger):
         if plugin is not None and response is not None:
             kind = str(getattr(call_type, "value", call_type))
             plugin.answer_arrived(hook_keys(request_data), kind, response)
+        return None
+
+    async def async_post_call_streaming_deployment_hook(
+        self, request_data: dict, response_chunk: Any, call_type: Any
+    ) -> Any:
+        """Every streamed chunk, before the client gets it. A Responses API stream's
+        ``response.completed`` event carries its whole answer, and passes here before LiteLLM's
+        log of it runs (LiteLLM's own success hook for it runs beside that log, not before it):
+        kept as above. Any other chunk costs one attribute read. Returns None: chunks go on
+        unchanged."""
+        plugin = self.plugin
+        if plugin is not None and getattr(response_chunk, "type", None) == "response.completed":
+            response = getattr(response_chunk, "response", None)
+            if response is not None:
+                plugin.answer_arrived(_stream_keys(request_data), "aresponses", response)
         return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):

@@ -28,6 +28,7 @@ from waiting import wait_until
 from litellm_failover.privacy import message_text_stored
 from litellm_failover.requests import RequestBook
 from litellm_failover.sessions.content import ROOT_HASH
+from litellm_failover.sessions.continuity import parse_response_id
 from litellm_failover.settings import SessionSettings
 from litellm_failover.store.conversations import load_messages
 
@@ -123,6 +124,40 @@ async def test_three_turns_with_logging_off_stay_one_branch(logging_off, make_pl
     answers = [m["content"] for m in chat.messages if m["role"] == "assistant"]
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("litellm_failover")]
     assert not [line for line in ours for answer in answers if answer in line]  # never logged
+
+
+async def responses_turn(router, text: str, previous: str | None, stream: bool):
+    kwargs = {"previous_response_id": previous} if previous else {}
+    response = await router.aresponses(model="chat", input=text, stream=stream, **kwargs)
+    if not stream:
+        return response
+    completed = None
+    async for event in response:
+        if event.type == "response.completed":
+            completed = event.response
+    assert completed is not None
+    return completed
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_responses_conversation_stores_the_real_answers(
+    logging_off, make_plugin, database_url, stream
+):
+    """The Responses API too: a whole answer is captured after the deployment answered, a
+    streamed one from its ``response.completed`` event; both before LiteLLM logs them. With
+    the text stored, it is what a rebuild would send."""
+    router, plugin = make_plugin(sessions={"store_content": True})
+    async with plugin:
+        first = await responses_turn(router, "first question", None, stream)
+        await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 1, timeout=5)
+        second = await responses_turn(router, "second question", first.id, stream)
+        await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 2, timeout=5)
+        await plugin.writer.flush(timeout=5)
+        stored = await load_messages(database_url, parse_response_id(first.id).raw_id)
+        assert plugin.book.answers_held() == 0
+    sent = ["first question", first.output_text, "second question", second.output_text]
+    assert [m.content for m in stored] == sent
+    one_branch(stored, [{"content": text} for text in sent])
 
 
 def test_a_captured_answer_is_held_only_while_its_session_waits():
