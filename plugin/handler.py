@@ -45,6 +45,28 @@ def _deployment_id(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+_TYPED: dict[type, bool] = {}
+"""Per chunk class, whether it has a ``type`` field (the Responses API's stream events do, chat
+chunks do not): a missed attribute on a pydantic chunk costs microseconds, paid on every chunk."""
+
+
+def _completed(chunk: Any) -> bool:
+    """Whether a streamed chunk is a Responses API ``response.completed`` event."""
+    cls = type(chunk)
+    typed = _TYPED.get(cls)
+    if typed is None:
+        typed = _TYPED[cls] = "type" in (getattr(cls, "model_fields", None) or ())
+    return typed and getattr(chunk, "type", None) == "response.completed"
+
+
+def _stream_keys(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """A Responses API stream's chunk hook gets the request as sent (no ids at its top level);
+    LiteLLM's ids for it are under ``litellm_params``."""
+    keys = hook_keys(data)
+    params = data.get("litellm_params")
+    return keys if keys or not isinstance(params, Mapping) else hook_keys(params)
+
+
 def _seconds(start: Any, end: Any) -> float | None:
     if isinstance(start, datetime) and isinstance(end, datetime):
         return max(0.0, (end - start).total_seconds())
@@ -92,6 +114,8 @@ class HandlerHost(Protocol):
     def request_succeeded(
         self, deployment_id: str, latency_s: float | None, request_keys: tuple[str, ...]
     ) -> None: ...
+
+    def answer_arrived(self, request_keys: tuple[str, ...], call_type: str, response: Any) -> None: ...
 
     async def session_answered(
         self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
@@ -193,6 +217,35 @@ class FailoverHandler(CustomLogger):
             "attempt failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )
         plugin.attempt_failed(deployment_id, classify(exception), request_id, str(exception))
+
+    async def async_post_call_success_deployment_hook(
+        self, request_data: dict, response: Any, call_type: Any
+    ) -> Any:
+        """A deployment answered (a non-streamed answer; a Responses API stream's completed one),
+        before LiteLLM logs it. With LiteLLM's ``turn_off_message_logging`` on, the answer the
+        log hooks get has its text replaced by a placeholder: the request path keeps the real
+        one's items for the session's record (only while a session waits for it). Returns None:
+        the response goes on unchanged. A chat stream's answer comes from its resuming stream."""
+        plugin = self.plugin
+        if plugin is not None and response is not None:
+            kind = str(getattr(call_type, "value", call_type))
+            plugin.answer_arrived(hook_keys(request_data), kind, response)
+        return None
+
+    async def async_post_call_streaming_deployment_hook(
+        self, request_data: dict, response_chunk: Any, call_type: Any
+    ) -> Any:
+        """Every streamed chunk, before the client gets it. A Responses API stream's
+        ``response.completed`` event carries its whole answer, and passes here before LiteLLM's
+        log of it runs (LiteLLM's own success hook for it runs beside that log, not before it):
+        kept as above. Any other chunk costs a dictionary lookup. Returns None: chunks go on
+        unchanged."""
+        plugin = self.plugin
+        if plugin is not None and _completed(response_chunk):
+            response = getattr(response_chunk, "response", None)
+            if response is not None:
+                plugin.answer_arrived(_stream_keys(request_data), "aresponses", response)
+        return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any):
         plugin = self.plugin

@@ -138,6 +138,8 @@ class FailoverPlugin:
         self.attempt_failed = self.requests.attempt_failed
         self.request_succeeded = self.requests.request_succeeded
         self.session_answered = self.requests.session_answered
+        self.answer_arrived = self.requests.answer_arrived
+        self.answer_streamed = self.requests.answer_streamed
         if self.fleet is not None:
             # Pins learned from other replicas apply silently (never re-published); local changes
             # go out to them.

@@ -12,7 +12,10 @@ A record holds what the plugin knows about one request while it runs, under the 
   it (``start``) and ends at the first end signal LiteLLM gives for that (request, deployment)
   (``end``): the success log event (for a stream, once it has ended), the per-attempt failure
   hook, or the request-level failure event. A second end of the same attempt finds nothing;
-- its session (``SessionRequest``), from the first pick until its answer is recorded.
+- its session (``SessionRequest``), from the first pick until its answer is recorded;
+- its answer as the client got it (``keep_answer``), captured before LiteLLM's logging may
+  redact it (``turn_off_message_logging``), held only while its session waits for that answer
+  and dropped when the answer is recorded (``take_answer``) or the record expires.
 
 The per-deployment in-flight counts are a view of these records, kept current as attempts start
 and end: ``count``, ``counts`` (a copy made in one C call, which a metrics scrape in another
@@ -59,11 +62,12 @@ class RequestRecord:
     routing: Routing | None = None  # None: not routed here, or succeeded (the hooks ignore it)
     in_flight: dict[str, int] = field(default_factory=dict)  # deployment -> attempts
     session: object | None = None  # the sessions' ``SessionRequest``, until its answer
+    answer: object | None = None  # the answer as the client got it, until it is recorded
 
     @property
     def idle(self) -> bool:
         """Nothing left to remember: the record can go."""
-        return self.routing is None and self.session is None and not self.in_flight
+        return self.routing is None and self.session is None and self.answer is None and not self.in_flight
 
 
 class RequestBook:
@@ -80,6 +84,7 @@ class RequestBook:
         self._records: OrderedDict[str, RequestRecord] = OrderedDict()
         self._counts: dict[str, int] = {}
         self._sessions = 0
+        self._answers = 0
         self.started = 0
         self.ended = 0
         self.expired: Counter[str] = Counter()
@@ -241,6 +246,46 @@ class RequestBook:
         """Requests whose session waits for its answer."""
         return self._sessions
 
+    # -- answers --------------------------------------------------------------------------
+
+    def waits_for_answer(self, keys: tuple[str, ...]) -> str | None:
+        """The id of the request named by ``keys`` whose session waits for its answer, if any:
+        an answer is worth keeping for that request only."""
+        for key in keys:
+            record = self._records.get(key)
+            if record is not None and record.session is not None:
+                return key
+        return None
+
+    def keep_answer(self, keys: tuple[str, ...], answer: object) -> bool:
+        """Hold the answer the client got until the request's session records it; False (and
+        nothing kept) when no session waits for it (none, or already recorded). The record is
+        not touched: the answer lives no longer than the request it belongs to."""
+        key = self.waits_for_answer(keys)
+        if key is None:
+            return False
+        record = self._records[key]
+        if record.answer is None:
+            self._answers += 1
+        record.answer = answer
+        return True
+
+    def take_answer(self, keys: tuple[str, ...]) -> object | None:
+        """The answer held for the request named by the first of ``keys`` that has one, forgotten."""
+        for key in keys:
+            record = self._records.get(key)
+            if record is None or record.answer is None:
+                continue
+            answer, record.answer = record.answer, None
+            self._answers -= 1
+            self._drop_if_idle(key, record)
+            return answer
+        return None
+
+    def answers_held(self) -> int:
+        """Answers captured and not yet recorded (each dropped at its record's expiry at the latest)."""
+        return self._answers
+
     # -- expiry ---------------------------------------------------------------------------
 
     def expire(self) -> None:
@@ -272,6 +317,8 @@ class RequestBook:
             del records[request_id]
             if record.session is not None:
                 self._sessions -= 1
+            if record.answer is not None:
+                self._answers -= 1
             for deployment_id, attempts in record.in_flight.items():
                 self.expired[deployment_id] += attempts
                 for _ in range(attempts):

@@ -12,7 +12,10 @@
   request and deployment; a client error, the request's fault, is neither counted nor excluded)
   or records the success and a ``request_failover`` event when the request was served elsewhere
   than first picked.
-- ``session_answered``: a request's final answer, for its session.
+- ``answer_arrived`` / ``answer_streamed``: the answer as the client gets it, captured for the
+  request's session (only while one waits for it) before LiteLLM's logging may redact it.
+- ``session_answered``: a request's final answer, for its session, with the captured answer's
+  text preferred over the logged one's.
 
 The core is read in one place, ``routed``: the group's current table and its member ids.
 """
@@ -25,9 +28,10 @@ from typing import Any, Protocol
 
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
-from litellm_failover.requests.identity import route_key
+from litellm_failover.requests.identity import hook_keys, route_key
 from litellm_failover.requests.narrowing import narrowing
 from litellm_failover.routing_table import RoutingTable
+from litellm_failover.sessions.answers import answer_items, streamed_answer
 from litellm_failover.snapshot import CoreSnapshot
 
 logger = logging.getLogger("litellm_failover")
@@ -77,7 +81,9 @@ class Sessions(Protocol):
         offered: Mapping[str, Any] | None,
     ) -> Any: ...
 
-    async def answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None: ...
+    async def answered(
+        self, deployment_id: str, kwargs: Mapping[str, Any], response: Any, answer: Any = None
+    ) -> None: ...
 
 
 class AttemptTracker(Protocol):
@@ -270,9 +276,33 @@ class RequestPath:
             group = self._group_of.get(deployment_id, "")
             self._core.request_served_elsewhere(group, routing.first_pick, deployment_id, request_id)
 
+    # -- answers --------------------------------------------------------------------------
+    #
+    # With LiteLLM's ``turn_off_message_logging`` on (globally, per request or by header), the
+    # answer LiteLLM hands the success log has its text replaced by a placeholder. Its hash would
+    # not match the real answer the client sends back in its next turn's history, so each turn
+    # would start a new branch. The answer is captured where the plugin sees it as the client
+    # does, and held in the request's record until the success log records it.
+
+    def answer_arrived(self, request_keys: tuple[str, ...], call_type: str, response: Any) -> None:
+        """A deployment answered (``async_post_call_success_deployment_hook``: a non-streamed
+        answer, or a Responses API stream's completed one), before LiteLLM logs it."""
+        if self.book.waits_for_answer(request_keys) is None:
+            return  # no session waits for it: nothing is read, nothing kept
+        items = answer_items(call_type, response)
+        if items:
+            self.book.keep_answer(request_keys, items)
+
+    def answer_streamed(self, request_keys: tuple[str, ...], text: str) -> None:
+        """A chat stream the plugin wraps finished: the text the client assembled from it."""
+        if self.book.waits_for_answer(request_keys) is not None:
+            self.book.keep_answer(request_keys, streamed_answer(text))
+
     async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
-        """A request's final answer (a stream's, once complete): re-pin, events, conversation rows."""
-        await self._sessions.answered(deployment_id, kwargs, response)
+        """A request's final answer (a stream's, once complete): re-pin, events, conversation rows.
+        The captured answer, if any, is taken (forgotten) here whatever the sessions do with it."""
+        answer = self.book.take_answer(hook_keys(kwargs))
+        await self._sessions.answered(deployment_id, kwargs, response, answer)
 
 
 def _pick(

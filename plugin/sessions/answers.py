@@ -1,19 +1,27 @@
 """A request's answer as a session turn, and the session events: off the request path.
 
 ``turn_for`` builds the ``Turn`` the recorder stores from the request ``route`` saw and the final
-answer LiteLLM logged (a chat completion of a named session, or a Responses API answer); the
-events say when a session moved (``session_repinned``) or a conversation was rebuilt elsewhere
+answer (a chat completion of a named session, or a Responses API answer); the events say when
+a session moved (``session_repinned``) or a conversation was rebuilt elsewhere
 (``context_rebuilt``).
+
+The answer's text is taken from the answer as the client got it (``answer_items``, captured by
+the request path before LiteLLM's logging runs) where there is one: with LiteLLM's
+``turn_off_message_logging`` on, the answer LiteLLM logs has its text replaced by a placeholder,
+and storing the placeholder's hash would break the chain the next turn's history is matched
+against. The logged answer still gives the token counts and the response id, which LiteLLM
+does not redact.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.sessions.content import (
     ROOT_HASH,
+    Item,
     chat_answer,
     chat_items,
     responses_answer,
@@ -32,6 +40,22 @@ Place = Callable[[SessionRequest], Awaitable[tuple[str, int, str] | None]]
 (session id, its last seq, that message's chain hash), or None."""
 
 
+def answer_items(call_type: str, response: Any) -> list[Item] | None:
+    """An answer as the items the recorder stores, read from the response the client gets; None
+    for a call whose answers are not recorded. Read at once, not kept as a reference: LiteLLM
+    redacts some logged objects (a stream's assembled answer) in place."""
+    if call_type in _CHAT_CALLS:
+        return chat_answer(response)
+    if call_type in _RESPONSES_CALLS:
+        return responses_answer(response)
+    return None
+
+
+def streamed_answer(text: str) -> list[Item]:
+    """A streamed chat answer as the client assembled it from the chunks' text."""
+    return [Item("assistant", text)]
+
+
 async def turn_for(
     request: SessionRequest,
     deployment_id: str,
@@ -39,8 +63,11 @@ async def turn_for(
     response: Any,
     place: Place,
     counters: dict[str, int],
+    answer: Sequence[Item] | None = None,
 ) -> Turn | None:
-    """The turn to record, or None when there is nothing to record (or nowhere to put it)."""
+    """The turn to record, or None when there is nothing to record (or nowhere to put it).
+    ``answer``: the answer as the client got it, when the request path captured it; otherwise
+    the logged ``response``'s (possibly redacted, see the module)."""
     call_type = str(kwargs.get("call_type") or "")
     usage = usage_of(response)
     if call_type in _CHAT_CALLS and request.session is not None:
@@ -49,13 +76,14 @@ async def turn_for(
             model_group=request.group,
             start_seq=0,
             request_items=chat_items(request.messages),
-            answer_items=chat_answer(response),
+            answer_items=chat_answer(response) if answer is None else answer,
             deployment_id=deployment_id,
             usage=usage,
             caller=request.caller,
         )
     if call_type in _RESPONSES_CALLS:
-        return await _responses_turn(request, deployment_id, response, usage, place, counters)
+        items = responses_answer(response) if answer is None else answer
+        return await _responses_turn(request, deployment_id, response, items, usage, place, counters)
     return None
 
 
@@ -63,6 +91,7 @@ async def _responses_turn(
     request: SessionRequest,
     deployment_id: str,
     response: Any,
+    answer: Sequence[Item],
     usage: Usage,
     place: Place,
     counters: dict[str, int],
@@ -85,7 +114,7 @@ async def _responses_turn(
         model_group=request.group,
         start_seq=start,
         request_items=responses_items(request.response_input, instructions),
-        answer_items=responses_answer(response),
+        answer_items=answer,
         deployment_id=deployment_id,
         response_id=raw_id,
         usage=usage,

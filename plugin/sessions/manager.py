@@ -258,7 +258,11 @@ class SessionManager:
 
     # -- answers (off the request path) ---------------------------------------------------
 
-    async def answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
+    async def answered(
+        self, deployment_id: str, kwargs: Mapping[str, Any], response: Any, answer: Any = None
+    ) -> None:
+        """``answer``: the answer's items as the client got them, when the request path captured
+        them (``answers.turn_for``)."""
         request = self.book.take_session(hook_keys(kwargs))
         if not isinstance(request, SessionRequest):
             return
@@ -285,14 +289,20 @@ class SessionManager:
             self.core.emit(rebuilt_event(request, deployment_id, request.trace_id, self.core.instance_id))
         if self.settings.enabled and self.settings.store_messages:
             try:
-                await self._record(request, deployment_id, kwargs, response)
+                await self._record(request, deployment_id, kwargs, response, answer)
             except Exception:  # never let a malformed answer break LiteLLM's logging task
                 logger.exception("recording a session turn failed")
 
     async def _record(
-        self, request: SessionRequest, deployment_id: str, kwargs: Mapping[str, Any], response: Any
+        self,
+        request: SessionRequest,
+        deployment_id: str,
+        kwargs: Mapping[str, Any],
+        response: Any,
+        answer: Any,
     ) -> None:
-        turn = await turn_for(request, deployment_id, kwargs, response, self.responses.place, self.counters)
+        place = self.responses.place
+        turn = await turn_for(request, deployment_id, kwargs, response, place, self.counters, answer)
         if turn is None or not turn.answer_items:
             return
         # A named session's pin; a Responses conversation is "pinned" where its state lives.

@@ -109,6 +109,8 @@ class Resumer(Protocol):
         self, stream: ResumingStream, broke: StreamBreak, part: Part, partial: str, why: str
     ) -> str: ...
 
+    def finished(self, stream: ResumingStream, text: str) -> None: ...
+
     def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None: ...
 
     async def total_usage(self, parts: Sequence[Part]) -> Usage: ...
@@ -219,6 +221,11 @@ class ResumingStream:
                         part.texts.append(text)
                         part.content_chunks += 1
                     tool_calls = tool_calls or seen.tool_calls
+                    if reason is not None and not finished and not tool_calls and self.request.choices == 1:
+                        # The answer is whole, as the client has it (before LiteLLM logs it, and
+                        # so before it may redact it). Tool calls are not assembled here: their
+                        # answer is LiteLLM's logged one.
+                        resumer.finished(self, "".join(sent))
                     finished = finished or reason is not None
                     yield chunk
                 if resumed is not None:  # the continuation ended before its first chunk

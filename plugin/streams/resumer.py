@@ -92,6 +92,8 @@ class StreamOutcomes(Protocol):
         self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
     ) -> None: ...
 
+    def answer_streamed(self, request_keys: tuple[str, ...], text: str) -> None: ...
+
     async def session_answered(
         self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
     ) -> None: ...
@@ -322,6 +324,11 @@ class StreamResumer:
             )
         )
         return message
+
+    def finished(self, stream: ResumingStream, text: str) -> None:
+        """The stream's answer is complete: the text the client got, for the request's session
+        (LiteLLM's logged answer may have its text redacted, ``RequestPath.answer_streamed``)."""
+        self._outcomes.answer_streamed(stream.request.request_keys, text)
 
     def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None:
         """A resumed stream finished: the request is done for the request book, and the session
