@@ -23,6 +23,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_failover.chaos.effects import before_attempt
 from litellm_failover.classify import classify
+from litellm_failover.litellm_compat.checks import probing
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.identity import hook_keys
 
@@ -118,7 +119,7 @@ class FailoverHandler(CustomLogger):
         parent_otel_span: Any = None,
     ) -> list[dict]:
         plugin = self.plugin
-        if plugin is None or not healthy_deployments:
+        if plugin is None or not healthy_deployments or probing():
             return healthy_deployments
         kwargs = request_kwargs if request_kwargs is not None else {}
         if kwargs.get("previous_response_id"):

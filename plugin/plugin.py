@@ -34,6 +34,14 @@ from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import DeploymentSpec, read_model_list
 from litellm_failover.fleet import Fleet, fleet_for
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.litellm_compat import (
+    check_fires,
+    check_hooks,
+    check_router,
+    current_deployments,
+    disable_cooldowns,
+)
+from litellm_failover.litellm_compat.interplay import reconcile
 from litellm_failover.metrics import PluginMetrics
 from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
@@ -64,7 +72,11 @@ class FailoverPlugin:
         self.router = router
         self.settings = settings
         self.instance_id = settings.instance_id or default_instance_id()
-        model_list = list(router.model_list or [])
+        # Before anything is built or registered: a LiteLLM without a piece the plugin needs
+        # refuses here, naming its version and the piece (never a half-attached plugin).
+        check_hooks(type(handler) if handler is not None else FailoverHandler)
+        check_router(router)
+        model_list = current_deployments(router)
         specs = read_model_list(model_list, settings.health)
         probes = build_probes(specs)
         probed = {i for shared in probes for i in shared.deployment_ids}
@@ -159,11 +171,21 @@ class FailoverPlugin:
         if not settings.keep_litellm_cooldowns:
             # The plugin decides health; LiteLLM's timer cooldown would hide deployments from it
             # and bring them back all at once, which is exactly what the plugin replaces.
-            router.disable_cooldowns = True
+            disable_cooldowns(router)
+        self.litellm_notes = reconcile(
+            router,
+            resume_streams=settings.streams.resume,
+            keep_litellm_cooldowns=settings.keep_litellm_cooldowns,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
+        except Exception:
+            self.detach()  # refused: nothing of the plugin stays attached
+            raise
         await self.metrics.start()  # first: a metrics port in use fails before anything runs
         await self.writer.start()
         await self.alerter.start()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from litellm_failover.litellm_compat.router_access import same_deployment
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import route_key
@@ -108,7 +109,8 @@ class RequestPath:
         deployments it has read. Otherwise (LiteLLM hands every Router's picks to every
         callback; a deployment added at run time) None: LiteLLM decides."""
         routed = self.routed(group)
-        if routed is None or self._deployments.get(str(healthy[0]["model_info"]["id"])) is not healthy[0]:
+        ours = self._deployments.get(str(healthy[0]["model_info"]["id"]))
+        if routed is None or ours is None or not same_deployment(ours, healthy[0]):
             return None
         return routed
 
