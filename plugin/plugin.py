@@ -229,6 +229,7 @@ class FailoverPlugin:
     def detach(self) -> None:
         """Remove the handler from LiteLLM's callbacks (tests and embedded reuse)."""
         self.handler.plugin = None
+        self.requests.offers.release()
         litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
         self.metrics.uninstall()
         self.streams.uninstall()

@@ -166,7 +166,10 @@ async def test_a_clean_close_without_finish_reason_is_a_break_not_an_answer(make
             seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
             assert seen.served_by == ["p1", "p2"]
             [resumed] = events(plugin, "stream_resumed")
-            assert "without a finish reason" in resumed.details["cause"]
+            # The plugin's own words; LiteLLM 1.110 notices the missing finish reason itself and
+            # raises "Stream ended before a finish_reason was received", which the plugin resumes.
+            cause = resumed.details["cause"]
+            assert "without a finish reason" in cause or "before a finish_reason" in cause
     finally:
         for server in servers.values():
             await server.stop()

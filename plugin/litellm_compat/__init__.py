@@ -9,6 +9,8 @@ adapters, each chosen by what the running LiteLLM offers (a capability), not by 
 - ``version``: the installed release and the supported range.
 - ``router_access``: the Router members the plugin reads or sets (its deployments, cooldowns,
   settings, one pick without a call).
+- ``offers``: which deployments offered to the routing hook are this plugin's (identity on
+  1.108.7, value on 1.110, whose core passes copies).
 - ``hooks``: the ``CustomLogger`` hooks the plugin's handler relies on.
 - ``checks``: the start-up check: every piece exists and the routing hook fires, or the plugin
   refuses to start with one message naming the LiteLLM version and the missing piece.
@@ -27,7 +29,6 @@ from litellm_failover.litellm_compat.checks import (
 from litellm_failover.litellm_compat.router_access import (
     current_deployments,
     disable_cooldowns,
-    same_deployment,
 )
 from litellm_failover.litellm_compat.version import SUPPORTED_RANGE, litellm_version
 
@@ -41,5 +42,4 @@ __all__ = [
     "disable_cooldowns",
     "litellm_version",
     "probing",
-    "same_deployment",
 ]

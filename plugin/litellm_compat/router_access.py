@@ -8,7 +8,6 @@ member otherwise (1.108.7), so the plugin keeps working when the shims go.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -52,16 +51,6 @@ def router_setting(router: Any, name: str, default: Any = None) -> Any:
         if name in exported:
             return exported[name]
     return getattr(router, name, default)
-
-
-def same_deployment(ours: Mapping[str, Any], offered: Mapping[str, Any]) -> bool:
-    """Whether a deployment LiteLLM offers to the routing hook is the one the plugin read.
-
-    LiteLLM hands every Router's picks to every callback, so the plugin routes only picks of its own
-    Router's deployments. 1.108.7 passes its own deployment dicts (identity decides, at no cost);
-    1.110's Rust core passes fresh copies, equal to what ``registry().all()`` holds.
-    """
-    return offered is ours or offered == ours
 
 
 async def pick(router: Any, group: str, request_kwargs: dict[str, Any], messages: list[dict]) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from litellm_failover.litellm_compat.router_access import same_deployment
+from litellm_failover.litellm_compat.offers import OfferMatcher
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import route_key
@@ -89,6 +89,7 @@ class RequestPath:
         self.book = book
         self._core = core
         self._deployments = deployments  # LiteLLM's own deployment dicts, by id
+        self.offers = OfferMatcher(deployments)  # which offered deployments are this plugin's
         self._group_of = group_of
         self._group_size = {group: len(ids) for group, ids in core.snapshot.groups.items()}
         self._sessions = sessions
@@ -109,8 +110,7 @@ class RequestPath:
         deployments it has read. Otherwise (LiteLLM hands every Router's picks to every
         callback; a deployment added at run time) None: LiteLLM decides."""
         routed = self.routed(group)
-        ours = self._deployments.get(str(healthy[0]["model_info"]["id"]))
-        if routed is None or ours is None or not same_deployment(ours, healthy[0]):
+        if routed is None or not self.offers.owns(healthy[0]):
             return None
         return routed
 
