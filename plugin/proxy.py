@@ -23,6 +23,7 @@ from typing import Any
 from litellm_failover.config_file import load_proxy_config
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.litellm_compat import LiteLLMCompatError, check_hooks, current_deployments, probing
+from litellm_failover.litellm_compat.server import server_of
 from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.settings import FailoverConfigError, FailoverSettings
@@ -68,7 +69,7 @@ def hook_server_shutdown(stop: Callable[[], Awaitable[None]]) -> bool:
     server's ``shutdown``; the server is the owner of the SIGTERM handler it installed. Under
     another server this finds nothing and the task-cancellation path stops the plugin instead.
     """
-    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    server = server_of(signal.getsignal(signal.SIGTERM))  # 1.110's proxy wraps uvicorn's handler
     original = getattr(server, "shutdown", None)
     if server is None or not inspect.iscoroutinefunction(original):
         return False
