@@ -30,14 +30,22 @@ def disable_cooldowns(router: Any) -> None:
 
 
 def set_setting(router: Any, name: str, value: Any) -> None:
-    """Set one Router setting. On 1.110 through ``apply(ChangeSet(assign=...))``: checked, its
-    ``settings=`` path silently ignores ``disable_cooldowns``, ``assign=`` applies it."""
+    """Set one Router setting, and check it took.
+
+    On 1.110 through ``apply(ChangeSet(...))``: the runtime-updatable settings (those
+    ``settings().as_dict()`` lists, e.g. ``enable_mid_stream_fallback_continuation``) only through
+    ``settings=`` (``assign=`` refuses them), the others (``disable_cooldowns``) only through
+    ``assign=`` (``settings=`` silently ignores them); checked on 1.110.2.
+    """
     if has_entry_points(router):
         from litellm.router_api import ChangeSet
 
-        router.apply(ChangeSet(assign={name: value}))
+        runtime = name in router.settings().as_dict()
+        router.apply(ChangeSet(settings={name: value}) if runtime else ChangeSet(assign={name: value}))
     else:
         setattr(router, name, value)
+    if router_setting(router, name) != value:
+        raise RuntimeError(f"LiteLLM's Router kept {name}={router_setting(router, name)!r}")
 
 
 def router_setting(router: Any, name: str, default: Any = None) -> Any:
