@@ -32,6 +32,9 @@ from litellm_failover.litellm_compat.offers import OfferMatcher
 from litellm_failover.litellm_compat.router_access import router_setting
 from litellm_failover.litellm_compat.server import server_of
 
+# CI runs these on the oldest and the newest supported LiteLLM (.ci/run).
+pytestmark = pytest.mark.litellm_range
+
 
 def model_list(api_base: str = "http://127.0.0.1:9/v1") -> list[dict]:
     return [

@@ -23,6 +23,9 @@ from litellm_failover.store.conversations import load_messages
 from litellm_failover.store.queries import list_events
 from litellm_failover.streams import StreamBrokenError
 
+# CI runs these on the oldest and the newest supported LiteLLM (.ci/run).
+pytestmark = pytest.mark.litellm_range
+
 ANSWER = expected_answer(QUESTION)
 TIERS = {"p1": 1, "p2": 2, "s1": 3}
 
