@@ -84,6 +84,8 @@ class HandlerHost(Protocol):
         self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None
     ) -> None: ...
 
+    def apply_rebuild(self, kwargs: dict[str, Any]) -> bool: ...
+
     def attempt_failed(
         self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
     ) -> None: ...
@@ -149,16 +151,23 @@ class FailoverHandler(CustomLogger):
         LiteLLM's call (``mock_response``), so LiteLLM's per-attempt failure hook, its retries
         and the plugin's outlier detection see an ordinary failed attempt; other calls, which
         take no ``mock_response``, fail here, reported to the plugin first. With no fault
-        active this is one attribute read."""
+        active this is one attribute read.
+
+        A Responses API request whose conversation was rebuilt from the store (its holder is down)
+        gets it here, in the attempt's own kwargs (``litellm_compat``: 1.110's routing hook sees a
+        copy of the request)."""
         plugin = self.plugin
-        if plugin is None or not plugin.chaos.armed:
+        if plugin is None:
             return None
+        changed = kwargs if "previous_response_id" in kwargs and plugin.apply_rebuild(kwargs) else None
+        if not plugin.chaos.armed:
+            return changed
         deployment_id = _deployment_id(kwargs)
         if deployment_id is None:
-            return None
+            return changed
         error = await before_attempt(plugin.chaos, deployment_id, str(kwargs.get("model") or ""))
         if error is None:
-            return None
+            return changed
         if getattr(call_type, "value", call_type) in _MOCKABLE_CALLS:
             kwargs["mock_response"] = error
             return kwargs

@@ -131,6 +131,7 @@ class FailoverPlugin:
         )
         self.route = self.requests.route
         self.prepare_stateful = self.requests.prepare_stateful
+        self.apply_rebuild = self.requests.apply_rebuild
         self.attempt_failed = self.requests.attempt_failed
         self.request_succeeded = self.requests.request_succeeded
         self.session_answered = self.requests.session_answered

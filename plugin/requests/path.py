@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from litellm_failover.litellm_compat.offers import OfferMatcher
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
-from litellm_failover.requests.identity import route_key
+from litellm_failover.requests.identity import hook_keys, route_key
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.snapshot import CoreSnapshot
 
@@ -158,6 +158,17 @@ class RequestPath:
         if session is not None:
             self._sessions.picked(session, chosen)
         return [deployment]
+
+    def apply_rebuild(self, kwargs: dict[str, Any]) -> bool:
+        """Per attempt, once its deployment is picked: put a rebuilt conversation into the call's
+        own kwargs. ``prepare_stateful`` writes it into the routing hook's kwargs, which on LiteLLM
+        1.108.7 are the call's; 1.110 hands the routing hook a copy, so it must be done here too."""
+        for key in hook_keys(kwargs):
+            request = self.book.session(key)
+            apply = getattr(request, "apply_rebuild", None)
+            if apply is not None:
+                return bool(apply(kwargs))
+        return False
 
     async def prepare_stateful(
         self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None
