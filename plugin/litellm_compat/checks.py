@@ -79,15 +79,17 @@ def check_hooks(handler: type) -> None:
 def router_problems(router: Any) -> list[str]:
     """Each Router member the plugin needs that ``router`` lacks, naming what it looks for."""
     problems = []
+    acompletion = {"acompletion": "Router.acompletion (the SDK path the stream resumer wraps)"}
     if router_access.has_entry_points(router):
-        return problems if callable(getattr(router, "acompletion", None)) else ["Router.acompletion"]
-    wanted = {
-        "model_list": "Router.registry().all() or Router.model_list (the deployments)",
-        "disable_cooldowns": "Router.apply() or Router.disable_cooldowns (turning LiteLLM's cooldown off)",
-        "acompletion": "Router.acompletion (the SDK path the stream resumer wraps)",
-        "async_get_available_deployment": "Router.select() or Router.async_get_available_deployment "
-        "(one pick, for the start-up check)",
-    }
+        wanted = {**acompletion, "settings": "Router.settings() (reading LiteLLM's settings)"}
+    else:
+        wanted = {
+            "model_list": "Router.registry().all() or Router.model_list (the deployments)",
+            "disable_cooldowns": "Router.apply() or Router.disable_cooldowns (LiteLLM's cooldown off)",
+            **acompletion,
+            "async_get_available_deployment": "Router.select() or Router.async_get_available_deployment "
+            "(one pick, for the start-up check)",
+        }
     for member, described in wanted.items():
         try:
             getattr(router, member)
