@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from litellm_failover.deployments import DeploymentSpec, read_deployment
 from litellm_failover.events import EventType, FailoverEvent
+from litellm_failover.litellm_compat import current_deployments, deployments_marker, same_marker
 from litellm_failover.membership import Membership
 from litellm_failover.probes import SharedProbe, build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, guard_loggers
@@ -37,26 +38,6 @@ logger = logging.getLogger("litellm_failover")
 
 FULL_EVERY = 20  # refresh ticks between full comparisons of every deployment's fields
 _SECRET_PARAMS = ("api_key", "aws_secret_access_key", "vertex_credentials")
-
-
-def current_deployments(router: Any) -> list[dict]:
-    """LiteLLM's deployments now, as the Router routes them: the one place that reads them, so a
-    LiteLLM-version adapter can replace it (1.110 keeps ``model_list`` as a deprecated shim)."""
-    return list(getattr(router, "model_list", None) or [])
-
-
-def list_marker(router: Any) -> tuple[Any, ...]:
-    """A change marker of LiteLLM's model list, in constant time (the request path reads it on
-    every pick): the list, its length and its last deployment, held by reference. Adding a
-    deployment appends a new dict, updating one removes it and appends a new dict, deleting one
-    shortens the list: each changes the marker. Swapped along with ``current_deployments``."""
-    model_list = getattr(router, "model_list", None) or ()
-    return (model_list, len(model_list), model_list[-1] if model_list else None)
-
-
-def _same_marker(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    """Identity, not equality: two dicts with the same fields are still two deployments' dicts."""
-    return a[0] is b[0] and a[1] == b[1] and a[2] is b[2]
 
 
 def secrets_of(specs: Iterable[DeploymentSpec]) -> list[str]:
@@ -113,11 +94,12 @@ class Parts(Protocol):
 
 
 class LiveParts:
-    """``Parts`` over the plugin's prober, session pins, request book, stream resumer and redactor."""
+    """``Parts`` over the plugin's prober, session pins, request book, stream resumer, redactor
+    and offer matcher (``litellm_compat.offers``)."""
 
-    def __init__(self, prober: Any, pins: Any, book: Any, streams: Any, redact: Any) -> None:
+    def __init__(self, prober: Any, pins: Any, book: Any, streams: Any, redact: Any, offers: Any) -> None:
         self._prober, self._pins, self._book = prober, pins, book
-        self._streams, self._redact = streams, redact
+        self._streams, self._redact, self._offers = streams, redact, offers
 
     def probes_added(self, probes: Sequence[SharedProbe]) -> None:
         self._prober.add(probes)
@@ -135,6 +117,8 @@ class LiveParts:
 
     def specs_changed(self, specs: Mapping[str, DeploymentSpec], removed: Sequence[str]) -> None:
         self._streams.track(specs, removed)
+        # 1.110 offers copies, matched by value: a deployment added now is this plugin's to route.
+        self._offers.claim(specs.keys())
 
     def add_secrets(self, secrets: Sequence[str]) -> None:
         if secrets:
@@ -170,7 +154,7 @@ class DeploymentWatch:
         self._read = read
         self._hashes = {i: fingerprint(raw) for i, raw in deployments.items()}
         self._seen: tuple[int, ...] = tuple(map(id, read(router)))
-        self._marker = list_marker(router)
+        self._marker = deployments_marker(router)
         self.refused: dict[str, dict[str, Any]] = {}  # id -> why (problems), kept out of picks
         self._refused_hashes: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
@@ -190,7 +174,7 @@ class DeploymentWatch:
         has changed since the plugin read it (a constant-time check: a pick must not scan its
         group), the plugin reads it first, so an added deployment is routed by the plugin on its
         first request and a deleted one is already out of the tables."""
-        if not _same_marker(list_marker(self._router), self._marker):
+        if not same_marker(deployments_marker(self._router), self._marker):
             self.refresh(quick=True)
         refused = self.refused
         if refused:
@@ -219,7 +203,7 @@ class DeploymentWatch:
         if the list holds other dicts than last time (the request path; LiteLLM replaces a
         deployment's dict whenever it adds or updates one)."""
         try:
-            self._marker = list_marker(self._router)
+            self._marker = deployments_marker(self._router)
             raw = self._read(self._router)
             seen = tuple(map(id, raw))
             if quick and seen == self._seen:
@@ -384,4 +368,4 @@ class DeploymentWatch:
             self.refresh(quick=ticks % FULL_EVERY != 0)
 
 
-__all__ = ["DeploymentWatch", "LiveParts", "current_deployments", "fingerprint", "secrets_of"]
+__all__ = ["DeploymentWatch", "LiveParts", "fingerprint", "secrets_of"]

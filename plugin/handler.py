@@ -23,6 +23,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from litellm_failover.chaos.effects import before_attempt
 from litellm_failover.classify import classify
+from litellm_failover.litellm_compat.checks import probing
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.identity import hook_keys
 
@@ -107,6 +108,8 @@ class HandlerHost(Protocol):
         self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None
     ) -> None: ...
 
+    def apply_rebuild(self, kwargs: dict[str, Any]) -> bool: ...
+
     def attempt_failed(
         self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
     ) -> None: ...
@@ -144,7 +147,7 @@ class FailoverHandler(CustomLogger):
         parent_otel_span: Any = None,
     ) -> list[dict]:
         plugin = self.plugin
-        if plugin is None or not healthy_deployments:
+        if plugin is None or not healthy_deployments or probing():
             return healthy_deployments
         kwargs = request_kwargs if request_kwargs is not None else {}
         if kwargs.get("previous_response_id"):
@@ -178,21 +181,25 @@ class FailoverHandler(CustomLogger):
 
         A stream to an engine that can count its tokens as it goes asks for that count here, once
         the deployment is known (``StreamResumer.ask_running_usage``): a continuation after a
-        break needs the tokens generated, not the chunks sent."""
+        break needs the tokens generated, not the chunks sent. A Responses API request whose
+        conversation was rebuilt from the store (its holder is down) gets it here, in the
+        attempt's own kwargs (``litellm_compat``: 1.110's routing hook sees a copy of the request)."""
         plugin = self.plugin
         if plugin is None:
             return None
         # A chat stream (``messages``; the Responses API has no such option) may ask to count.
         streamed = kwargs.get("stream") is True and "messages" in kwargs
         counting = streamed and plugin.streams.ask_running_usage(_deployment_id(kwargs), kwargs)
+        rebuilt = "previous_response_id" in kwargs and plugin.apply_rebuild(kwargs)
+        changed = kwargs if counting or rebuilt else None
         if not plugin.chaos.armed:
-            return kwargs if counting else None
+            return changed
         deployment_id = _deployment_id(kwargs)
         if deployment_id is None:
-            return kwargs if counting else None
+            return changed
         error = await before_attempt(plugin.chaos, deployment_id, str(kwargs.get("model") or ""))
         if error is None:
-            return kwargs if counting else None
+            return changed
         if getattr(call_type, "value", call_type) in _MOCKABLE_CALLS:
             kwargs["mock_response"] = error
             return kwargs

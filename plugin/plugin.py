@@ -32,9 +32,17 @@ from litellm_failover.chaos import ChaosInjector
 from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
-from litellm_failover.deployments_watch import DeploymentWatch, LiveParts, current_deployments, secrets_of
+from litellm_failover.deployments_watch import DeploymentWatch, LiveParts, secrets_of
 from litellm_failover.fleet import Fleet, fleet_for
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.litellm_compat import (
+    check_fires,
+    check_hooks,
+    check_router,
+    current_deployments,
+    disable_cooldowns,
+)
+from litellm_failover.litellm_compat.interplay import reconcile
 from litellm_failover.metrics import PluginMetrics
 from litellm_failover.privacy import content_storage
 from litellm_failover.prober import Prober
@@ -68,6 +76,10 @@ class FailoverPlugin:
         self.router = router
         self.settings = settings
         self.instance_id = settings.instance_id or default_instance_id()
+        # Before anything is built or registered: a LiteLLM without a piece the plugin needs
+        # refuses here, naming its version and the piece (never a half-attached plugin).
+        check_hooks(type(handler) if handler is not None else FailoverHandler)
+        check_router(router)
         model_list = current_deployments(router)
         specs = read_model_list(model_list, settings.health)
         probes = build_probes(specs)
@@ -135,6 +147,7 @@ class FailoverPlugin:
             redact=self.redact,
             tracker=self.rescuer,
         )
+        self.apply_rebuild = self.requests.apply_rebuild
         self.attempt_failed = self.requests.attempt_failed
         self.request_succeeded = self.requests.request_succeeded
         self.session_answered = self.requests.session_answered
@@ -175,7 +188,7 @@ class FailoverPlugin:
             router,
             settings,
             self.core,
-            LiveParts(self.prober, self.pins, self.book, self.streams, self.redact),
+            LiveParts(self.prober, self.pins, self.book, self.streams, self.redact, self.requests.offers),
             deployments=deployments,
             group_of=group_of,
             instance_id=self.instance_id,
@@ -191,11 +204,21 @@ class FailoverPlugin:
         if not settings.keep_litellm_cooldowns:
             # The plugin decides health; LiteLLM's timer cooldown would hide deployments from it
             # and bring them back all at once, which is exactly what the plugin replaces.
-            router.disable_cooldowns = True
+            disable_cooldowns(router)
+        self.litellm_notes = reconcile(
+            router,
+            resume_streams=settings.streams.resume,
+            keep_litellm_cooldowns=settings.keep_litellm_cooldowns,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
+        except Exception:
+            self.detach()  # refused: nothing of the plugin stays attached
+            raise
         await self.metrics.start()  # first: a metrics port in use fails before anything runs
         await self.writer.start()
         await self.alerter.start()
@@ -240,6 +263,7 @@ class FailoverPlugin:
     def detach(self) -> None:
         """Remove the handler from LiteLLM's callbacks (tests and embedded reuse)."""
         self.handler.plugin = None
+        self.requests.offers.release()
         litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
         self.metrics.uninstall()
         self.streams.uninstall()

@@ -23,6 +23,8 @@ from typing import Any
 
 from litellm_failover.config_file import load_proxy_config, validate_config
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.litellm_compat import LiteLLMCompatError, check_hooks, current_deployments, probing
+from litellm_failover.litellm_compat.server import server_of
 from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.settings import FailoverConfigError, FailoverSettings
@@ -83,7 +85,7 @@ def hook_server_shutdown(stop: Callable[[], Awaitable[None]]) -> bool:
     server's ``shutdown``; the server is the owner of the SIGTERM handler it installed. Under
     another server this finds nothing and the task-cancellation path stops the plugin instead.
     """
-    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    server = server_of(signal.getsignal(signal.SIGTERM))  # 1.110's proxy wraps uvicorn's handler
     original = getattr(server, "shutdown", None)
     if server is None or not inspect.iscoroutinefunction(original):
         return False
@@ -98,6 +100,16 @@ def hook_server_shutdown(stop: Callable[[], Awaitable[None]]) -> bool:
     return True
 
 
+def refuse_to_serve(error: LiteLLMCompatError) -> None:
+    """The installed LiteLLM lacks a piece the plugin needs: say which, framed on stderr, and stop
+    the proxy (SIGTERM to itself, so it shuts down gracefully) rather than let it serve without
+    the failover it was configured with."""
+    rule = "=" * 78
+    print(f"{rule}\n{error}\n{rule}", file=sys.stderr, flush=True)
+    logger.error("%s", error)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 class ProxyFailoverHandler(FailoverHandler):
     def __init__(self, settings: FailoverSettings) -> None:
         super().__init__()
@@ -108,6 +120,7 @@ class ProxyFailoverHandler(FailoverHandler):
         self.settings = settings
         self._lifecycle: asyncio.Task[None] | None = None
         self._stopped = False
+        self._refused: LiteLLMCompatError | None = None
         with contextlib.suppress(RuntimeError):
             loop = asyncio.get_running_loop()
             self._lifecycle = loop.create_task(self._run(), name="failover:proxy")
@@ -121,22 +134,27 @@ class ProxyFailoverHandler(FailoverHandler):
         if router is None:
             return None
         FailoverPlugin(router, self.settings, handler=self)  # sets self.plugin
-        logger.info("litellm-failover attached to the proxy router (%d deployments)", len(router.model_list))
+        logger.info(
+            "litellm-failover attached to the proxy router (%d deployments)", len(current_deployments(router))
+        )
         return self.plugin
 
     async def _run(self) -> None:
         """Wait for the proxy's Router, start the plugin, and stop it when the loop shuts down."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ROUTER_WAIT_S
-        plugin = self._attach()
-        while plugin is None and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-            plugin = self._attach()
-        if plugin is None:
-            logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
-            return
         try:
+            plugin = self._attach()
+            while plugin is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+                plugin = self._attach()
+            if plugin is None:
+                logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
+                return
             await plugin.start()
+        except LiteLLMCompatError as exc:
+            refuse_to_serve(exc)
+            return
         except Exception:
             # A start failure (a metrics port in use) must be loud: without this the task would
             # die with its exception unseen while the proxy serves on without the plugin.
@@ -165,8 +183,12 @@ class ProxyFailoverHandler(FailoverHandler):
         request_kwargs: dict | None = None,
         parent_otel_span: Any = None,
     ) -> list[dict]:
-        if self.plugin is None:
-            self._attach()  # a request beat the start-up task: route with the plugin anyway
+        if self.plugin is None and self._refused is None and not probing():
+            try:
+                self._attach()
+            except LiteLLMCompatError as exc:
+                refuse_to_serve(exc)
+                self._refused = exc  # a request beat the start-up task: route with the plugin anyway
         return await super().async_filter_deployments(
             model, healthy_deployments, messages, request_kwargs, parent_otel_span
         )
@@ -184,6 +206,7 @@ def proxy_handler() -> ProxyFailoverHandler:
     global _instance
     if _instance is None:
         keep_tokenizer_downloads_off_the_loop()  # before the proxy serves its first request
+        check_hooks(ProxyFailoverHandler)  # a LiteLLM without the hooks: the proxy does not start
         path = _config_path()
         loaded = _loaded_config()
         if path is None and loaded is None:

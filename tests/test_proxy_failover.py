@@ -23,7 +23,7 @@ from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.queries import list_deployment_states, list_events
 
-pytestmark = pytest.mark.proxy
+pytestmark = [pytest.mark.proxy, pytest.mark.litellm_range]
 
 ORDER = {"p1": 1, "p2": 1, "s1": 2}
 

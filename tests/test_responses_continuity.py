@@ -23,6 +23,9 @@ from litellm_failover.providers.fake.text import expected_answer
 from litellm_failover.store.conversations import load_messages
 from litellm_failover.store.queries import list_deployment_states, list_events
 
+# CI runs these on the oldest and the newest supported LiteLLM (.ci/run).
+pytestmark = pytest.mark.litellm_range
+
 HEALTH = {"interval_s": 0.25, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 
 

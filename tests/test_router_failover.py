@@ -22,6 +22,9 @@ from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_events
 
+# CI runs these on the oldest and the newest supported LiteLLM (.ci/run).
+pytestmark = pytest.mark.litellm_range
+
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 FAST_FAILBACK = {"hold_down_s": 0.5, "step_interval_s": 0.5}
 

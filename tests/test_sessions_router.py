@@ -26,6 +26,9 @@ from litellm_failover.sessions.identity import ANONYMOUS_CALLER, pin_key
 from litellm_failover.store.conversations import list_sessions, load_messages, load_session
 from litellm_failover.store.queries import list_events
 
+# CI runs these on the oldest and the newest supported LiteLLM (.ci/run).
+pytestmark = pytest.mark.litellm_range
+
 
 @pytest.fixture
 async def servers():

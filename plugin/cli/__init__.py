@@ -59,9 +59,34 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{__name__}.{info.name}")
+        except ImportError as exc:
+            # A partial install (the GPU agent's host has no LiteLLM, no rich): the commands whose
+            # packages are there still work; this one says what to install.
+            _register_unavailable(subparsers, info.name.replace("_", "-"), exc)
+            continue
         module.register(subparsers)
     return parser
+
+
+def _needs(command: str, missing: str) -> str:
+    return (
+        f"litellm-failover {command}: needs the Python package {missing!r}, which is not installed "
+        f"(README, Install: the extras and what each adds)"
+    )
+
+
+def _register_unavailable(subparsers: argparse._SubParsersAction, command: str, error: ImportError) -> None:
+    missing = (error.name or str(error)).split(".")[0]
+    parser = subparsers.add_parser(command, help=f"(unavailable: needs {missing})", add_help=False)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(_: argparse.Namespace) -> int:
+        print(_needs(command, missing), file=sys.stderr)
+        return 2
+
+    parser.set_defaults(handler=unavailable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
     except FailoverConfigError as exc:
         print(f"litellm-failover: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a command whose packages a partial install lacks
+        print(_needs(args.command, str(exc.name)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

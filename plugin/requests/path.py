@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from litellm_failover.litellm_compat.offers import OfferMatcher
 from litellm_failover.outlier import Outcome
 from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import hook_keys, route_key
@@ -115,6 +116,7 @@ class RequestPath:
         self.tracker = tracker
         self._core = core
         self._deployments = deployments  # LiteLLM's own deployment dicts, by id
+        self.offers = OfferMatcher(deployments)  # which offered deployments are this plugin's
         self._group_of = group_of
         self._sessions = sessions
         self._on_failure = on_failure  # switching: errors during a ramp step abort it
@@ -137,7 +139,7 @@ class RequestPath:
         decides, among what it offered."""
         routed = self.routed(group)
         first = str(healthy[0]["model_info"]["id"])
-        if routed is None or self._deployments.get(first) is not healthy[0]:
+        if routed is None or not self.offers.owns(healthy[0]):
             return None
         if self._group_of.get(first) != group:
             # A table of another group cannot place this pick: it would answer nothing.
@@ -221,6 +223,17 @@ class RequestPath:
         if session is not None:
             self._sessions.picked(session, chosen)
         return [deployment]
+
+    def apply_rebuild(self, kwargs: dict[str, Any]) -> bool:
+        """Per attempt, once its deployment is picked: put a rebuilt conversation into the call's
+        own kwargs. ``prepare_stateful`` writes it into the routing hook's kwargs, which on LiteLLM
+        1.108.7 are the call's; 1.110 hands the routing hook a copy, so it must be done here too."""
+        for key in hook_keys(kwargs):
+            request = self.book.session(key)
+            apply = getattr(request, "apply_rebuild", None)
+            if apply is not None:
+                return bool(apply(kwargs))
+        return False
 
     async def prepare_stateful(
         self, group: str, healthy: list[dict], request_kwargs: dict[str, Any], messages: Any = None

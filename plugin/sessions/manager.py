@@ -32,7 +32,7 @@ from litellm_failover.requests.identity import hook_keys, route_key
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.sessions.affinity import creator_usable, pin_problem
 from litellm_failover.sessions.answers import rebuilt_event, repinned_event, turn_for
-from litellm_failover.sessions.continuity import RebuildFailed, current_input, rebuild
+from litellm_failover.sessions.continuity import RebuildFailed, rebuild
 from litellm_failover.sessions.identity import SessionId, identify, split_pin_key
 from litellm_failover.sessions.pins import PinStore
 from litellm_failover.sessions.recorder import ConversationSink, Recorder
@@ -253,8 +253,7 @@ class SessionManager:
 
     def _apply_rebuild(self, request: SessionRequest, kwargs: dict[str, Any]) -> None:
         assert request.rebuilt is not None
-        kwargs.pop("previous_response_id", None)
-        kwargs["input"] = [*request.rebuilt.history, *current_input(request.response_input)]
+        request.apply_rebuild(kwargs)
 
     # -- answers (off the request path) ---------------------------------------------------
 

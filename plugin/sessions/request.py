@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from litellm_failover.sessions.continuity import Rebuilt, ResponseRef, parse_response_id
+from litellm_failover.sessions.continuity import Rebuilt, ResponseRef, current_input, parse_response_id
 from litellm_failover.sessions.identity import ANONYMOUS_CALLER, SessionId, caller_of, pin_key
 
 
@@ -57,3 +57,12 @@ class SessionRequest:
             trace_id=str(kwargs["litellm_trace_id"]) if kwargs.get("litellm_trace_id") else None,
             caller=caller_of(kwargs),
         )
+
+    def apply_rebuild(self, kwargs: dict[str, Any]) -> bool:
+        """Send the rebuilt conversation instead of ``previous_response_id`` (whose holder is down).
+        Idempotent: every attempt of the request starts from the client's own input."""
+        if self.rebuilt is None:
+            return False
+        kwargs.pop("previous_response_id", None)
+        kwargs["input"] = [*self.rebuilt.history, *current_input(self.response_input)]
+        return True
