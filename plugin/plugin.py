@@ -152,7 +152,6 @@ class FailoverPlugin:
         self.core.listeners.append(self.alerter.on_event)
         self.purger = RetentionPurger(self.writer, settings.sessions, settings.retention)
         self.metrics = PluginMetrics(self, settings.metrics)
-        self.metrics.install()
         # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
         self.chaos = ChaosInjector(settings.chaos, group_of, self.core.emit, self.instance_id)
         # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
@@ -185,17 +184,47 @@ class FailoverPlugin:
         self.prepare_stateful = self.live.guard_prepare(self.requests.prepare_stateful)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
+        # What LiteLLM had before the plugin changed it, for ``detach`` to put back.
+        self._litellm_cooldowns = router.disable_cooldowns
+        self._attached = False
+        # Last, and all or nothing: the constructor changes LiteLLM's state only here, so a
+        # failure above leaves LiteLLM as it was, and one in here is rolled back.
+        try:
+            self._hook_into_litellm()
+        except BaseException:
+            self.detach()
+            raise
+
+    def _hook_into_litellm(self) -> None:
+        self._attached = True
+        self.metrics.install()
         self.handler.plugin = self
         if self.handler not in litellm.callbacks:
             litellm.logging_callback_manager.add_litellm_callback(self.handler)
-        if not settings.keep_litellm_cooldowns:
+        if not self.settings.keep_litellm_cooldowns:
             # The plugin decides health; LiteLLM's timer cooldown would hide deployments from it
             # and bring them back all at once, which is exactly what the plugin replaces.
-            router.disable_cooldowns = True
+            self.router.disable_cooldowns = True
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the background work, all or nothing: on a failure the parts already running
+        stop, the plugin detaches, and the error is raised. Never half-attached."""
+        try:
+            await self._start_parts()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception:
+                logger.exception("stopping the parts started before a failed start failed")
+            finally:
+                self.detach()
+            raise
+
+    async def _start_parts(self) -> None:
+        if not self._attached:
+            raise RuntimeError("this plugin was detached from its Router; attach a new one")
         await self.metrics.start()  # first: a metrics port in use fails before anything runs
         await self.writer.start()
         await self.alerter.start()
@@ -238,9 +267,15 @@ class FailoverPlugin:
         await self.stop()
 
     def detach(self) -> None:
-        """Remove the handler from LiteLLM's callbacks (tests and embedded reuse)."""
-        self.handler.plugin = None
+        """Give LiteLLM back its own behaviour (callbacks, ``disable_cooldowns``, streams, the
+        metrics collector as before ``attach``); idempotent; ``start`` calls it when it fails."""
+        if not self._attached:
+            return
+        self._attached = False
+        if self.handler.plugin is self:
+            self.handler.plugin = None
         litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
+        self.router.disable_cooldowns = self._litellm_cooldowns
         self.metrics.uninstall()
         self.streams.uninstall()
 
