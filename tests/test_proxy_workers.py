@@ -87,7 +87,8 @@ def nodes():
 
 
 @pytest.mark.proxy
-async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: Path):
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn"])
+async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: Path, server: str):
     database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
     metrics_port = free_port()
     config = proxy_config(
@@ -96,7 +97,7 @@ async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: 
         metrics={"port": metrics_port},
         control={"poll_interval_s": 0.1, "heartbeat_interval_s": 0.5},
     )
-    proxy = ProxyProcess(config, tmp_path, num_workers=WORKERS)
+    proxy = ProxyProcess(config, tmp_path, num_workers=WORKERS, server=server)
     proxy.database_url = database_url  # type: ignore[attr-defined]
     with proxy:
         # Each worker is a replica that heartbeats: status --live lists every one.

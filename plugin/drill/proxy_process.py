@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+SERVERS: dict[str, list[str]] = {"uvicorn": [], "gunicorn": ["--run_gunicorn"]}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -32,10 +34,19 @@ def free_port() -> int:
 
 class ProxyProcess:
     def __init__(
-        self, config: dict[str, Any], workdir: Path, *, port: int | None = None, num_workers: int = 1
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        port: int | None = None,
+        num_workers: int = 1,
+        server: str = "uvicorn",
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"num_workers must be 1 or more, not {num_workers}")
+        if server not in SERVERS:
+            raise ValueError(f"server must be one of {sorted(SERVERS)}, not {server!r}")
+        self.server = server  # how LiteLLM runs its workers: uvicorn's, or gunicorn's (--run_gunicorn)
         self.config = config
         self.num_workers = num_workers  # ``litellm --num_workers``: uvicorn worker processes
         self.workdir = Path(workdir)
@@ -65,6 +76,7 @@ class ProxyProcess:
         command += ["--port", str(self.port)]
         if self.num_workers > 1:
             command += ["--num_workers", str(self.num_workers)]
+        command += SERVERS[self.server]
         log = self.log_path.open("wb")
         self._process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
