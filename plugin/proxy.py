@@ -29,6 +29,7 @@ from typing import Any
 
 from litellm_failover.config_file import load_proxy_config, validate_config
 from litellm_failover.handler import FailoverHandler
+from litellm_failover.metrics.exporter import proxy_workers
 from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.settings import FailoverConfigError, FailoverSettings
@@ -127,6 +128,13 @@ class ProxyFailoverHandler(FailoverHandler):
         router = proxy_server.llm_router
         if router is None:
             return None
+        if self.settings.instance_id and proxy_workers() > 1:
+            logger.warning(
+                "litellm-failover: instance_id %r is set and this proxy runs %d workers: every worker "
+                "claims it, so status --live and the events can't tell them apart; leave it unset",
+                self.settings.instance_id,
+                proxy_workers(),
+            )
         try:
             FailoverPlugin(router, self.settings, handler=self)  # sets self.plugin
         except Exception as exc:

@@ -14,10 +14,16 @@ from collections.abc import Iterator
 import litellm
 import pytest
 from factories import model_list
+from fake_nodes import running
 from prometheus_client import REGISTRY, generate_latest
+from test_proxy_failover import ORDER, client_for, proxy_config
+from waiting import wait_until
 
 from litellm_failover import FailoverConfigError, attach
+from litellm_failover.drill.loadgen import openai_sender, run_load
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.metrics import MetricsPortError
+from litellm_failover.providers.fake.process import FakeVLLMProcess
 
 CALLBACK_LISTS = (
     "callbacks",
@@ -95,3 +101,24 @@ def test_a_bad_configuration_changes_nothing_in_litellm():
         attach(router, {"metrics": {"port": 70000}})
     assert router.disable_cooldowns is False
     assert {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS} == before
+
+
+@pytest.mark.proxy
+async def test_a_proxy_whose_plugin_cannot_start_serves_litellms_way_and_says_why(tmp_path, taken_port):
+    """One worker, its metrics port taken by another program: the proxy runs on, detached, with
+    one ERROR line naming the reason (before, the plugin stayed attached with cooldowns off)."""
+    with running({name: FakeVLLMProcess(name, tokens_per_s=0) for name in ORDER}) as nodes:
+        database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+        config = proxy_config(nodes, database_url, metrics={"port": taken_port})
+        with ProxyProcess(config, tmp_path) as proxy:
+
+            def detached() -> bool:
+                return "litellm-failover could not start and has detached" in proxy.log_tail(400)
+
+            await wait_until(detached, 30, "the detach line in the proxy's log")
+            results = await run_load(openai_sender(client_for(proxy), "chat"), total=12, concurrency=3)
+            assert all(r.ok for r in results)
+            log = proxy.log_path.read_text(errors="replace")
+    assert log.count("could not start and has detached") == 1
+    assert f"failover_settings.metrics.port: port {taken_port}" in log
+    assert not (tmp_path / "events.db").exists()  # nothing of the plugin ran: no store, no probes
