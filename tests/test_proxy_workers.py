@@ -31,6 +31,8 @@ from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.migrate import current_revision, head_revision
 from litellm_failover.store.queries import list_events
 
+pytest_plugins = ["services"]
+
 # One process of the race: waits (bounded) for the go file, then migrates, logging Alembic's steps.
 RACER = """
 import asyncio, logging, sys, time
@@ -53,27 +55,41 @@ def start_racer(url: str, ready: Path, go: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-async def test_processes_migrating_one_sqlite_file_at_once_migrate_it_once(tmp_path: Path):
-    """Before the lock, 2-3 of 4 racers failed with "database is locked"."""
-    url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+async def race(url: str, tmp_path: Path, racers: int = 4) -> list[str]:
+    """Start ``racers`` processes, let them all migrate ``url`` at once; their outputs."""
     go = tmp_path / "go"
-    racers = [start_racer(url, tmp_path / f"ready-{n}", go) for n in range(4)]
+    started = [start_racer(url, tmp_path / f"ready-{n}", go) for n in range(racers)]
     try:
-        await wait_until(lambda: all((tmp_path / f"ready-{n}").exists() for n in range(4)), 30, "racers")
+        ready = [tmp_path / f"ready-{n}" for n in range(racers)]
+        await wait_until(lambda: all(path.exists() for path in ready), 30, "racers ready")
         go.touch()
-        outputs = [await asyncio.to_thread(racer.communicate, timeout=60) for racer in racers]
+        outputs = [await asyncio.to_thread(racer.communicate, timeout=60) for racer in started]
     finally:
-        for racer in racers:
+        for racer in started:
             if racer.poll() is None:
                 racer.kill()
     texts = [out for out, _ in outputs]
-    assert [racer.returncode for racer in racers] == [0, 0, 0, 0], texts
+    assert [racer.returncode for racer in started] == [0] * racers, texts
     assert all(text.rstrip().endswith("migrated") for text in texts), texts
+    return texts
+
+
+async def test_processes_migrating_one_sqlite_file_at_once_migrate_it_once(tmp_path: Path):
+    """Before the lock, 2-3 of 4 racers failed with "database is locked"."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    texts = await race(url, tmp_path)
     # Exactly one process ran the migrations; the others found the schema at head.
-    ran = [text for text in texts if "Running upgrade" in text]
-    assert len(ran) == 1, texts
+    assert len([text for text in texts if "Running upgrade" in text]) == 1, texts
     assert await current_revision(url) == head_revision()
     assert (tmp_path / "events.db.migrate.lock").exists()
+
+
+async def test_processes_migrating_one_postgresql_schema_at_once_migrate_it_once(
+    tmp_path: Path, postgres_schema_url: str
+):
+    texts = await race(postgres_schema_url, tmp_path)
+    assert len([text for text in texts if "Running upgrade" in text]) == 1, texts
+    assert await current_revision(postgres_schema_url) == head_revision()
 
 
 WORKERS = 2
