@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import litellm
@@ -43,7 +43,9 @@ from litellm_failover.litellm_compat import (
     disable_cooldowns,
 )
 from litellm_failover.litellm_compat.interplay import reconcile
+from litellm_failover.litellm_compat.router_access import router_setting, set_setting
 from litellm_failover.metrics import PluginMetrics
+from litellm_failover.operations import OperatorOperations
 from litellm_failover.privacy import content_storage
 from litellm_failover.prober import Prober
 from litellm_failover.probes import build_probes
@@ -65,7 +67,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class FailoverPlugin:
+class FailoverPlugin(OperatorOperations):
     def __init__(
         self,
         router: litellm.Router,
@@ -165,7 +167,6 @@ class FailoverPlugin:
         self.core.listeners.append(self.alerter.on_event)
         self.purger = RetentionPurger(self.writer, settings.sessions, settings.retention)
         self.metrics = PluginMetrics(self, settings.metrics)
-        self.metrics.install()
         # Fault injection for drills (chaos inject/clear); off unless chaos.enabled.
         self.chaos = ChaosInjector(settings.chaos, group_of, self.core.emit, self.instance_id)
         # Mid-stream failover: broken streams continue elsewhere (see litellm_failover.streams).
@@ -198,27 +199,53 @@ class FailoverPlugin:
         self.prepare_stateful = self.live.guard_prepare(self.requests.prepare_stateful)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
+        # What LiteLLM had before the plugin changed it, for ``detach`` to put back.
+        self._litellm_cooldowns = router_setting(router, "disable_cooldowns", False)
+        self._attached = False
+        # Last, and all or nothing: the constructor changes LiteLLM's state only here, so a
+        # failure above leaves LiteLLM as it was, and one in here is rolled back.
+        try:
+            self._hook_into_litellm()
+        except BaseException:
+            self.detach()
+            raise
+
+    def _hook_into_litellm(self) -> None:
+        self._attached = True
+        self.metrics.install()
         self.handler.plugin = self
         if self.handler not in litellm.callbacks:
             litellm.logging_callback_manager.add_litellm_callback(self.handler)
-        if not settings.keep_litellm_cooldowns:
+        if not self.settings.keep_litellm_cooldowns:
             # The plugin decides health; LiteLLM's timer cooldown would hide deployments from it
             # and bring them back all at once, which is exactly what the plugin replaces.
-            disable_cooldowns(router)
+            disable_cooldowns(self.router)
         self.litellm_notes = reconcile(
-            router,
-            resume_streams=settings.streams.resume,
-            keep_litellm_cooldowns=settings.keep_litellm_cooldowns,
+            self.router,
+            resume_streams=self.settings.streams.resume,
+            keep_litellm_cooldowns=self.settings.keep_litellm_cooldowns,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the background work, all or nothing: on a failure the parts already running
+        stop, the plugin detaches, and the error is raised. Never half-attached."""
         try:
-            await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
-        except Exception:
-            self.detach()  # refused: nothing of the plugin stays attached
+            await self._start_parts()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception:
+                logger.exception("stopping the parts started before a failed start failed")
+            finally:
+                self.detach()
             raise
+
+    async def _start_parts(self) -> None:
+        if not self._attached:
+            raise RuntimeError("this plugin was detached from its Router; attach a new one")
+        await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
         await self.metrics.start()  # first: a metrics port in use fails before anything runs
         await self.writer.start()
         await self.alerter.start()
@@ -261,10 +288,17 @@ class FailoverPlugin:
         await self.stop()
 
     def detach(self) -> None:
-        """Remove the handler from LiteLLM's callbacks (tests and embedded reuse)."""
-        self.handler.plugin = None
+        """Give LiteLLM back its own behaviour (callbacks, ``disable_cooldowns``, streams, the
+        metrics collector as before ``attach``); idempotent; ``start`` calls it when it fails."""
+        if not self._attached:
+            return
+        self._attached = False
+        if self.handler.plugin is self:
+            self.handler.plugin = None
         self.requests.offers.release()
         litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
+        if router_setting(self.router, "disable_cooldowns", False) != self._litellm_cooldowns:
+            set_setting(self.router, "disable_cooldowns", self._litellm_cooldowns)
         self.metrics.uninstall()
         self.streams.uninstall()
 
@@ -284,78 +318,6 @@ class FailoverPlugin:
                 self.rescuer.prune()  # attempts past their first byte, or ended without a signal
             except Exception:
                 logger.exception("pruning rescuable attempts failed")
-
-    # -- traffic switching (operator operations; see litellm_failover.switching) ----------
-
-    def drain(self, deployment_id: str, *, timeout_s: float | None = None, source: str = "api") -> dict:
-        """No new requests to ``deployment_id``; in-flight ones finish (``OperatorError`` on bad input)."""
-        return self.switching.drain(deployment_id, timeout_s=timeout_s, source=source)
-
-    def undrain(self, deployment_id: str, *, source: str = "api") -> dict:
-        return self.switching.undrain(deployment_id, source=source)
-
-    def failover(self, group: str, *, source: str = "api") -> dict:
-        """Planned failover: drain ``group``'s primary tier; the standby serves until failback."""
-        return self.switching.failover(group, source=source)
-
-    def failback(self, group: str, *, source: str = "api") -> dict:
-        return self.switching.failback(group, source=source)
-
-    def shift(
-        self, group: str, to: str, steps: Sequence[float], interval_s: float, *, source: str = "api"
-    ) -> dict:
-        """Canary: move ``steps`` percent of ``group``'s traffic to ``to``, a step per interval."""
-        return self.switching.shift(group, to, steps, interval_s, source=source)
-
-    def switching_status(self) -> dict[str, Any]:
-        return self.switching.status()
-
-    def in_flight_counts(self) -> dict[str, int]:
-        return self.switching.in_flight_counts()
-
-    def ramp_factors(self) -> dict[str, float]:
-        return self.switching.ramp_factors()
-
-    def draining(self) -> frozenset[str]:
-        return self.switching.draining()
-
-    # -- fault injection (drills; see litellm_failover.chaos) ------------------------------
-
-    def chaos_inject(
-        self,
-        deployment_id: str,
-        kind: str,
-        probability: float,
-        *,
-        duration_s: float | str | None = None,
-        until: Any = None,
-        status: int | None = None,
-        delay_s: float | str | None = None,
-        after_chunks: int | None = None,
-        source: str = "api",
-        issued_by: str = "",
-    ) -> dict:
-        """Inject ``kind`` (error, latency, stream_cut) into ``probability`` of the attempts on
-        ``deployment_id`` until ``until`` or for ``duration_s``. ``OperatorError``, nothing
-        injected, when chaos is disabled, the deployment unknown or the input bad."""
-        return self.chaos.inject(
-            deployment_id,
-            kind,
-            probability,
-            duration_s=duration_s,
-            until=until,
-            status=status,
-            delay_s=delay_s,
-            after_chunks=after_chunks,
-            source=source,
-            issued_by=issued_by,
-        )
-
-    def chaos_clear(
-        self, deployment_id: str | None = None, *, source: str = "api", issued_by: str = ""
-    ) -> dict:
-        """End the faults on ``deployment_id`` (None: on every deployment)."""
-        return self.chaos.clear(deployment_id, source=source, issued_by=issued_by)
 
     # -- inspection -----------------------------------------------------------------------
 

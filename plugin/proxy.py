@@ -7,6 +7,12 @@ block on stderr naming the key path), then attaches to the proxy's Router as soo
 from a start-up task, or on the first routed request, whichever comes first. Deployments are read
 from the Router, live (``deployments_watch``). The plugin's background work stops, and the store
 writer flushes, at the end of the proxy's graceful shutdown.
+
+A plugin that fails to start (a port in use, a database it can't migrate, Redis refusing) is never
+left half-attached: it stops what it started and detaches, so the proxy serves with LiteLLM's own
+behaviour (its cooldowns back on, the handler gone from ``litellm.callbacks``), and says why in
+one ERROR log line. A bad configuration is different: it stops the proxy before it serves.
+Each worker of ``--num_workers N`` is a process with its own handler, plugin and instance id.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from litellm_failover.config_file import load_proxy_config, validate_config
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.litellm_compat import LiteLLMCompatError, check_hooks, current_deployments, probing
 from litellm_failover.litellm_compat.server import server_of
+from litellm_failover.metrics.exporter import proxy_workers
 from litellm_failover.offline import keep_tokenizer_downloads_off_the_loop
 from litellm_failover.plugin import FailoverPlugin
 from litellm_failover.settings import FailoverConfigError, FailoverSettings
@@ -121,19 +128,35 @@ class ProxyFailoverHandler(FailoverHandler):
         self._lifecycle: asyncio.Task[None] | None = None
         self._stopped = False
         self._refused: LiteLLMCompatError | None = None
+        self.failed: str | None = None  # why the plugin could not start; then it stays detached
         with contextlib.suppress(RuntimeError):
             loop = asyncio.get_running_loop()
             self._lifecycle = loop.create_task(self._run(), name="failover:proxy")
 
     def _attach(self) -> FailoverPlugin | None:
-        if self.plugin is not None:
+        if self.plugin is not None or self.failed is not None:
             return self.plugin
         from litellm.proxy import proxy_server
 
         router = proxy_server.llm_router
         if router is None:
             return None
-        FailoverPlugin(router, self.settings, handler=self)  # sets self.plugin
+        if self.settings.instance_id and proxy_workers() > 1:
+            logger.warning(
+                "litellm-failover: instance_id %r is set and this proxy runs %d workers: every worker "
+                "claims it, so status --live and the events can't tell them apart; leave it unset",
+                self.settings.instance_id,
+                proxy_workers(),
+            )
+        try:
+            FailoverPlugin(router, self.settings, handler=self)  # sets self.plugin
+        except LiteLLMCompatError:
+            raise  # this LiteLLM lacks a piece the plugin needs: the proxy refuses to serve
+        except Exception as exc:
+            # The plugin rolled LiteLLM back (``FailoverPlugin`` is all or nothing): this request
+            # and the next go LiteLLM's own way.
+            self._give_up(exc)
+            return None
         logger.info(
             "litellm-failover attached to the proxy router (%d deployments)", len(current_deployments(router))
         )
@@ -145,27 +168,38 @@ class ProxyFailoverHandler(FailoverHandler):
         deadline = loop.time() + ROUTER_WAIT_S
         try:
             plugin = self._attach()
-            while plugin is None and loop.time() < deadline:
+            while plugin is None and self.failed is None and loop.time() < deadline:
                 await asyncio.sleep(0.05)
                 plugin = self._attach()
             if plugin is None:
-                logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
+                if self.failed is None:  # (a failed attach has said why, once)
+                    logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
                 return
             await plugin.start()
         except LiteLLMCompatError as exc:
             refuse_to_serve(exc)
             return
-        except Exception:
-            # A start failure (a metrics port in use) must be loud: without this the task would
-            # die with its exception unseen while the proxy serves on without the plugin.
-            logger.exception("litellm-failover could not start; the proxy routes without it")
-            await self._stop()
-            raise
+        except Exception as exc:
+            # ``start`` stopped what it had started and detached: LiteLLM's cooldowns, callbacks
+            # and streams are as they were without the plugin. Say so loudly, once.
+            self._stopped = True
+            self._give_up(exc)
+            return
         hook_server_shutdown(self._stop)
         try:
             await asyncio.Event().wait()
         finally:
             await self._stop()
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        logger.error(
+            "litellm-failover could not start and has detached; this proxy worker (pid %d) routes "
+            "with LiteLLM's own behaviour (cooldowns and retries as configured for LiteLLM): %s",
+            os.getpid(),
+            self.failed,
+            exc_info=exc,
+        )
 
     async def _stop(self) -> None:
         plugin = self.plugin

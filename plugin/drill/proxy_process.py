@@ -3,6 +3,8 @@
 The proxy is started exactly as a user would (``litellm --config config.yaml``), bound to
 127.0.0.1, with a generated master key (the proxy refuses well-known ones) and LiteLLM's local
 cost map (no network). ``start`` waits, bounded, until the proxy answers its liveness route.
+``num_workers`` > 1 starts ``litellm --num_workers N`` (uvicorn worker processes sharing the port);
+the process group is signalled on stop, so every worker gets the SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 
 import yaml
 
+SERVERS: dict[str, list[str]] = {"uvicorn": [], "gunicorn": ["--run_gunicorn"]}
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -29,8 +33,22 @@ def free_port() -> int:
 
 
 class ProxyProcess:
-    def __init__(self, config: dict[str, Any], workdir: Path, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path,
+        *,
+        port: int | None = None,
+        num_workers: int = 1,
+        server: str = "uvicorn",
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be 1 or more, not {num_workers}")
+        if server not in SERVERS:
+            raise ValueError(f"server must be one of {sorted(SERVERS)}, not {server!r}")
+        self.server = server  # how LiteLLM runs its workers: uvicorn's, or gunicorn's (--run_gunicorn)
         self.config = config
+        self.num_workers = num_workers  # ``litellm --num_workers``: uvicorn worker processes
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.master_key = "sk-failover-" + secrets.token_hex(12)
@@ -56,6 +74,9 @@ class ProxyProcess:
         litellm_cli = Path(sys.executable).with_name("litellm")
         command = [str(litellm_cli), "--config", str(self.config_path), "--host", "127.0.0.1"]
         command += ["--port", str(self.port)]
+        if self.num_workers > 1:
+            command += ["--num_workers", str(self.num_workers)]
+        command += SERVERS[self.server]
         log = self.log_path.open("wb")
         self._process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True

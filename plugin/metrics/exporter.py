@@ -8,7 +8,9 @@
   ``--prometheus_metrics_port``, where custom collectors can't be shown). From Python, an app
   exposes the default registry as it already does (``prometheus_client.make_asgi_app()``).
 - With ``metrics.port`` set: also on a port of the plugin's own, serving ``self.registry``, which
-  holds this plugin's collector only (two plugins in one process need two ports).
+  holds this plugin's collector only (two plugins in one process need two ports). Under a proxy
+  with several workers (``--num_workers``) the first worker binds it and the others log once and
+  serve none (``stats()["port_note"]`` says so); in one process a port in use refuses to start.
 - In the proxy with neither: ``start`` logs a warning that says which setting to add.
 
 The event counters (failovers, state changes, streams, drains) come from the core's events and
@@ -29,7 +31,7 @@ from litellm_failover.metrics.bridge import bridge_for
 from litellm_failover.metrics.collector import MetricsSource, PluginCollector
 from litellm_failover.metrics.counters import EventCounters
 from litellm_failover.metrics.probe_latency import ProbeLatency
-from litellm_failover.metrics.server import PATH, MetricsServer
+from litellm_failover.metrics.server import PATH, MetricsPortError, MetricsServer
 from litellm_failover.settings import MetricsSettings
 
 logger = logging.getLogger("litellm_failover")
@@ -54,6 +56,15 @@ def litellm_metrics_route() -> tuple[bool, str]:
     return True, "LiteLLM's /metrics (default registry)"
 
 
+def proxy_workers() -> int:
+    """How many worker processes this LiteLLM proxy runs (``--num_workers``; LiteLLM's CLI puts it
+    in ``NUM_WORKERS`` for uvicorn, gunicorn and the others alike); 1 when unknown."""
+    try:
+        return max(1, int(os.environ.get("NUM_WORKERS", "1")))
+    except ValueError:
+        return 1
+
+
 class PluginMetrics:
     def __init__(
         self,
@@ -74,6 +85,7 @@ class PluginMetrics:
         self._default_registry = default_registry
         self._server: MetricsServer | None = None
         self._installed = False
+        self.port_note: str | None = None  # why this worker serves no own port, if it serves none
 
     @property
     def enabled(self) -> bool:
@@ -122,7 +134,21 @@ class PluginMetrics:
         self.install()
         if self.settings.port is not None and self._server is None:
             server = MetricsServer(self.registry, self.settings.host, self.settings.port)
-            await server.start()
+            try:
+                await server.start()
+            except MetricsPortError:
+                if self.settings.port == 0 or not self._in_proxy() or proxy_workers() < 2:
+                    raise  # one process: the port is taken by something else; refuse to start
+                # Several workers of one proxy read one config: the first binds the fixed port,
+                # the others run on without it (a bind with SO_REUSEPORT would answer each scrape
+                # from a random worker, and prometheus_client's multiprocess mode can't carry the
+                # plugin's collector, which reads live state at scrape time).
+                self.port_note = (
+                    f"metrics.port {self.settings.port} is served by another worker of this proxy "
+                    f"(--num_workers {proxy_workers()}); this worker's metrics are not on it"
+                )
+                logger.warning("litellm-failover: %s", self.port_note)
+                return
             self._server = server
             logger.info("litellm-failover metrics on %s", server.url)
         elif self.settings.port is None and self._in_proxy():
@@ -148,6 +174,7 @@ class PluginMetrics:
             "registered": self._installed,
             "port": self.port,
             "url": self.url,
+            "port_note": self.port_note,
             "litellm_metrics": served,
             "litellm_metrics_note": why,
         }

@@ -5,8 +5,12 @@ the wheel (``litellm_failover.migrations``) are all a user needs. Alembic itself
 it runs on the async engine's connection through ``run_sync``, inside one transaction, so a failed
 upgrade leaves the schema as it was (PostgreSQL and, with the engine's BEGIN recipe, SQLite).
 
-On PostgreSQL the transaction first takes an advisory lock: several proxy replicas starting at
-once against one database migrate one after another instead of racing on CREATE TABLE.
+Several processes starting at once against one database (proxy replicas, or the workers of one
+``litellm --num_workers N`` proxy) migrate one after another instead of racing on CREATE TABLE:
+on PostgreSQL the transaction first takes an advisory lock; on SQLite, whose BEGIN takes no lock
+until the first write (the second process would fail with "database is locked"), an exclusive
+``flock`` on ``<file>.migrate.lock`` next to the database file is held around the transaction.
+The first process migrates; the others wait, then find the schema at head and do nothing.
 
 During a rolling upgrade a database can be ahead of an older replica (new pods migrated it).
 ``upgrade_engine(..., allow_newer=True)``, which the writer uses, leaves such a database alone,
@@ -15,9 +19,12 @@ since migrations only ever add; ``db upgrade`` says so as an error instead.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from alembic import command
@@ -36,11 +43,14 @@ from litellm_failover.store.engine import (
     ensure_sqlite_file,
     parse_url,
     require_sqlite_file,
+    sqlite_path,
 )
 from litellm_failover.store.models import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(_migrations.__file__).resolve().parent
 _ADVISORY_LOCK_KEY = 0x6C6C6D66  # "llmf": any constant shared by every litellm-failover process
+FILE_LOCK_WAIT_S = 120.0  # a migration of this store takes well under a second; a stuck peer fails
+_FILE_LOCK_POLL_S = 0.05
 
 logger = logging.getLogger("litellm_failover.store")
 
@@ -62,13 +72,46 @@ async def _locked(connection: AsyncConnection) -> None:
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold ``<database file>.migrate.lock`` exclusively (POSIX ``flock``; released by the kernel
+    if the process dies). Polled, not blocking, so the event loop keeps running while it waits."""
+    path = sqlite_path(engine.url)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None or not path.parent.is_dir():
+        yield
+        return
+    lock_path = path.with_name(path.name + ".migrate.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FILE_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if loop.time() >= deadline:
+                    raise StoreError(
+                        f"another process has held the migration lock {lock_path} for "
+                        f"{FILE_LOCK_WAIT_S:.0f}s; is a migration stuck?"
+                    ) from None
+                await asyncio.sleep(_FILE_LOCK_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 async def _run(engine: AsyncEngine, action: Callable[[Config], None]) -> None:
     def run_sync(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
         action(config)
 
-    async with engine.begin() as connection:
+    async with _sqlite_file_lock(engine), engine.begin() as connection:
         await _locked(connection)
         await connection.run_sync(run_sync)
 
