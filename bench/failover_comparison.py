@@ -25,6 +25,12 @@ scale and concurrency; any other run writes ``bench/results/failover-comparison.
 issue 12 §1): open- and closed-loop load, p99 and max latency of the requests started in the
 10 s after the fault, side by side, in about three minutes.
 
+``--splice`` runs only the mid-stream splice comparison (``bench/_splice.py``, issue 12 §4):
+plain LiteLLM, the plugin, and LiteLLM 1.109+'s own ``enable_mid_stream_fallback_continuation``
+(``--litellm-python PATH``: an interpreter with that LiteLLM; without one, and on a LiteLLM older
+than 1.109, the output says that profile was not run): complete answers, duplicated or missing
+text at the splice, ``max_tokens`` kept, time to resume, in under a minute.
+
 Run: ``.venv/bin/python bench/failover_comparison.py`` (``--quick`` for a smoke run; ``--out DIR``
 keeps both drill reports, ``DIR/plain/report.html`` and ``DIR/plugin/report.html``; ``--from DIR``
 renders the table and chart again from such a directory without running anything).
@@ -637,9 +643,21 @@ def main() -> int:
         action="store_true",
         help="run only the hung-primary open/closed-loop comparison (bench/_hung_primary.py)",
     )
+    p.add_argument(
+        "--splice",
+        action="store_true",
+        help="run only the mid-stream splice comparison, three profiles (bench/_splice.py)",
+    )
+    p.add_argument(
+        "--litellm-python",
+        default=None,
+        help="with --splice: a Python with LiteLLM 1.109+ for the litellm_continuation profile",
+    )
     args = p.parse_args()  # fmt: skip
     if args.hung_primary:
         return _hung_primary(args)
+    if args.splice:
+        return _splice(args)
 
     names = _scenario_names(p, args.scenarios)
     if names is None and args.quick:
@@ -702,6 +720,15 @@ def _hung_primary(args: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-hung-primary-") as tmp:
         results = asyncio.run(hung.run_all(Path(tmp)))
     return common.finish(args, hung.report(results, time.monotonic() - started))
+
+
+def _splice(args: Any) -> int:
+    try:  # python -m bench.failover_comparison
+        from bench import _splice as splice
+    except ImportError:  # python bench/failover_comparison.py
+        import _splice as splice  # type: ignore[no-redef]
+
+    return common.finish(args, splice.run(args.litellm_python))
 
 
 def _all_names() -> Sequence[str]:

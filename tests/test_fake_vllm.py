@@ -286,6 +286,25 @@ async def test_continuation_inside_a_word_and_from_a_foreign_prefix(
     assert continuation_pieces(answer_pieces(MESSAGES), answer) == []
 
 
+async def test_a_prefix_flag_alone_opens_a_new_turn_like_vllm(
+    client: openai.AsyncOpenAI, server: FakeVLLM
+) -> None:
+    """LiteLLM's continuation sends the partial text as ``{"role": "assistant", "prefix": true}``
+    without ``continue_final_message``. vLLM's chat templates never read ``prefix`` and, with
+    ``add_generation_prompt`` on by default, open a new assistant turn after that message: a
+    fresh answer to the longer conversation, not the rest of the cut one. The fake does the same."""
+    answer = server.answer_for(MESSAGES)
+    partial = "".join(answer_pieces(MESSAGES)[:8])
+    resumed = [*MESSAGES, {"role": "assistant", "content": partial, "prefix": True}]
+    streamed = "".join(await stream_contents(client, resumed))
+    assert streamed == expected_answer(resumed)  # a new turn, seeded by the whole conversation
+    assert partial + streamed != answer and not answer.endswith(streamed)
+    assert len(streamed.split()) == 24  # a whole answer again: the budget is not the rest's
+    # With continue_final_message the same message continues, the flag changes nothing.
+    continued = await stream_contents(client, resumed, extra_body=CONTINUE)
+    assert partial + "".join(continued) == answer
+
+
 async def test_continuation_rejects_conflicting_flags(client: openai.AsyncOpenAI, server: FakeVLLM) -> None:
     resumed = [*MESSAGES, {"role": "assistant", "content": "x"}]
     both = {"continue_final_message": True, "add_generation_prompt": True}

@@ -2,7 +2,11 @@
 
 vLLM's continuation parameters matter here: ``continue_final_message`` extends the last assistant
 message instead of starting a new answer, which is how the plugin resumes a broken stream on
-another node, so the continued pieces must be exactly the rest of the original answer.
+another node, so the continued pieces must be exactly the rest of the original answer. Without it
+a trailing assistant message is a finished turn and the answer is a new one, as vLLM's chat
+templates render it (``add_generation_prompt`` defaults to true); a ``prefix: true`` on that
+message (LiteLLM's mid-stream continuation, Mistral's and DeepSeek's APIs) changes nothing, as
+vLLM's templates never read it (only its ``mistral_common`` tokenizer mode does).
 
 One word of the answer is one token. A real engine does not send one token per chunk: speculative
 decoding and a stream interval put several in one chunk, and a detokenizer holding back an
