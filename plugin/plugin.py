@@ -33,7 +33,7 @@ from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
 from litellm_failover.deployments_watch import DeploymentWatch, LiveParts, secrets_of
-from litellm_failover.fleet import Fleet, fleet_for
+from litellm_failover.fleet import Fleet, fleet_for, require_redis_client
 from litellm_failover.handler import FailoverHandler
 from litellm_failover.litellm_compat import (
     check_fires,
@@ -82,6 +82,8 @@ class FailoverPlugin(OperatorOperations):
         # refuses here, naming its version and the piece (never a half-attached plugin).
         check_hooks(type(handler) if handler is not None else FailoverHandler)
         check_router(router)
+        if settings.redis_url:
+            require_redis_client()
         model_list = current_deployments(router)
         specs = read_model_list(model_list, settings.health)
         probes = build_probes(specs)

@@ -8,6 +8,7 @@ as Python itself would (``ModuleNotFoundError`` with its name).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -52,7 +53,7 @@ def test_the_base_install_is_the_router_plugin_without_the_proxy_stack():
     base = PYPROJECT["dependencies"]
     assert "litellm>=1.108.7,<1.111" in base  # a range, both ends tested in CI
     assert not any(r.startswith("litellm[") for r in base)  # no proxy stack
-    assert names(base).isdisjoint({"apprise", "asyncpg", "matplotlib", "nvidia-ml-py", "openai"})
+    assert names(base).isdisjoint({"apprise", "asyncpg", "matplotlib", "nvidia-ml-py", "openai", "redis"})
     extras = PYPROJECT["optional-dependencies"]
     assert {"proxy", "postgres", "redis", "alerts", "drill", "gpu-agent", "test"} <= set(extras)
     assert "openai" in names(extras["drill"])  # the drill's load generator imports it
@@ -76,3 +77,33 @@ def test_a_command_whose_package_is_missing_names_it():
     assert result.returncode == 2
     assert "litellm-failover demo: needs the Python package 'rich', which is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+ATTACH = """
+import litellm
+from litellm_failover import FailoverConfigError, attach
+router = litellm.Router(model_list=[{"model_name": "chat", "model_info": {"id": "p1"},
+    "litellm_params": {"model": "hosted_vllm/m", "api_base": "http://127.0.0.1:9/v1"}}])
+plugin = attach(router, {"database_url": sys.argv[4]})
+print("ATTACHED", plugin.status()["probing"])
+plugin.detach()
+try:
+    attach(router, {"database_url": sys.argv[4], "redis_url": "redis://127.0.0.1:6379/0"})
+except FailoverConfigError as exc:
+    print("REFUSED", exc)
+"""
+
+
+def test_the_router_plugin_runs_without_the_redis_client_and_a_redis_url_names_the_extra(tmp_path):
+    script = BLOCKER.replace("from litellm_failover.cli import main\nsys.exit(main(sys.argv[2:]))\n", ATTACH)
+    result = subprocess.run(
+        [sys.executable, "-c", script, "redis", "--attach", "-", f"sqlite+aiosqlite:///{tmp_path}/e.db"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ATTACHED ['p1']" in result.stdout
+    assert "REFUSED" in result.stdout and "redis_url" in result.stdout
+    assert "pip install 'litellm-failover[redis]'" in result.stdout

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from litellm_failover.control import db_channel, redis_channel
+from litellm_failover.control import db_channel
 from litellm_failover.control.applier import CommandApplier
 from litellm_failover.control.commands import Command, from_wire
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget
@@ -51,6 +51,15 @@ if TYPE_CHECKING:
     from litellm_failover.fleet.fleet import Fleet
     from litellm_failover.settings import FailoverSettings
     from litellm_failover.store.writer import StoreWriter
+
+
+def _redis_channel() -> Any:
+    """The Redis channel module, imported only where ``redis_url`` is set: redis-py is the
+    ``redis`` extra, and a plugin without a fleet must load without it."""
+    from litellm_failover.control import redis_channel
+
+    return redis_channel
+
 
 logger = logging.getLogger("litellm_failover.control")
 
@@ -129,12 +138,12 @@ class ControlPlane:
         self._started_local = self.clock()
         if self.fleet is not None:
             assert self._redis_url is not None
-            self._redis = redis_channel.connect(
+            self._redis = _redis_channel().connect(
                 self._redis_url,
                 self._timeout,
                 client_name=f"litellm-failover-control:{self.instance_id[:64]}",
             )
-            moment = await self._guard.redis(redis_channel.server_time(self._redis))
+            moment = await self._guard.redis(_redis_channel().server_time(self._redis))
             if moment is not None:
                 self._redis_offset = moment - self.clock()
             self.fleet.applier.command_listener = self._on_fleet_command  # type: ignore[attr-defined]
@@ -175,7 +184,7 @@ class ControlPlane:
             await self._guard.database(self._flush_results(engine))
             await self._guard.database(db_channel.leave(engine, self.instance_id))
         if self._redis is not None:
-            await self._guard.redis(redis_channel.leave(self._redis, self.channel, self.instance_id))
+            await self._guard.redis(_redis_channel().leave(self._redis, self.channel, self.instance_id))
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._timeout):
                     await self._redis.aclose()
@@ -275,7 +284,7 @@ class ControlPlane:
             if self._redis is None:
                 return
             done = await self._guard.redis(
-                redis_channel.write_ack(
+                _redis_channel().write_ack(
                     self._redis, self.channel, command_id, result, self.settings.command_ttl_s
                 )
             )
@@ -316,7 +325,7 @@ class ControlPlane:
             found = await self._guard.database(db_channel.standing_commands(engine))
             sources.append(("database", self._authentic(found, "database")))
         if self._redis is not None:
-            found = await self._guard.redis(redis_channel.standing_commands(self._redis, self.channel))
+            found = await self._guard.redis(_redis_channel().standing_commands(self._redis, self.channel))
             commands, refused = found if isinstance(found, tuple) else (None, [])
             for entry, why in refused:
                 self._applier.refuse_standing(entry, "redis", why)
@@ -334,7 +343,7 @@ class ControlPlane:
             await self._guard.database(db_channel.heartbeat(engine, self.instance_id, started, now, ttl))
         if self._redis is not None:
             await self._guard.redis(
-                redis_channel.beat(self._redis, self.channel, self.instance_id, self._started_redis, ttl)
+                _redis_channel().beat(self._redis, self.channel, self.instance_id, self._started_redis, ttl)
             )
 
     def _engine(self) -> AsyncEngine | None:

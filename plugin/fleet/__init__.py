@@ -11,6 +11,7 @@ from __future__ import annotations
 from litellm_failover.fleet.apply import CoreApplier, PinListener, fleet_for
 from litellm_failover.fleet.fleet import Fleet, FleetApplier
 from litellm_failover.fleet.messages import SCHEMA_VERSION, Ejection, Envelope, MessageError, Pin, Recovery
+from litellm_failover.fleet.naming import require_redis_client
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -24,4 +25,5 @@ __all__ = [
     "PinListener",
     "Recovery",
     "fleet_for",
+    "require_redis_client",
 ]

@@ -18,7 +18,7 @@ import logging
 import re
 import uuid
 from collections import Counter, OrderedDict
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -34,9 +34,11 @@ from litellm_failover.fleet.messages import (
     encode,
     make,
 )
-from litellm_failover.fleet.sync import RedisLink
 from litellm_failover.settings import FleetSettings
 from litellm_failover.wakeups import RateLimit
+
+if TYPE_CHECKING:
+    from litellm_failover.fleet.sync import RedisLink
 
 logger = logging.getLogger("litellm_failover.fleet")
 
@@ -79,7 +81,10 @@ class Fleet:
         self._max_age_s = settings.key_ttl_s + gate.max_skew_s
         # CLIENT SETNAME refuses spaces; the name only helps an operator reading CLIENT LIST.
         client_name = "litellm-failover:" + re.sub(r"[^A-Za-z0-9_.:-]", "_", instance_id)[:64]
-        self.link = RedisLink(redis_url, settings, self._on_raw, client_name=client_name)
+        # redis-py is the ``redis`` extra: imported only by a fleet, which has a ``redis_url``.
+        from litellm_failover.fleet.sync import RedisLink
+
+        self.link: RedisLink = RedisLink(redis_url, settings, self._on_raw, client_name=client_name)
         self.node = uuid.uuid4().hex
         self.applied = 0
         self.ignored: Counter[str] = Counter()

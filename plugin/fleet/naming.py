@@ -15,8 +15,6 @@ import hashlib
 import os
 from typing import TYPE_CHECKING
 
-from redis.asyncio.connection import parse_url
-
 from litellm_failover.redact import mask_url
 
 if TYPE_CHECKING:
@@ -29,6 +27,10 @@ CHANNEL_PREFIX = "litellm_failover"
 def _redis_db(redis_url: str | None) -> int:
     if not redis_url:
         return 0
+    try:
+        from redis.asyncio.connection import parse_url  # the `redis` extra, there with a redis_url
+    except ImportError:
+        return 0  # no Redis client: this plugin refuses its redis_url at start anyway
     try:
         return int(parse_url(redis_url).get("db", 0) or 0)
     except (ValueError, TypeError):
@@ -54,3 +56,19 @@ def channel_for(channel: str | None, name: str | None, database_url: str, redis_
 
 def settings_channel(settings: FailoverSettings) -> str:
     return channel_for(settings.fleet.channel, settings.fleet.name, settings.database_url, settings.redis_url)
+
+
+def require_redis_client() -> None:
+    """A ``redis_url`` needs redis-py, the ``redis`` extra: say so at start, naming the key and
+    the install, rather than fail in a background task later."""
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        from litellm_failover.settings import FailoverConfigError
+
+        raise FailoverConfigError.of(
+            [
+                "redis_url: set, but the Redis client (redis-py) is not installed: "
+                "pip install 'litellm-failover[redis]'"
+            ]
+        ) from None
