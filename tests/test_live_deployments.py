@@ -24,6 +24,9 @@ from litellm_failover.control.dispatch import live_status
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.store.queries import list_deployment_states, list_events
 
+# Both ends of the supported LiteLLM range: 1.110 keeps its deployments in a Rust registry.
+pytestmark = pytest.mark.litellm_range
+
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 MESSAGES = [{"role": "user", "content": "hello"}]
 
