@@ -42,7 +42,7 @@ from litellm_failover.litellm_compat import (
     current_deployments,
     disable_cooldowns,
 )
-from litellm_failover.litellm_compat.interplay import reconcile
+from litellm_failover.litellm_compat.interplay import CONTINUATION, reconcile
 from litellm_failover.litellm_compat.router_access import router_setting, set_setting
 from litellm_failover.metrics import PluginMetrics
 from litellm_failover.operations import OperatorOperations
@@ -203,6 +203,7 @@ class FailoverPlugin(OperatorOperations):
         self.handler = handler or FailoverHandler()
         # What LiteLLM had before the plugin changed it, for ``detach`` to put back.
         self._litellm_cooldowns = router_setting(router, "disable_cooldowns", False)
+        self._litellm_continuation = router_setting(router, CONTINUATION, None)  # None: before 1.109
         self._attached = False
         # Last, and all or nothing: the constructor changes LiteLLM's state only here, so a
         # failure above leaves LiteLLM as it was, and one in here is rolled back.
@@ -301,6 +302,8 @@ class FailoverPlugin(OperatorOperations):
         litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
         if router_setting(self.router, "disable_cooldowns", False) != self._litellm_cooldowns:
             set_setting(self.router, "disable_cooldowns", self._litellm_cooldowns)
+        if self._litellm_continuation and not router_setting(self.router, CONTINUATION, False):
+            set_setting(self.router, CONTINUATION, True)  # ``reconcile`` turned LiteLLM's off
         self.metrics.uninstall()
         self.streams.uninstall()
 

@@ -220,6 +220,8 @@ def test_litellms_own_stream_continuation_gives_way_to_the_plugins(tmp_path):
         assert any("session_affinity_repin_on_failover has no effect" in n for n in plugin.litellm_notes)
     finally:
         plugin.detach()
+    # Detached, LiteLLM has its own continuation back, as the user configured it.
+    assert router_setting(router, "enable_mid_stream_fallback_continuation") is True
 
     kept = litellm.Router(model_list=model_list(), enable_mid_stream_fallback_continuation=True)
     plugin = attach(kept, {**settings(tmp_path), "streams": {"resume": False}})
