@@ -16,16 +16,14 @@ import itertools
 import json
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 from fake_nodes import running
-from test_proxy_failover import ORDER, client_for, proxy_config, wait_state
+from test_proxy_failover import ORDER, proxy_config, sigkill_primary_under_load
 from waiting import free_port, wait_until
 
-from litellm_failover.drill.loadgen import openai_sender, run_load
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.migrate import current_revision, head_revision
@@ -138,26 +136,7 @@ async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: 
         for result in live:
             assert set(result["details"]["groups"]["chat"]["deployments"][0]) >= {"deployment_id", "state"}
 
-        await wait_state(proxy, "p1", "healthy")
-        client = client_for(proxy)
-        killed_at: list[float] = []
-
-        def kill_after_some(result):
-            if result.index == 30 and not killed_at:
-                killed_at.append(time.monotonic())
-                nodes["p1"].kill()
-
-        results = await run_load(
-            openai_sender(client, "chat"), total=150, concurrency=6, on_result=kill_after_some, deadline_s=90
-        )
-        assert killed_at
-        failed = [r for r in results if not r.ok]
-        # The only acceptable failures are streams p1 was already sending when it died.
-        assert [r for r in failed if not r.stream] == []
-        assert [r for r in failed if r.first_chunk_at is None] == []
-        assert [r for r in failed if r.started_at >= killed_at[0] or r.served_by != "p1"] == []
-        late = [r for r in results if r.started_at > killed_at[0] + 0.5]
-        assert late and {r.served_by for r in late} == {"p2"}
+        await sigkill_primary_under_load(proxy, nodes)
 
         # Every worker saw p1 go down, and recorded it once: one row per (worker, transition).
         async def each_worker_recorded_it() -> bool:
