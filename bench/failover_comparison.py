@@ -16,6 +16,12 @@ that failback came back gradually. Goals (the issue's, for the plugin side): no 
 no broken stream across the battery, the first standby answer within 1 s of a kill, and every
 failback following the configured ramp.
 
+``--settings default`` runs the plugin profile with the plugin's own default ``failover_settings``
+(only the database set) instead of the ``tuned`` ones scaled to the drill's short phases; its
+phases follow from those settings (a 30 s hold-down and 30 s ramp steps make each failback take
+about 95 s), so the battery takes about 15 minutes on a quiet 2-core machine. Plain LiteLLM is
+the same under both, and the table and chart say which settings the plugin ran with.
+
 Writes a markdown table (``--markdown``) and an SVG chart (``--chart``). The chart goes to
 ``docs/failover-comparison.svg`` (the README's picture) only for a full battery at the default
 scale and concurrency; any other run writes ``bench/results/failover-comparison.svg`` unless
@@ -74,9 +80,11 @@ DASH = "\u2014"
 
 
 async def run_battery(
-    names: Sequence[str] | None, scale: float, concurrency: int, out: Path
+    names: Sequence[str] | None, scale: float, concurrency: int, out: Path, settings: str = "tuned"
 ) -> dict[str, dict[str, Any]]:
-    """Both profiles, one after the other, each with its own proxy, nodes and report folder."""
+    """Both profiles, one after the other, each with its own proxy, nodes and report folder;
+    ``settings`` is the plugin profile's (``tuned`` or the plugin's ``default``s), the plain
+    profile is the same under both."""
     from litellm_failover.drill.cli import write_reports
     from litellm_failover.drill.options import DrillOptions
     from litellm_failover.drill.progress import make_progress
@@ -91,6 +99,7 @@ async def run_battery(
             out=out / profile,
             duration_scale=scale,
             concurrency=concurrency,
+            settings=settings,
         )
         result = await run_drill(options, make_progress(True))
         validate(result)  # a malformed result is a broken bench, not a number
@@ -111,6 +120,11 @@ def load_battery(folder: Path) -> dict[str, dict[str, Any]]:
                 f"expected {profile!r}"
             )
     return results
+
+
+def plugin_settings(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """Which failover_settings the plugin side ran with; reports from before ``--settings`` were tuned."""
+    return results["plugin"]["options"].get("settings") or "tuned"
 
 
 # --- comparing --------------------------------------------------------------------------------
@@ -340,8 +354,8 @@ def markdown(
     parts = [
         "<!-- written by bench/failover_comparison.py; every number below is from one run -->",
         f"Measured {when} UTC on {env['cpus']} CPUs (LiteLLM {env['litellm']}, "
-        f"litellm-failover {env['litellm_failover']}): duration scale {options['duration_scale']:g}, "
-        f"concurrency {options['concurrency']}; {durations}"
+        f"litellm-failover {env['litellm_failover']}): plugin settings **{plugin_settings(results)}**, "
+        f"duration scale {options['duration_scale']:g}, concurrency {options['concurrency']}; {durations}"
         + (f", {wall_s:.0f} s in all." if wall_s is not None else "."),
         "",
         "Each cell: **plain LiteLLM / LiteLLM + litellm-failover**. Served: answers that arrived whole "
@@ -486,7 +500,8 @@ def chart_figure(rows: Sequence[Mapping[str, Any]], results: Mapping[str, Mappin
     fig.legend(handles=handles, loc="outside upper center", ncols=3, frameon=False, fontsize=9)
     options = results["plugin"]["options"]
     footer = (
-        f"bench/failover_comparison.py, one run: duration scale {options['duration_scale']:g}, "
+        f"bench/failover_comparison.py, one run: plugin settings {plugin_settings(results)}, "
+        f"duration scale {options['duration_scale']:g}, "
         f"concurrency {options['concurrency']}, LiteLLM {common.environment()['litellm']}; "
         "n/a: not part of the scenario, never: expected but did not happen"
     )
@@ -589,6 +604,7 @@ def measure(
         "totals": {"plain": ta, "plugin": tb},
         "options": results["plugin"]["options"],
         "plain_router_settings": results["plain"]["config"].get("router_settings", {}),
+        "plugin_settings": plugin_settings(results),
         "plugin_failover_settings": results["plugin"]["config"].get("failover_settings", {}),
         "markdown": str(markdown_path),
         "chart": str(chart_path),
@@ -622,6 +638,12 @@ def main() -> int:
         help=f"concurrent client requests (default {CONCURRENCY})",
     )
     p.add_argument(
+        "--settings",
+        default="tuned",
+        help="the plugin profile's failover_settings: tuned (default, scaled to the drill's short phases) "
+        "or default (the plugin's own defaults: a run of about 15 minutes); plain LiteLLM is the same",
+    )
+    p.add_argument(
         "--out", type=Path, default=None, help="keep both drill reports here (default: a temporary folder)"
     )
     p.add_argument(
@@ -642,6 +664,12 @@ def main() -> int:
         "--hung-primary",
         action="store_true",
         help="run only the hung-primary open/closed-loop comparison (bench/_hung_primary.py)",
+    )
+    p.add_argument(
+        "--hung-timeouts",
+        default="usual,stock",
+        help="with --hung-primary: the deployment timeouts to run, 'usual' (timeout 30, stream_timeout 10), "
+        "'stock' (LiteLLM's default) or both (default: usual,stock)",
     )
     p.add_argument(
         "--splice",
@@ -670,7 +698,9 @@ def main() -> int:
     from litellm_failover.drill.options import DrillInputError, DrillOptions
 
     try:  # validate before the first minute of running
-        DrillOptions(scenarios=names, duration_scale=scale, concurrency=args.concurrency).selected()
+        DrillOptions(
+            scenarios=names, duration_scale=scale, concurrency=args.concurrency, settings=args.settings
+        ).selected()
     except DrillInputError as exc:
         p.error(str(exc))
 
@@ -685,10 +715,12 @@ def main() -> int:
     else:
         started = time.monotonic()
         if args.out is not None:
-            results = asyncio.run(run_battery(names, scale, args.concurrency, args.out.resolve()))
+            results = asyncio.run(
+                run_battery(names, scale, args.concurrency, args.out.resolve(), args.settings)
+            )
         else:
             with tempfile.TemporaryDirectory(prefix="bench-failover-comparison-") as tmp:
-                results = asyncio.run(run_battery(names, scale, args.concurrency, Path(tmp)))
+                results = asyncio.run(run_battery(names, scale, args.concurrency, Path(tmp), args.settings))
         wall_s = time.monotonic() - started
 
     options = results["plugin"]["options"]
@@ -696,6 +728,7 @@ def main() -> int:
         options["scenarios"] == list(_all_names())
         and options["duration_scale"] == FULL_SCALE
         and options["concurrency"] == CONCURRENCY
+        and plugin_settings(results) == "tuned"  # the README's picture is the tuned run's
     )
     chart = args.chart or (DOCS_CHART if full else SCRATCH_CHART)
     data = measure(results, wall_s, args.markdown, chart)
@@ -716,9 +749,15 @@ def _hung_primary(args: Any) -> int:
     except ImportError:  # python bench/failover_comparison.py
         import _hung_primary as hung  # type: ignore[no-redef]
 
+    timeouts = [name.strip() for name in args.hung_timeouts.split(",") if name.strip()]
+    unknown = sorted(set(timeouts) - set(hung.TIMEOUTS))
+    if not timeouts or unknown:
+        raise SystemExit(
+            f"--hung-timeouts: choose from {', '.join(hung.TIMEOUTS)} (got {args.hung_timeouts!r})"
+        )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-hung-primary-") as tmp:
-        results = asyncio.run(hung.run_all(Path(tmp)))
+        results = asyncio.run(hung.run_all(Path(tmp), timeouts))
     return common.finish(args, hung.report(results, time.monotonic() - started))
 
 

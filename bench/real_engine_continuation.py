@@ -5,11 +5,19 @@ fail. For a few prompts the uninterrupted greedy answer A is taken from the serv
 then for every character position k of A (or an even sample, ``--max-cuts``) the stream is
 "cut" after A[:k] and continued three ways, and the stitched answer is compared with A:
 
-- ``text``: what vLLM and SGLang deployments get today: A[:k] as the final assistant message with
-  ``continue_final_message`` (``providers.continuation.ContinueFinalMessage``).
-- ``stable_cut``: the ``llamacpp`` kind's rule (``providers.retokenize``): the text is cut back to
-  the end of the last word followed by whitespace, continued from there, and the regenerated
-  tail the client already has is dropped (``skip_prefix``), built by the plugin's own code.
+- ``text``: A[:k] as it is, as the final assistant message with ``continue_final_message``
+  (``providers.continuation.ContinueFinalMessage``: what ``vllm`` and ``sglang`` deployments got
+  before they took the stable cut).
+- ``stable_cut``: the rule of the ``vllm``, ``sglang`` and ``llamacpp`` kinds
+  (``providers.retokenize``): the text is cut back to the end of the last word followed by
+  whitespace, continued from there, and the regenerated tail the client already has is dropped
+  (``skip_prefix``), built by the plugin's own code.
+- ``stable_cut_limit``: the same, with the client's ``max_tokens`` kept by the plugin's own
+  accounting (``streams.tokens``): the broken part is tallied as an engine with a running count
+  streams it (one chunk per token; a cut inside a token is a last chunk with that token partly
+  out), the cut keeps to a point whose count is known, and the continuation gets the limit less
+  the kept tokens. Exact means the stitched answer is A itself, no longer and no shorter (A was
+  generated with that same ``max_tokens``).
 - ``token_ids``: the engine's ``/completion`` with the prompt and the model's own token ids up to
   the last whole token before the cut (what an engine that takes ids allows; the stream through
   LiteLLM carries text, so the plugin cannot do this).
@@ -26,6 +34,7 @@ Needs the cached engine (``bench/real_engine/build.sh``); it stops with that hin
 
 from __future__ import annotations
 
+import asyncio
 import time
 import unicodedata
 from collections import Counter, defaultdict
@@ -45,7 +54,7 @@ PROMPTS = (
     "List three reasons a proxy retries a request, with examples.",
 )
 
-STRATEGIES = ("text", "stable_cut", "token_ids")
+STRATEGIES = ("text", "stable_cut", "stable_cut_limit", "token_ids")
 
 
 def cut_class(answer: str, k: int) -> str:
@@ -128,9 +137,11 @@ class Check:
             )
             _, exact = stitch(self.answer, k, out["content"], self.answer[kept:k])
             return exact, {"kept": kept}
+        if strategy == "stable_cut_limit":
+            return self.run_limited(k)
         if strategy == "text":
             built = CONTINUE_FINAL_MESSAGE.build(self.messages, partial, {})
-        else:  # the llamacpp adapter's own continuation, as the plugin asks it
+        else:  # the adapter's own continuation, as the plugin asks it
             built = get_adapter("llamacpp").continuation(self.messages, partial, {})
         kept = k - len(built.skip_prefix)
         body = {
@@ -141,6 +152,32 @@ class Check:
         }
         _, exact = stitch(self.answer, k, self.engine.stream_chat(body), built.skip_prefix)
         return exact, {"kept": kept}
+
+    def run_limited(self, k: int) -> tuple[bool, dict[str, Any]]:
+        """The stable cut under the client's ``max_tokens`` (the answer's own), counted by the
+        plugin's ``TokenCounter`` from a tally of the broken part as a counting engine sends it."""
+        from litellm.types.utils import Usage
+
+        from litellm_failover.providers import get_adapter
+        from litellm_failover.streams.resume import Part
+        from litellm_failover.streams.tokens import TokenCounter, counted_points
+
+        part = Part("engine", (), self.messages)
+        done = 0
+        for count, end in enumerate(self.ends, start=1):
+            end = min(end, k)  # a cut inside a token: its first characters were the last chunk
+            if end > done:
+                running = Usage(prompt_tokens=0, completion_tokens=count, total_tokens=count)
+                part.tally.chunk(end - done, running)
+                part.texts.append(self.answer[done:end])
+                done = end
+        built = get_adapter("vllm").continuation(self.messages, self.answer[:k], {}, counted_points([part]))
+        kept = k - len(built.skip_prefix)
+        base = asyncio.run(TokenCounter({}).tokens_at([part], kept)) if kept else 0
+        limit = self.max_tokens - base  # the client's, less what the kept text took
+        body = {"messages": built.messages, "max_tokens": limit, **built.extra_body, **self.greedy}
+        stitched, _ = stitch(self.answer, k, self.engine.stream_chat(body), built.skip_prefix)
+        return stitched == self.answer, {"kept": kept}
 
 
 def cut_points(length: int, max_cuts: int | None) -> list[int]:
@@ -246,12 +283,10 @@ def main() -> int:
         table("by whether the kept text's tokens are the model's own", data["by_canonical"], "kept tokens")
         for strategy in STRATEGIES:
             metrics[f"{model}_{strategy}_exact_share"] = _share(data["tally"][strategy])
-        canonical = _share(data["by_canonical"].get("stable_cut | canonical", {}))
-        goals.append(
-            common.Goal(
-                f"{model}: stable_cut exact where the kept tokens are canonical", canonical, ">=", 1.0
-            )
-        )
+        for strategy in ("stable_cut", "stable_cut_limit"):
+            canonical = _share(data["by_canonical"].get(f"{strategy} | canonical", {}))
+            what = f"{model}: {strategy} exact where the kept tokens are canonical"
+            goals.append(common.Goal(what, canonical, ">=", 1.0))
         goals.append(
             common.Goal(f"{model}: token_ids exact", metrics[f"{model}_token_ids_exact_share"], ">=", 1.0)
         )

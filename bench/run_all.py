@@ -37,6 +37,7 @@ BENCHES: tuple[tuple[str, float], ...] = (
     ("writer_throughput", 180.0),  # ~20 s; the PostgreSQL half needs the local PostgreSQL
     ("session_storage", 300.0),  # ~1.5 min; PostgreSQL when it answers, else SQLite
     ("call_costs", 120.0),  # ~15 s: calls that must never wait, and the drill report's render
+    ("first_request_stall", 420.0),  # ~3-4 min: 12 fresh processes, each importing LiteLLM
     ("failover_comparison", 1200.0),  # the drill battery twice: 5-6 min; --quick ~1.5 min
 )
 

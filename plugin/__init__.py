@@ -6,6 +6,7 @@ Public API:
 - ``proxy_handler``: the LiteLLM proxy callback, named in config.yaml as
   ``litellm_settings: {callbacks: ["litellm_failover.proxy_handler"]}``.
 - ``FailoverSettings`` / ``FailoverConfigError``: the settings model and its validation error.
+- ``AlreadyAttachedError``: ``attach`` to a Router that has a plugin attached (one per Router).
 
 Names resolve lazily so that light commands (``fake-vllm``, ``gpu-agent``) don't import LiteLLM.
 """
@@ -15,9 +16,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["FailoverConfigError", "FailoverPlugin", "FailoverSettings", "attach", "proxy_handler"]
+__all__ = [
+    "AlreadyAttachedError",
+    "FailoverConfigError",
+    "FailoverPlugin",
+    "FailoverSettings",
+    "attach",
+    "proxy_handler",
+]
 
 if TYPE_CHECKING:
+    from litellm_failover.attachments import AlreadyAttachedError
     from litellm_failover.plugin import FailoverPlugin, attach
     from litellm_failover.settings import FailoverConfigError, FailoverSettings
 
@@ -27,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from litellm_failover import plugin
 
         return getattr(plugin, name)
+    if name == "AlreadyAttachedError":
+        from litellm_failover.attachments import AlreadyAttachedError
+
+        return AlreadyAttachedError
     if name in ("FailoverSettings", "FailoverConfigError"):
         from litellm_failover import settings
 

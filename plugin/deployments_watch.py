@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from litellm_failover.deployments import DeploymentSpec, read_deployment
 from litellm_failover.events import EventType, FailoverEvent
-from litellm_failover.litellm_compat import current_deployments, deployments_marker, same_marker
+from litellm_failover.litellm_compat import current_deployments, marker_reader, same_marker
 from litellm_failover.membership import Membership
 from litellm_failover.probes import SharedProbe, build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, guard_loggers
@@ -154,7 +154,8 @@ class DeploymentWatch:
         self._read = read
         self._hashes = {i: fingerprint(raw) for i, raw in deployments.items()}
         self._seen: tuple[int, ...] = tuple(map(id, read(router)))
-        self._marker = deployments_marker(router)
+        self._read_marker = marker_reader(router)  # per pick: the Router's kind decided once
+        self._marker = self._read_marker()
         self.refused: dict[str, dict[str, Any]] = {}  # id -> why (problems), kept out of picks
         self._refused_hashes: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
@@ -174,12 +175,17 @@ class DeploymentWatch:
         has changed since the plugin read it (a constant-time check: a pick must not scan its
         group), the plugin reads it first, so an added deployment is routed by the plugin on its
         first request and a deleted one is already out of the tables."""
-        if not same_marker(deployments_marker(self._router), self._marker):
-            self.refresh(quick=True)
+        self.catch_up()
         refused = self.refused
         if refused:
             healthy = [d for d in healthy if deployment_id_of(d) not in refused]
         return healthy
+
+    def catch_up(self) -> None:
+        """Read LiteLLM's list now if it has changed since the plugin last did (constant time when
+        it has not); for whatever must not act on a deployment LiteLLM has just deleted."""
+        if not same_marker(self._read_marker(), self._marker):
+            self.refresh(quick=True)
 
     def guard_route(self, route: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
         def guarded(group: str, healthy: list[dict], request_kwargs: Any, messages: Any = None) -> list[dict]:
@@ -203,7 +209,7 @@ class DeploymentWatch:
         if the list holds other dicts than last time (the request path; LiteLLM replaces a
         deployment's dict whenever it adds or updates one)."""
         try:
-            self._marker = deployments_marker(self._router)
+            self._marker = self._read_marker()
             raw = self._read(self._router)
             seen = tuple(map(id, raw))
             if quick and seen == self._seen:

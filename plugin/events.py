@@ -294,7 +294,7 @@ EVENT_TYPES: Mapping[EventType, EventDoc] = {
             "resume": "which continuation of this stream it is: 1, 2, ...",
             "exact": "true when the target continues at the exact character",
             "kind": "the target's provider kind",
-            "cause": "the break, redacted",
+            "cause": "the break, redacted; `<deployment> was ejected (...)` when its ejection broke it",
         },
     ),
     EventType.STREAM_BROKEN: EventDoc(

@@ -28,6 +28,7 @@ from typing import Any
 import litellm
 
 from litellm_failover.alerts import Alerter
+from litellm_failover.attachments import claim, refuse_second, release
 from litellm_failover.chaos import ChaosInjector
 from litellm_failover.control import ControlPlane
 from litellm_failover.core import FailoverCore
@@ -44,6 +45,7 @@ from litellm_failover.litellm_compat import (
 )
 from litellm_failover.litellm_compat.interplay import CONTINUATION, reconcile
 from litellm_failover.litellm_compat.router_access import router_setting, set_setting
+from litellm_failover.litellm_compat.warmup import warm_first_request_imports
 from litellm_failover.metrics import PluginMetrics
 from litellm_failover.operations import OperatorOperations
 from litellm_failover.privacy import content_storage
@@ -52,11 +54,12 @@ from litellm_failover.probes import build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, Redactor, guard_loggers
 from litellm_failover.requests import RequestBook, RequestPath
 from litellm_failover.rescue import Rescuer
-from litellm_failover.sessions import SessionManager, self_hosted_deployments
+from litellm_failover.sessions import SessionManager
 from litellm_failover.settings import FailoverSettings, parse_settings
 from litellm_failover.store.retention import RetentionPurger
 from litellm_failover.store.writer import StoreWriter
 from litellm_failover.streams import StreamResumer
+from litellm_failover.streams.ejection import StreamEjections
 from litellm_failover.streams.first_token import FirstTokenClock
 from litellm_failover.switching import Switching, SwitchingController
 
@@ -78,6 +81,9 @@ class FailoverPlugin(OperatorOperations):
         self.router = router
         self.settings = settings
         self.instance_id = settings.instance_id or default_instance_id()
+        # One plugin per Router (litellm_failover.attachments): a second is refused before
+        # anything is built, so the one attached keeps LiteLLM's state as it set it.
+        refuse_second(router)
         # Before anything is built or registered: a LiteLLM without a piece the plugin needs
         # refuses here, naming its version and the piece (never a half-attached plugin).
         check_hooks(type(handler) if handler is not None else FailoverHandler)
@@ -121,7 +127,6 @@ class FailoverPlugin(OperatorOperations):
             self.writer,
             deployments,
             book=self.book,
-            self_hosted=self_hosted_deployments(specs) if settings.sessions.warmup else frozenset(),
             redact=self.redact,
         )
         if self.sessions.warmer is not None:
@@ -157,6 +162,7 @@ class FailoverPlugin(OperatorOperations):
         self.session_answered = self.requests.session_answered
         self.answer_arrived = self.requests.answer_arrived
         self.answer_streamed = self.requests.answer_streamed
+        self.answer_wanted = self.requests.answer_wanted
         if self.fleet is not None:
             # Pins learned from other replicas apply silently (never re-published); local changes
             # go out to them.
@@ -185,6 +191,13 @@ class FailoverPlugin(OperatorOperations):
             instance_id=self.instance_id,
             redact=self.redact,
         )
+        # Streams mid-answer on a node ejected for not answering move on at once, not after the
+        # inter-token timeout (litellm_failover.streams.ejection): the resumer registers their parts.
+        self.stream_ejections = StreamEjections(
+            settings.streams, self.core.health, default_probe_limit_s=settings.health.max_probe_latency_s
+        )
+        self.streams.live = self.stream_ejections.live  # type: ignore[attr-defined]
+        self.core.listeners.append(self.stream_ejections.on_event)
         # Deployments LiteLLM adds, changes and deletes while it runs (litellm_failover.deployments_watch):
         # every per-deployment view above follows, and each pick is screened first.
         self.live = DeploymentWatch(
@@ -197,11 +210,14 @@ class FailoverPlugin(OperatorOperations):
             instance_id=self.instance_id,
             clock=self.core.clock,
         )
+        if self.sessions.warmer is not None:
+            self.sessions.warmer.sync = self.live.catch_up  # a warm-up never targets a deleted deployment
         self.route = self.live.guard_route(self.requests.route)
         self.prepare_stateful = self.live.guard_prepare(self.requests.prepare_stateful)
         self._refresh_task: asyncio.Task[None] | None = None
         self.handler = handler or FailoverHandler()
-        # What LiteLLM had before the plugin changed it, for ``detach`` to put back.
+        # What LiteLLM had before the plugin changed it, for ``detach`` to put back. LiteLLM's own:
+        # no other plugin can be attached to this Router (``refuse_second`` above).
         self._litellm_cooldowns = router_setting(router, "disable_cooldowns", False)
         self._litellm_continuation = router_setting(router, CONTINUATION, None)  # None: before 1.109
         self._attached = False
@@ -214,6 +230,7 @@ class FailoverPlugin(OperatorOperations):
             raise
 
     def _hook_into_litellm(self) -> None:
+        claim(self.router, self)
         self._attached = True
         self.metrics.install()
         self.handler.plugin = self
@@ -249,6 +266,8 @@ class FailoverPlugin(OperatorOperations):
         if not self._attached:
             raise RuntimeError("this plugin was detached from its Router; attach a new one")
         await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
+        # Else LiteLLM imports ~1.5 s of modules during the first request, stalling the loop.
+        await warm_first_request_imports()
         await self.metrics.start()  # first: a metrics port in use fails before anything runs
         await self.writer.start()
         await self.alerter.start()
@@ -292,20 +311,25 @@ class FailoverPlugin(OperatorOperations):
 
     def detach(self) -> None:
         """Give LiteLLM back its own behaviour (callbacks, ``disable_cooldowns``, streams, the
-        metrics collector as before ``attach``); idempotent; ``start`` calls it when it fails."""
+        metrics collector as before ``attach``); idempotent; ``start`` calls it when it fails.
+        Exactly what LiteLLM had: it was this Router's only plugin (``attachments``). Afterwards
+        the Router takes a new plugin."""
         if not self._attached:
             return
         self._attached = False
-        if self.handler.plugin is self:
-            self.handler.plugin = None
-        self.requests.offers.release()
-        litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
-        if router_setting(self.router, "disable_cooldowns", False) != self._litellm_cooldowns:
-            set_setting(self.router, "disable_cooldowns", self._litellm_cooldowns)
-        if self._litellm_continuation and not router_setting(self.router, CONTINUATION, False):
-            set_setting(self.router, CONTINUATION, True)  # ``reconcile`` turned LiteLLM's off
-        self.metrics.uninstall()
-        self.streams.uninstall()
+        try:
+            if self.handler.plugin is self:
+                self.handler.plugin = None
+            self.requests.offers.release()
+            litellm.logging_callback_manager.remove_callback_from_all_lists(self.handler)
+            if router_setting(self.router, "disable_cooldowns", False) != self._litellm_cooldowns:
+                set_setting(self.router, "disable_cooldowns", self._litellm_cooldowns)
+            if self._litellm_continuation and not router_setting(self.router, CONTINUATION, False):
+                set_setting(self.router, CONTINUATION, True)  # ``reconcile`` turned LiteLLM's off
+            self.metrics.uninstall()
+            self.streams.uninstall()
+        finally:
+            release(self.router, self)  # the Router may take a new plugin now
 
     async def _refresh_loop(self) -> None:
         interval = self.settings.weights.refresh_interval_s
@@ -344,6 +368,7 @@ class FailoverPlugin(OperatorOperations):
         status["metrics"] = self.metrics.stats()
         status["chaos"] = self.chaos.status()
         status["rescue"] = self.rescuer.stats()
+        status["stream_ejection"] = self.stream_ejections.stats()
         return status
 
 

@@ -16,7 +16,7 @@ from litellm_failover.providers.egress import DIRECT, Egress
 from litellm_failover.providers.thresholds import ProbeThresholds
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
     from litellm_failover.providers.continuation import Continuation
@@ -167,9 +167,14 @@ class ProviderAdapter(Protocol):
         ...
 
     def continuation(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
         """The request that asks this kind for the rest of ``partial``, an answer to ``messages``
         that broke mid-stream elsewhere; ``request_extra`` holds the client request's own extra
-        body fields (``continue_final_message`` when it was continuing a prefix itself)."""
+        body fields (``continue_final_message`` when it was continuing a prefix itself);
+        ``accept`` the points of ``partial`` it may cut back to (``ContinuationRule``)."""
         ...

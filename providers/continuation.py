@@ -3,11 +3,14 @@
 A stream that breaks after some text reached the client goes on on another deployment. What
 that deployment is asked differs by kind, and each adapter holds one of these rules:
 
-- ``ContinueFinalMessage`` (vLLM, SGLang): the partial answer becomes the final assistant message
-  and the server continues it in place (``continue_final_message: true`` with
-  ``add_generation_prompt: false``). The chat template is rendered without closing that message,
-  so the model picks up at the exact character: the stitched answer is the uninterrupted one
-  (greedy decoding) or one the model could have given (sampling).
+- ``ContinueFinalMessage``: the partial answer becomes the final assistant message and the server
+  continues it in place (``continue_final_message: true`` with ``add_generation_prompt: false``).
+  The chat template is rendered without closing that message, so the model picks up at that
+  character; but the engine tokenizes the text again, which is the model's own tokens only where
+  the cut falls between canonical tokens. The ``vllm``, ``sglang`` and ``llamacpp`` kinds use
+  ``providers.retokenize.ContinueFromStableCut`` instead: the same request from a point that
+  re-tokenizes identically, the cut-off tail written again and skipped; the stitched answer is
+  the uninterrupted one (greedy decoding) or one the model could have given (sampling).
 - ``AssistantPrefill`` (Anthropic): a trailing assistant message is a prefill the model continues.
   Anthropic refuses a prefill that ends in whitespace, so trailing whitespace is cut from it and
   the continuation's own leading whitespace, already sent, is dropped (``skip_prefix``).
@@ -30,7 +33,7 @@ Rules are pure functions of the request: no I/O, no settings (this package must 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,12 +60,21 @@ class Continuation:
 
 
 class ContinuationRule(Protocol):
-    """One way of continuing; ``exact`` says whether the result is the uninterrupted answer."""
+    """One way of continuing; ``exact`` says whether the result is the uninterrupted answer.
+
+    ``accept``, where given, takes a position in ``partial`` and says whether the continuation may
+    start there (the plugin knows the tokens of the text before it); a rule that cuts the text
+    back keeps to such points, the others send the whole of ``partial`` and ignore it.
+    """
 
     exact: bool
 
     def build(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation: ...
 
 
@@ -88,12 +100,18 @@ def _split_prefix(
 
 
 class ContinueFinalMessage:
-    """vLLM's and SGLang's ``continue_final_message``."""
+    """vLLM's ``continue_final_message`` with the text as it is (exact between canonical tokens
+    only; kept for engines whose tokenizer keeps no whitespace boundary, and as the bench's
+    ``text`` baseline)."""
 
     exact = True
 
     def build(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
         continuing = bool(request_extra.get("continue_final_message"))
         history, prefix = _split_prefix(messages, partial, continuing=continuing)
@@ -110,7 +128,11 @@ class AssistantPrefill:
     exact = True
 
     def build(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
         # A trailing assistant message to Anthropic is always a prefill, so always continued.
         history, prefix = _split_prefix(messages, partial, continuing=True)
@@ -131,7 +153,11 @@ class NoExactContinuation:
         self.instruction = instruction
 
     def build(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
         copied = [dict(m) for m in messages]
         copied.append({"role": "assistant", "content": partial})
@@ -161,9 +187,13 @@ class ContinuingAdapter:
         return self.continuation_rule.exact
 
     def continuation(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
-        return self.continuation_rule.build(messages, partial, request_extra)
+        return self.continuation_rule.build(messages, partial, request_extra, accept)
 
 
 __all__ = [

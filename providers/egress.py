@@ -14,9 +14,11 @@ follows:
   ``litellm.ssl_verify``, as LiteLLM resolves it: ``false`` skips verification, a file path is
   the CA bundle to trust. ``SSL_CERT_FILE`` is honoured by OpenSSL's default store.
 
-Self-hosted kinds (vLLM, SGLang, TGI) are probed directly, as before (their health and metrics
-pages are on the inside network), and accept ``model_info.failover.ca_file`` for a server with a
-certificate from a private CA. ``ca_file`` on a hosted deployment overrides LiteLLM's setting.
+Self-hosted kinds (vLLM, SGLang, TGI) are probed directly, as before (their health, metrics and
+GPU telemetry pages are on the inside network), and accept ``model_info.failover.ca_file`` for
+servers with a certificate from a private CA: every read of the deployment's probe trusts it, the
+GPU agent or DCGM exporter at ``gpu_url`` included. ``ca_file`` on a hosted deployment overrides
+LiteLLM's setting. A bundle replaced on disk (a rotated CA) is trusted from the next probe on.
 
 This module reads LiteLLM through ``sys.modules`` and never imports it: the providers package
 must stay importable without LiteLLM (the GPU agent).
@@ -28,6 +30,8 @@ import functools
 import os
 import ssl
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,22 +56,90 @@ DIRECT = Egress()
 
 
 class CaFileError(ssl.SSLError):
-    """The CA bundle could not be loaded (the file changed since the configuration was read)."""
+    """The CA bundle could not be loaded (the file changed since the configuration was read).
+
+    Raised when a probe needs the bundle, so it becomes that probe's failed check (naming the
+    file) and the next round tries the file again (``ssl_context`` keeps only a loaded bundle):
+    a bundle caught mid-replacement heals on its own.
+    """
+
+    def __init__(self, path: str | None, detail: str) -> None:
+        super().__init__(f"cannot load CA file {path}: {detail}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # SSLError's own would show the args tuple
+
+
+CA_FILES_KEPT = 32
+"""CA bundles whose context is kept, one per path (its current version), least recently used out.
+
+Paths come from the configuration, so this is rarely reached; a version replaced on disk takes
+its path's entry, never a new one, so rotating a bundle does not grow the cache.
+"""
+
+_ca_contexts: OrderedDict[str, tuple[tuple[int, ...], ssl.SSLContext]] = OrderedDict()
+_ca_contexts_lock = threading.Lock()  # probes run on one loop, but a process may hold several
+
+
+def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    """The context for a trust setting; a CA bundle's is rebuilt when the file changes.
+
+    Operators rotate private CAs by replacing the file (in place, or as Kubernetes does for a
+    mounted secret: an atomic swap of the ``..data`` symlink), and a probe still trusting the old
+    CA would fail a server whose certificate moved to the new one while the deployment's traffic
+    works. So every call reads the file's identity (one ``os.stat``, through symlinks) and loads
+    the bundle again when it differs from the loaded one's: loading takes milliseconds, the stat
+    microseconds. The stat comes before the load, so a file replaced between the two is loaded
+    new under the old identity and loaded once more at the next call: never the reverse.
+    """
+    if not verify:
+        return _unverified_context()
+    if ca_file is None:
+        return _system_context()
+    identity = _file_identity(ca_file)
+    with _ca_contexts_lock:
+        kept = _ca_contexts.get(ca_file)
+        if kept is not None and kept[0] == identity:
+            _ca_contexts.move_to_end(ca_file)
+            return kept[1]
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise CaFileError(ca_file, detail) from None
+    with _ca_contexts_lock:
+        _ca_contexts[ca_file] = (identity, context)
+        _ca_contexts.move_to_end(ca_file)
+        while len(_ca_contexts) > CA_FILES_KEPT:
+            _ca_contexts.popitem(last=False)
+    return context
+
+
+def _file_identity(path: str) -> tuple[int, ...]:
+    """What changes when the file is replaced: another inode (a rename or a symlink swap) or a
+    rewrite in place (size, modification or change time). Unseen: a rewrite in place to the same
+    size within one tick of the file system's clock after the load, which no rotation tool does
+    (they rename, swap a link, or write the file once)."""
+    try:
+        stat = os.stat(path)  # follows symlinks: the file the bundle would be read from
+    except OSError as exc:
+        raise CaFileError(path, exc.strerror or type(exc).__name__) from None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 @functools.cache
-def ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    """One context per trust setting, built once: loading a CA store takes milliseconds."""
-    if not verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        detail = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-        raise CaFileError(f"cannot load CA file {ca_file}: {detail}") from None
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@functools.cache
+def _system_context() -> ssl.SSLContext:
+    """The system store (and ``SSL_CERT_FILE``), loaded once: it has no one file to watch."""
+    return ssl.create_default_context()
 
 
 def _bool_text(value: str) -> bool | None:

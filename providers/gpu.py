@@ -9,6 +9,11 @@ Two sources, picked by ``model_info.failover.gpu_source`` when ``gpu_url`` is se
   ``DCGM_FI_DEV_FB_USED``/``FB_FREE``; ``DCGM_FI_DEV_XID_ERRORS`` holds the *last* XID code seen
   and never resets, so only a change of its value is an event.
 
+Both are read on the deployment's own route (``ProbeTarget.egress``): directly, never through an
+environment proxy (the exporters sit on the inside network, like the engine's pages), trusting
+``model_info.failover.ca_file`` for an ``https://`` exporter with a private CA's certificate, so a
+GPU check never fails on TLS where the deployment's other probes pass.
+
 Without ``gpu_url`` there are no GPU checks at all: the engine's own KV-cache usage (the
 ``kv_cache`` check) stands in for memory pressure, since vLLM and SGLang pre-allocate GPU memory
 and the KV cache is what actually fills up.
@@ -22,6 +27,7 @@ Unreadable or stale telemetry fails ``gpu_health`` too: a GPU nobody can see is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers import http
 from litellm_failover.providers.base import CheckName, CheckResult, ProbeTarget, Severity
+from litellm_failover.providers.egress import DIRECT, Egress
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 from litellm_failover.providers.prometheus import Samples, parse_metrics
@@ -68,9 +75,11 @@ def gpu_reader_for(
     """The reader a target's ``gpu_url``/``gpu_source`` ask for, or ``None`` without a GPU URL."""
     if not target.gpu_url:
         return None
+    # The deployment's trust (ca_file), but always direct: GPU telemetry is on the inside network.
+    egress = dataclasses.replace(target.egress, env_proxy=False)
     if target.gpu_source == "dcgm":
-        return DcgmGpuReader(target.gpu_url, clock=clock)
-    return AgentGpuReader(target.gpu_url, clock=clock, wall_clock=wall_clock)
+        return DcgmGpuReader(target.gpu_url, egress=egress, clock=clock)
+    return AgentGpuReader(target.gpu_url, egress=egress, clock=clock, wall_clock=wall_clock)
 
 
 class _ErrorEvents:
@@ -213,11 +222,13 @@ class AgentGpuReader:
         self,
         gpu_url: str,
         *,
+        egress: Egress = DIRECT,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         error_hold_s: float = ERROR_HOLD_S,
     ) -> None:
         self.url = agent_status_url(gpu_url)
+        self._egress = egress
         self._wall_clock = wall_clock
         self._events = _ErrorEvents(clock, error_hold_s)
 
@@ -226,7 +237,12 @@ class AgentGpuReader:
     ) -> GpuOutcome:
         try:
             answer = await http.get_ok(
-                session, self.url, "GPU agent", tracker, max_body_bytes=thresholds.max_body_bytes
+                session,
+                self.url,
+                "GPU agent",
+                tracker,
+                max_body_bytes=thresholds.max_body_bytes,
+                egress=self._egress,
             )
             status = parse_agent_status(http.decode_json(answer, "gpu-status"))
         except Exception as exc:
@@ -303,9 +319,15 @@ class DcgmGpuReader:
     source = "DCGM exporter"
 
     def __init__(
-        self, gpu_url: str, *, clock: Callable[[], float] = time.monotonic, error_hold_s: float = ERROR_HOLD_S
+        self,
+        gpu_url: str,
+        *,
+        egress: Egress = DIRECT,
+        clock: Callable[[], float] = time.monotonic,
+        error_hold_s: float = ERROR_HOLD_S,
     ) -> None:
         self.url = dcgm_metrics_url(gpu_url)
+        self._egress = egress
         self._events = _ErrorEvents(clock, error_hold_s)
 
     async def read(
@@ -313,7 +335,12 @@ class DcgmGpuReader:
     ) -> GpuOutcome:
         try:
             answer = await http.get_ok(
-                session, self.url, "DCGM exporter", tracker, max_body_bytes=thresholds.max_body_bytes
+                session,
+                self.url,
+                "DCGM exporter",
+                tracker,
+                max_body_bytes=thresholds.max_body_bytes,
+                egress=self._egress,
             )
             samples = parse_metrics(answer.body)
             used = _per_gpu(samples, FB_USED)

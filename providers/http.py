@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from litellm_failover.providers import http1_response, probe_client, proxy_route
-from litellm_failover.providers.egress import DIRECT, Egress
+from litellm_failover.providers.egress import DIRECT, CaFileError, Egress
 from litellm_failover.providers.errors import MalformedAnswer
 from litellm_failover.providers.probe_client import ProbeClient
 
@@ -180,6 +180,8 @@ def describe_error(exc: BaseException) -> str:
         return short(str(exc))  # names the proxy by host and port only
     if isinstance(exc, probe_client.TlsFailed):
         return short(scrub(str(exc)))
+    if isinstance(exc, CaFileError):
+        return short(str(exc))  # names the file: a path, never a secret
     if isinstance(exc, probe_client.ConnectFailed):
         where = f"{exc.host}:{exc.port}"
         if exc.error.errno == errno.ECONNREFUSED or isinstance(exc.error, ConnectionRefusedError):

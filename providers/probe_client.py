@@ -26,7 +26,9 @@ and the deployment's TLS trust (``ssl_verify`` off, or a CA bundle).
   Framing is read strictly (``http1_response``): anything in doubt is an error, and an error
   closes the connection.
 - Connections are kept per origin *and* egress: one reached through a proxy, or trusting another
-  CA, is never handed to a probe that asked for a different route.
+  CA, is never handed to a probe that asked for a different route. Nor one verified under a CA
+  bundle since replaced on disk (a rotated CA): the route's idle connections are closed when its
+  TLS context changes, and the next connection is verified under the new one.
 - Errors are the subclasses of ``ProbeHttpError`` (here, in ``http1_response`` and in
   ``proxy_route``), which
   ``http.describe_error`` turns into secret-free reasons.
@@ -120,11 +122,14 @@ def _target(url: str) -> _Target:
 
 
 class _Connection:
-    __slots__ = ("idle_since", "reader", "reused", "writer")
+    __slots__ = ("context", "idle_since", "reader", "reused", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context: ssl.SSLContext | None
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.context = context  # the TLS trust it was verified under (None: plain HTTP)
         self.idle_since = 0.0
         self.reused = False
 
@@ -177,6 +182,22 @@ class RawAnswer:
 _PoolKey = tuple[tuple[str, str, int], Egress]
 
 
+class _Pool:
+    """One route's idle connections, all verified under ``context``, its current TLS trust."""
+
+    __slots__ = ("connections", "context")
+
+    def __init__(self, context: ssl.SSLContext | None) -> None:
+        self.connections: deque[_Connection] = deque()
+        self.context = context
+
+    def retrust(self, context: ssl.SSLContext | None) -> None:
+        """The route's trust changed: connections verified under the old one go, now."""
+        self.context = context
+        while self.connections:
+            self.connections.pop().close()
+
+
 class ProbeClient:
     """Keep-alive GETs for probes. ``async with ProbeClient() as client`` or ``close()``.
 
@@ -187,7 +208,7 @@ class ProbeClient:
     def __init__(
         self, *, ssl_context: ssl.SSLContext | None = None, proxies: Mapping[str, str] | None = None
     ) -> None:
-        self._idle: dict[_PoolKey, deque[_Connection]] = {}
+        self._idle: dict[_PoolKey, _Pool] = {}
         self._ssl = ssl_context
         self._proxies = environment_proxies() if proxies is None else dict(proxies)
         self._routes: dict[_PoolKey, ProxyRoute | None] = {}
@@ -202,8 +223,7 @@ class ProbeClient:
     async def close(self) -> None:
         self._closed = True
         for pool in self._idle.values():
-            for connection in pool:
-                connection.close()
+            pool.retrust(None)
         self._idle.clear()
 
     async def get(
@@ -223,7 +243,11 @@ class ProbeClient:
         # A plain-HTTP target through a proxy is a forward-proxy request: absolute form.
         forward = route if route is not None and target.scheme == "http" else None
         request = self._request(target, headers, forward)
-        connection = self._take_idle(key)
+        # Looked up per request, not per connection: a CA bundle replaced since the route's idle
+        # connections were made gives another context (a missing one, CaFileError), and those
+        # connections must not carry on under the trust the operator just replaced.
+        context = self._context(egress) if target.scheme == "https" else None
+        connection = self._take_idle(key, context)
         if connection is not None:
             try:
                 return await self._exchange(connection, key, request, max_body_bytes)
@@ -232,7 +256,7 @@ class ProbeClient:
                     raise
                 # Closed by the server while idle, between our check and our write: once more
                 # on a fresh connection, as browsers and HTTP libraries do for idempotent GETs.
-        connection = await self._connect(target, egress, route)
+        connection = await self._connect(target, context, route)
         return await self._exchange(connection, key, request, max_body_bytes)
 
     # -- connections --------------------------------------------------------------------
@@ -247,11 +271,16 @@ class ProbeClient:
             self._routes[key] = proxy_for(self._proxies, target.scheme, target.host, target.port)
         return self._routes[key]
 
-    def _take_idle(self, key: _PoolKey) -> _Connection | None:
+    def _take_idle(self, key: _PoolKey, context: ssl.SSLContext | None) -> _Connection | None:
         pool = self._idle.get(key)
+        if pool is None:
+            return None
+        if pool.context is not context:
+            pool.retrust(context)
+            return None
         now = time.monotonic()
-        while pool:
-            connection = pool.pop()  # most recent first: the least likely to have timed out
+        while pool.connections:
+            connection = pool.connections.pop()  # most recent first: the least likely to have timed out
             if connection.usable(now):
                 connection.reused = True
                 return connection
@@ -259,20 +288,24 @@ class ProbeClient:
         return None
 
     def _keep(self, key: _PoolKey, connection: _Connection) -> None:
-        pool = self._idle.setdefault(key, deque())
-        if self._closed or len(pool) >= MAX_IDLE_PER_ORIGIN:
+        pool = self._idle.get(key)
+        if pool is None:
+            pool = self._idle[key] = _Pool(connection.context)
+        stale = pool.context is not connection.context  # made before the route's trust changed
+        if self._closed or stale or len(pool.connections) >= MAX_IDLE_PER_ORIGIN:
             connection.close()
             return
         connection.idle_since = time.monotonic()
-        pool.append(connection)
+        pool.connections.append(connection)
 
     def _context(self, egress: Egress) -> ssl.SSLContext:
-        if egress == DIRECT:
-            return self._ssl or _default_ssl_context()
+        if egress == DIRECT and self._ssl is not None:
+            return self._ssl
         return ssl_context(egress.verify, egress.ca_file)
 
-    async def _connect(self, target: _Target, egress: Egress, route: ProxyRoute | None) -> _Connection:
-        context = self._context(egress) if target.scheme == "https" else None
+    async def _connect(
+        self, target: _Target, context: ssl.SSLContext | None, route: ProxyRoute | None
+    ) -> _Connection:
         if route is not None:
             return await self._connect_via(route, target, context)
         try:
@@ -289,7 +322,7 @@ class ProbeClient:
             raise TlsFailed(target.host, exc) from None
         except OSError as exc:
             raise ConnectFailed(target.host, target.port, exc) from None
-        return _Connection(reader, writer)
+        return _Connection(reader, writer, context)
 
     async def _connect_via(
         self, route: ProxyRoute, target: _Target, context: ssl.SSLContext | None
@@ -301,7 +334,7 @@ class ProbeClient:
             raise ProxyFailed(route.shown, "DNS lookup failed") from None
         except OSError as exc:
             raise ProxyFailed(route.shown, f"cannot connect: {exc.strerror or type(exc).__name__}") from None
-        connection = _Connection(reader, writer)
+        connection = _Connection(reader, writer, context)
         if context is None:
             return connection
         try:
@@ -355,9 +388,3 @@ class ProbeClient:
                 self._keep(key, connection)
             else:
                 connection.close()
-
-
-@functools.cache
-def _default_ssl_context() -> ssl.SSLContext:
-    """Loading the system CA store takes milliseconds: once per process, not per connection."""
-    return ssl.create_default_context()

@@ -22,7 +22,7 @@ carries text, not ids.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from litellm_failover.providers.continuation import Continuation, message_text
@@ -32,17 +32,17 @@ def _is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def stable_cut(text: str) -> int:
-    """Where to cut ``text`` so that its tokenization is a prefix of the full answer's.
+def stable_cut(text: str, end: int | None = None) -> int:
+    """Where to cut ``text[:end]`` so that its tokenization is a prefix of the full answer's.
 
-    The end of the last word (letters, digits, marks) that whitespace follows in ``text``; the
-    whitespace and anything after it are cut off. Punctuation right before that whitespace goes
-    too (Llama 3 joins ``".\\n\\n"`` into one pre-token). 0 when there is no such point: then
-    the whole answer is written again.
+    The end of the last word (letters, digits, marks) that whitespace follows in ``text[:end]``;
+    the whitespace and anything after it are cut off. Punctuation right before that whitespace
+    goes too (Llama 3 joins ``".\\n\\n"`` into one pre-token). 0 when there is no such point: then
+    the whole answer is written again. ``end`` spares a caller walking back over several cuts a
+    copy of the text per step.
     """
-    end = len(text)
+    i = len(text) if end is None else end
     # The last whitespace run followed by something (or ending the text) closes a word.
-    i = end
     while i > 0:
         if text[i - 1].isspace():
             break
@@ -56,21 +56,38 @@ def stable_cut(text: str) -> int:
         i -= 1
     if i > 0 and text[i - 1].isspace():
         # Only punctuation between two whitespace runs ("a - b"): cut before it too.
-        return stable_cut(text[:i])
+        return stable_cut(text, i)
     return i
 
 
+def counted_cut(text: str, floor: int = 0, accept: Callable[[int], bool] | None = None) -> int:
+    """The last stable cut of ``text`` at or above ``floor`` that ``accept`` takes (``floor``
+    itself when none is): the plugin accepts only points where it knows how many tokens the
+    text before took, so that the continuation's ``max_tokens`` is exact (``streams.tokens``)."""
+    cut = stable_cut(text)
+    while cut > floor and accept is not None and not accept(cut):
+        cut = stable_cut(text, cut)
+    return max(cut, floor)
+
+
 class ContinueFromStableCut:
-    """``continue_final_message`` from a point that re-tokenizes identically, the rest skipped.
+    """``continue_final_message`` from a point that re-tokenizes identically, the rest skipped:
+    the rule of the ``vllm``, ``sglang`` and ``llamacpp`` kinds.
 
     The engine must take vLLM's ``continue_final_message`` / ``add_generation_prompt`` on its
-    chat API (llama.cpp's server does; it also continues a trailing assistant message by itself).
+    chat API (vLLM and SGLang do; llama.cpp's server does, and also continues a trailing
+    assistant message by itself). ``accept`` (positions in ``partial``) narrows the cut to points
+    whose token count the stream knows: see ``counted_cut``.
     """
 
     exact = True
 
     def build(
-        self, messages: Sequence[Mapping[str, Any]], partial: str, request_extra: Mapping[str, Any]
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        partial: str,
+        request_extra: Mapping[str, Any],
+        accept: Callable[[int], bool] | None = None,
     ) -> Continuation:
         history = [dict(m) for m in messages]
         own = ""
@@ -79,7 +96,9 @@ class ContinueFromStableCut:
             # end is a point the model's context already had; the cut never goes below it.
             own = message_text(history.pop().get("content"))
         prefix = own + partial
-        cut = max(stable_cut(prefix), len(own))
+        floor = len(own)
+        taken = None if accept is None else (lambda cut: accept(cut - floor))
+        cut = counted_cut(prefix, floor, taken)
         kept, tail = prefix[:cut], prefix[cut:]
         if not kept:
             # Nothing safe to keep: ask again from the top; the whole partial text is skipped.
@@ -94,4 +113,4 @@ class ContinueFromStableCut:
 
 CONTINUE_FROM_STABLE_CUT = ContinueFromStableCut()
 
-__all__ = ["CONTINUE_FROM_STABLE_CUT", "ContinueFromStableCut", "stable_cut"]
+__all__ = ["CONTINUE_FROM_STABLE_CUT", "ContinueFromStableCut", "counted_cut", "stable_cut"]

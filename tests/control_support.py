@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from litellm_failover.cli import main
 from litellm_failover.control.client import signed
 from litellm_failover.control.commands import Command
@@ -20,6 +22,16 @@ from litellm_failover.control.signing import keys_from_env
 from litellm_failover.core import FailoverCore
 from litellm_failover.deployments import read_model_list
 from litellm_failover.settings import FailoverSettings, parse_settings
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For a module that runs the real CLI, by importing this fixture: rich wraps tables to the
+    terminal, so a wide one keeps cells on one line for the assertions to find; and no Redis URL
+    from the environment, so a command goes the way the test sends it."""
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
+
 
 DEPLOYMENTS = {"p1": ("chat", 1), "p2": ("chat", 1), "s1": ("chat", 2), "e1": ("embed", 1)}
 

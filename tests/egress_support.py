@@ -6,6 +6,10 @@
   absolute-form ``GET``s, with its own small host table, so a name that no DNS knows
   (``api.hosted.test``) resolves only through it: a probe that reaches it went through the proxy.
   It can demand ``Proxy-Authorization`` and records what it was asked.
+- ``endpoint``: a hosted-API stand-in on 127.0.0.1, over TLS when given a ``Pki``; ``rotate``
+  moves it to another CA's certificate for the connections it accepts from then on.
+- ``MountedSecret``: a CA bundle laid out as Kubernetes mounts a secret, updated as the kubelet
+  updates it (a new folder, then an atomic swap of the ``..data`` symlink).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import base64
 import contextlib
 import datetime
 import ipaddress
+import os
+import shutil
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -185,31 +192,42 @@ class Endpoint:
 
     port: int = 0
     paths: list[str] = field(default_factory=list)
+    connections: list[asyncio.BaseTransport] = field(default_factory=list)  # each request's
+    tls: ssl.SSLContext | None = None
 
     def url(self, host: str = "127.0.0.1", *, tls: bool) -> str:
         return f"{'https' if tls else 'http'}://{host}:{self.port}"
 
+    def rotate(self, pki: Pki) -> None:
+        """Present ``pki``'s certificate from the next handshake on (open connections keep theirs)."""
+        assert self.tls is not None, "rotate() needs an endpoint started with a Pki"
+        self.tls.load_cert_chain(pki.cert_file, pki.key_file)
+
+
+def server_context(pki: Pki) -> ssl.SSLContext:
+    """The TLS context of a test server presenting ``pki``'s certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    return context
+
 
 @asynccontextmanager
 async def endpoint(pki: Pki | None = None) -> AsyncIterator[Endpoint]:
-    import ssl
-
     from aiohttp import web
 
     served = Endpoint()
 
     async def models(request: web.Request) -> web.Response:
         served.paths.append(request.path)
+        assert request.transport is not None
+        served.connections.append(request.transport)
         return web.json_response({"object": "list", "data": [{"id": "gpt-test", "object": "model"}]})
 
     async def health(request: web.Request) -> web.Response:
         served.paths.append(request.path)
         return web.Response(text="ok")
 
-    context = None
-    if pki is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(pki.cert_file, pki.key_file)
+    context = served.tls = server_context(pki) if pki is not None else None
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
@@ -222,3 +240,31 @@ async def endpoint(pki: Pki | None = None) -> AsyncIterator[Endpoint]:
         yield served
     finally:
         await runner.cleanup()
+
+
+class MountedSecret:
+    """``folder/ca.crt`` as the kubelet mounts a secret's key: ``ca.crt -> ..data/ca.crt`` and
+    ``..data -> ..<version>``. ``update`` writes the new version's folder, swaps ``..data`` to it
+    with one rename (what readers see changes atomically) and removes the old folder."""
+
+    def __init__(self, folder: Path, pem: bytes) -> None:
+        self.folder = folder
+        self.version = 0
+        self._write_version(pem)
+        os.symlink(f"..{self.version}", folder / "..data")
+        self.path = folder / "ca.crt"
+        os.symlink("..data/ca.crt", self.path)
+
+    def _write_version(self, pem: bytes) -> Path:
+        self.version += 1
+        version = self.folder / f"..{self.version}"
+        version.mkdir()
+        (version / "ca.crt").write_bytes(pem)
+        return version
+
+    def update(self, pem: bytes) -> None:
+        old = (self.folder / "..data").resolve()
+        self._write_version(pem)
+        os.symlink(f"..{self.version}", self.folder / "..data_tmp")
+        os.replace(self.folder / "..data_tmp", self.folder / "..data")
+        shutil.rmtree(old)

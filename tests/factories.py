@@ -1,9 +1,11 @@
 """Builders for unit tests of the core: model lists, probe reports, a controllable clock, and
-conversation rows for the store's tests."""
+conversation rows for the store's tests; and ``attached``, the Router tests' plugin maker."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +42,31 @@ def model_list(*entries: tuple[str, str, int, float]) -> list[dict]:
         }
         for group, dep_id, order, weight in entries
     ]
+
+
+def fake_vllm_deployment(
+    name: str,
+    server: Any,
+    order: int = 1,
+    *,
+    timeout: float = 5,
+    stream_timeout: float | None = None,
+    **failover: Any,
+) -> dict[str, Any]:
+    """One ``chat`` deployment on a fake vLLM ``server`` (a ``FakeVLLM`` or a ``FakeVLLMProcess``:
+    both have ``api_base`` and ``url``): id ``name``, tier ``order``, the GPU sidecar on the
+    server's own port, and ``failover`` added to ``model_info.failover``. LiteLLM's
+    ``stream_timeout`` is set only when given."""
+    params: dict[str, Any] = {
+        "model": "hosted_vllm/fake-model",
+        "api_base": server.api_base,
+        "order": order,
+        "timeout": timeout,
+    }
+    if stream_timeout is not None:
+        params["stream_timeout"] = stream_timeout
+    info = {"id": name, "failover": {"gpu_url": server.url, **failover}}
+    return {"model_name": "chat", "litellm_params": params, "model_info": info}
 
 
 def specs_for(entries: list[dict], settings: FailoverSettings | None = None) -> list[DeploymentSpec]:
@@ -113,3 +140,45 @@ def session(
     session_id: str, *, group: str = "chat", pinned: str | None = "p1", turns: int = 1, at: datetime = T0
 ) -> SessionRow:
     return SessionRow(session_id, group, pinned, turns, at)
+
+
+# ---------------------------------------------------------------- Routers with the plugin attached
+
+
+class Attached:
+    """``make(model_list, settings=None, **router_kwargs)`` -> (router, plugin): a real
+    ``litellm.Router`` (``num_retries=2`` unless given, ``retry_after=0``) with the plugin attached
+    on ``defaults`` updated by ``settings``. Every plugin made is detached by ``detach_all``."""
+
+    def __init__(self, defaults: Mapping[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.plugins: list[Any] = []
+
+    def __call__(
+        self, model_list: list[dict], settings: Mapping[str, Any] | None = None, **router_kwargs: Any
+    ) -> tuple[Any, Any]:
+        # Imported here: the core's unit tests import this module and must not pay for LiteLLM.
+        import litellm
+
+        from litellm_failover import attach
+
+        router_kwargs.setdefault("num_retries", 2)
+        router = litellm.Router(model_list=model_list, retry_after=0, **router_kwargs)
+        plugin = attach(router, {**self.defaults, **(settings or {})})
+        self.plugins.append(plugin)
+        return router, plugin
+
+    def detach_all(self) -> None:
+        for plugin in self.plugins:
+            plugin.detach()
+
+
+@contextmanager
+def attached(defaults: Mapping[str, Any]) -> Iterator[Attached]:
+    """For a fixture: ``with attached({...}) as make: yield make``; the plugins it made are
+    detached when the test ends, however it ended."""
+    made = Attached(defaults)
+    try:
+        yield made
+    finally:
+        made.detach_all()

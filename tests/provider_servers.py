@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,8 +35,9 @@ class Server:
 
 
 @asynccontextmanager
-async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
-    """A real HTTP server on an ephemeral port; records each request's path and headers."""
+async def serve(routes: dict[str, Handler], tls: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    """A real HTTP server on an ephemeral port; records each request's path and headers.
+    With ``tls`` (``egress_support.server_context``) it serves ``https://``."""
     server = Server(url="")
 
     @web.middleware
@@ -48,10 +50,10 @@ async def serve(routes: dict[str, Handler]) -> AsyncIterator[Server]:
         app.router.add_get(path, handler)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.2)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}"
+    server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     try:
         yield server
     finally:

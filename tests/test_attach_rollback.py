@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, generate_latest
 from test_proxy_failover import ORDER, client_for, proxy_config
 from waiting import wait_until
 
-from litellm_failover import FailoverConfigError, attach
+from litellm_failover import AlreadyAttachedError, FailoverConfigError, attach
 from litellm_failover.drill.loadgen import openai_sender, run_load
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.metrics import MetricsPortError
@@ -92,6 +92,47 @@ async def test_the_router_still_routes_litellms_way_after_a_failed_start(tmp_pat
     )
     assert answer.choices[0].message.content == "fine"
     assert len(plugin.book) == 0  # LiteLLM picked alone: the plugin saw no request
+
+
+@pytest.mark.parametrize("litellm_had", [False, True])
+async def test_one_plugin_per_router_and_detach_gives_back_what_litellm_had(tmp_path, litellm_had):
+    """A second plugin on a Router would be a second health authority, and the first one's
+    detach used to turn LiteLLM's cooldowns back on under it (then the second's left them off for
+    good): refused, naming the Router's groups, and nothing of LiteLLM's state changes."""
+    group = f"one-per-router-{int(litellm_had)}"
+    router = router_for(group, disable_cooldowns=litellm_had)
+    litellm_state = {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS}
+    first = attach(router, {"database_url": f"sqlite+aiosqlite:///{tmp_path}/first.db"})
+    attached_state = {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS}
+    wrapper = vars(router)["acompletion"]
+
+    with pytest.raises(AlreadyAttachedError) as refused:
+        attach(router, {"database_url": f"sqlite+aiosqlite:///{tmp_path}/second.db"})
+    assert f"model groups: {group};" in str(refused.value)
+    assert first.instance_id in str(refused.value) and "plugin.detach()" in str(refused.value)
+    # The first is untouched and still routes, with LiteLLM's cooldowns off.
+    assert {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS} == attached_state
+    assert router.disable_cooldowns is True and vars(router)["acompletion"] is wrapper
+    assert first.handler.plugin is first
+    answer = await router.acompletion(
+        model=group, messages=[{"role": "user", "content": "hi"}], mock_response="ok"
+    )
+    assert answer.choices[0].message.content == "ok" and first.book.started == 1
+
+    first.detach()
+    assert router.disable_cooldowns is litellm_had
+    assert {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS} == litellm_state
+    assert "acompletion" not in vars(router)
+    # Detached, the Router takes a new plugin (how a plugin is replaced), which restores the same.
+    second = attach(router, {"database_url": f"sqlite+aiosqlite:///{tmp_path}/second.db"})
+    try:
+        assert router.disable_cooldowns is True and registered(second.handler)
+        assert vars(router)["acompletion"] is not wrapper
+    finally:
+        second.detach()
+    assert router.disable_cooldowns is litellm_had
+    assert {name: list(getattr(litellm, name, [])) for name in CALLBACK_LISTS} == litellm_state
+    assert "acompletion" not in vars(router)
 
 
 def test_a_bad_configuration_changes_nothing_in_litellm():

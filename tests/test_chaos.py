@@ -21,7 +21,7 @@ from typing import Any
 
 import litellm
 import pytest
-from control_support import run_cli
+from control_support import run_cli, wide_terminal  # noqa: F401 (wide_terminal: autouse)
 from fake_nodes import serving, tiered_model_list
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
@@ -43,12 +43,6 @@ pytest_plugins = ["services"]
 TIERS = {"p1": 1, "p2": 2}
 FAST_CONTROL = {"poll_interval_s": 0.05, "heartbeat_interval_s": 0.5}
 NO_EJECTION = {"consecutive_errors": 1000, "eject_on_connect_error": False}
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
 
 
 @pytest.fixture

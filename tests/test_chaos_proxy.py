@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 import pytest
-from control_support import run_cli
+from control_support import run_cli, wide_terminal  # noqa: F401 (wide_terminal: autouse)
 from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy
 from streams_support import QUESTION, read_stream
 from waiting import wait_until
@@ -43,12 +43,6 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str) -> dict[s
             "chaos": {"enabled": True, "max_duration_s": 600},
         },
     }
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The CLI as a Unix tool: --version, help that lists the choices, output that survives a pipe.
 
 - ``--version`` names the package and LiteLLM versions without importing LiteLLM.
+- ``fake-vllm`` imports its own command only (a drill starts several nodes at once).
 - ``chaos drill --help`` lists every scenario and profile from the constants the drill checks
   against; ``fake-vllm --help`` says the GPU sidecar shares the API's port.
 - A missing matplotlib says which extra to install.
@@ -57,6 +58,30 @@ def test_version_names_both_versions_without_importing_litellm() -> None:
     first, imported = done.stdout.strip().splitlines()
     assert first == f"litellm-failover {version('litellm-failover')} (LiteLLM {version('litellm')})"
     assert imported == "False"
+
+
+def test_fake_vllm_imports_only_its_own_command() -> None:
+    """A drill starts its fake nodes (``litellm-failover fake-vllm``) several at once, each bound
+    to serve within its start timeout: on a loaded host the other commands' imports (the store,
+    the control plane: about a second of CPU in all) made nodes miss it. A mistyped command still
+    lists every command."""
+    code = (
+        "import sys\n"
+        "from litellm_failover.cli import main\n"
+        "try:\n"
+        "    main(['fake-vllm', '--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = ['sqlalchemy', 'alembic', 'litellm', 'litellm_failover.control']\n"
+        "heavy += ['litellm_failover.cli.status']\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    run = {"capture_output": True, "text": True, "timeout": 120}
+    done = subprocess.run([sys.executable, "-c", code], check=True, **run)
+    assert "--tokens-per-s" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
+    typo = subprocess.run([sys.executable, "-m", "litellm_failover.cli", "fake-vlm"], **run)
+    assert typo.returncode == 2 and "invalid choice: 'fake-vlm'" in typo.stderr
+    assert all(command in typo.stderr for command in ("'fake-vllm'", "'drain'", "'status'", "'gpu-agent'"))
 
 
 def test_drill_help_lists_every_scenario_and_profile(capsys: pytest.CaptureFixture[str]) -> None:

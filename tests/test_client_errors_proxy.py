@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from control_support import run_cli
+from control_support import run_cli, wide_terminal  # noqa: F401 (wide_terminal: autouse)
 from fake_nodes import running
 
 from litellm_failover.drill.proxy_process import ProxyProcess
@@ -63,12 +63,6 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str | None) ->
             "control": {"poll_interval_s": 0.1, "heartbeat_interval_s": 0.5},
         }
     return config
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from control_support import RecordingTarget, run_cli, settings, sign_command
+from control_support import RecordingTarget, run_cli, settings, sign_command, wide_terminal  # noqa: F401 (wide_terminal: autouse)
 from sqlalchemy import inspect, select
 from waiting import wait_until
 
@@ -30,12 +30,6 @@ from litellm_failover.store.writer import StoreWriter
 pytest_plugins = ["services", "store_fixtures"]  # store_url: SQLite and PostgreSQL
 
 CONTROL_TABLES = {"failover_commands", "failover_command_results", "failover_control_replicas"}
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
 
 
 @pytest.fixture

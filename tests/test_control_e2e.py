@@ -16,7 +16,8 @@ from typing import Any
 
 import litellm
 import pytest
-from control_support import run_cli
+from control_support import run_cli, wide_terminal  # noqa: F401 (wide_terminal: autouse)
+from factories import fake_vllm_deployment
 from fake_nodes import serving
 from waiting import wait_until
 
@@ -34,12 +35,6 @@ FAST_CONTROL = {"poll_interval_s": 0.05, "heartbeat_interval_s": 0.5}
 ORDER = {"p1": 1, "p2": 1, "s1": 2}
 
 
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "250")
-    monkeypatch.delenv("LITELLM_FAILOVER_REDIS_URL", raising=False)
-
-
 @pytest.fixture
 async def servers() -> AsyncIterator[dict[str, FakeVLLM]]:
     # p1 streams slowly (about 1 s an answer) so a drain can meet a stream in flight.
@@ -54,20 +49,8 @@ async def servers() -> AsyncIterator[dict[str, FakeVLLM]]:
 
 
 def model_list(servers: dict[str, FakeVLLM], names: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": "hosted_vllm/fake-model",
-                "api_base": servers[name].api_base,
-                "order": ORDER[name],
-                "timeout": 10,
-                "stream_timeout": 10,
-            },
-            "model_info": {"id": name, "failover": {"gpu_url": servers[name].url}},
-        }
-        for name in names
-    ]
+    timeouts = {"timeout": 10, "stream_timeout": 10}
+    return [fake_vllm_deployment(name, servers[name], ORDER[name], **timeouts) for name in names]
 
 
 @pytest.fixture
@@ -114,18 +97,24 @@ async def test_cli_commands_steer_one_proxy_through_the_database(
     assert "p2 drained: 0 in flight" in capsys.readouterr().out
 
     # A stream in flight on p1 when the drain arrives finishes whole; new requests go elsewhere.
+    # The reader holds the stream open after its second chunk until the drain has been applied
+    # and the other requests sent: p1 answers in about 1 s, and on a loaded host the CLI's
+    # round trip (its own loop in a thread) could outlast that, finding nothing in flight.
     messages = messages_for(7)
     stream = await router.acompletion(model="chat", messages=messages, stream=True, num_retries=0)
     chunks: list[str] = []
+    drained = asyncio.Event()
 
     async def read() -> None:
         async for chunk in stream:
             chunks.append(chunk.choices[0].delta.content or "")
+            if len(chunks) == 2:
+                await drained.wait()
 
     reader = asyncio.create_task(read())
     try:
         await wait_until(
-            lambda: len(chunks) >= 2 and plugin.in_flight_counts().get("p1") == 1, 5, "a stream on p1"
+            lambda: len(chunks) == 2 and plugin.in_flight_counts().get("p1") == 1, 5, "a stream on p1"
         )
         code = await run_cli("drain", "p1", "--url", url, "--json")
         report = json.loads(capsys.readouterr().out)
@@ -135,6 +124,8 @@ async def test_cli_commands_steer_one_proxy_through_the_database(
         assert result["details"]["state"] == "draining" and result["details"]["in_flight"] == 1
         served = Counter(r.served_by for r in await send_all(router, 10))
         assert served == {"s1": 10}  # the whole primary tier is drained: the standby serves
+        assert plugin.in_flight_counts().get("p1") == 1  # the stream was in flight all along
+        drained.set()
         await asyncio.wait_for(reader, 10)
     finally:
         reader.cancel()

@@ -60,6 +60,10 @@ def test_plugin_profile_loses_nothing_on_a_kill_and_on_midstream_drops(tmp_path)
     assert by_name["midstream_drop"]["resumed_streams"] > 0
     assert report["passed"] is True and code == 0
     assert report["config"]["litellm_settings"]["callbacks"] == ["litellm_failover.proxy_handler"]
+    # Without --settings the plugin runs tuned, and the report says so with the phases it used.
+    assert report["options"]["settings"] == "tuned"
+    assert report["config"]["failover_settings"]["failback"]["hold_down_s"] == 0.8  # 2 s x 0.4
+    assert report["options"]["phases"]["fault_s"] == 2.4
     assert (tmp_path / "report" / "report.html").exists()
 
 
@@ -73,6 +77,7 @@ def test_plain_litellm_breaks_streams_on_midstream_drops_and_the_drill_fails(tmp
     assert any("stream(s) broke" in failure for failure in sc["failures"])
     assert report["passed"] is False and code == 1
     assert "failover_settings" not in report["config"]
+    assert report["options"]["settings"] is None  # LiteLLM alone has no plugin settings
     fallbacks = report["config"]["router_settings"]["fallbacks"]
     assert fallbacks == [{"midstream_drop": ["midstream_drop-fallback"]}]
 

@@ -17,14 +17,13 @@ import copy
 import json
 import time
 
-import litellm
 import pytest
 import test_router_failover
+from factories import attached, fake_vllm_deployment
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from waiting import free_port, wait_until
 
-from litellm_failover import attach
 from litellm_failover.drill.loadgen import router_sender
 from litellm_failover.fleet.messages import SCHEMA_VERSION
 from litellm_failover.outlier import Outcome
@@ -41,59 +40,40 @@ ORDER = {"p1": 1, "p2": 1, "s1": 2}
 
 
 def model_list(servers: dict[str, FakeVLLM], names: tuple[str, ...]) -> list[dict]:
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": "hosted_vllm/fake-model",
-                "api_base": servers[name].api_base,
-                "order": ORDER[name],
-                "timeout": 5,
-            },
-            "model_info": {"id": name, "failover": {"gpu_url": servers[name].url}},
-        }
-        for name in names
-    ]
+    return [fake_vllm_deployment(name, servers[name], ORDER[name]) for name in names]
 
 
 @pytest.fixture
 def replica(tmp_path, servers, channel, redis_base_url):
     """``replica("A", ...)``: a Router and its plugin, in the fleet of this test's channel."""
-    made = []
+    with attached({}) as make:
 
-    def make(instance_id: str, *, health=FAST, redis_url=None, names=("p1", "s1"), outlier=None):
-        settings = {
-            "instance_id": instance_id,
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/{instance_id}.db",
-            "health": health,
-            "redis_url": redis_url or redis_base_url,
-            "fleet": {"channel": channel, "operation_timeout_s": 0.5, "reconnect_max_s": 0.5},
-        }
-        if outlier:
-            settings["outlier"] = outlier
-        # A deep copy each: every Router owns its deployment dicts, as separate replicas would.
-        router = litellm.Router(
-            model_list=copy.deepcopy(model_list(servers, names)), num_retries=2, retry_after=0
-        )
-        plugin = attach(router, settings)
-        made.append(plugin)
-        return router, plugin
+        def one(instance_id: str, *, health=FAST, redis_url=None, names=("p1", "s1"), outlier=None):
+            settings = {
+                "instance_id": instance_id,
+                "database_url": f"sqlite+aiosqlite:///{tmp_path}/{instance_id}.db",
+                "health": health,
+                "redis_url": redis_url or redis_base_url,
+                "fleet": {"channel": channel, "operation_timeout_s": 0.5, "reconnect_max_s": 0.5},
+            }
+            if outlier:
+                settings["outlier"] = outlier
+            # A deep copy each: every Router owns its deployment dicts, as separate replicas would.
+            return make(copy.deepcopy(model_list(servers, names)), settings)
 
-    yield make
-    for plugin in made:
-        plugin.detach()
+        yield one
 
 
 def record_picks(plugin) -> list[str]:
     """Every deployment the plugin's routing picks, in order (each attempt of each request)."""
     picks: list[str] = []
-    original = plugin.book.record_pick
+    original = plugin.book.start  # every attempt's pick goes through it (requests/path.py)
 
     def recording(request_id, deployment_id):
         picks.append(deployment_id)
         return original(request_id, deployment_id)
 
-    plugin.book.record_pick = recording
+    plugin.book.start = recording
     return picks
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from fake_nodes import running, wait_all_healthy
+from fake_nodes import running, wait_all_healthy, wait_events
 from openai import AsyncOpenAI
 
 from litellm_failover import proxy as failover_proxy
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.providers.fake.process import FakeVLLMProcess
-from litellm_failover.store.queries import list_events
 
 
 @pytest.fixture
@@ -106,5 +105,11 @@ async def test_the_proxy_plugin_follows_included_files_and_environment_reference
                 )
                 served.add(answer.system_fingerprint)
             assert served == {"s1"}
-            events = await list_events(database_url, since=None, event_type="state_change", limit=100)
-            assert any(e["deployment_id"] == "p1" and e["details"]["to_state"] == "unhealthy" for e in events)
+            # The proxy's writer records the ejection on its own schedule, maybe after the answers.
+            await wait_events(
+                database_url,
+                "state_change",
+                lambda found: any(
+                    e["deployment_id"] == "p1" and e["details"]["to_state"] == "unhealthy" for e in found
+                ),
+            )

@@ -57,6 +57,22 @@ def test_stable_cut_continues_exactly_where_the_kept_text_is_the_models_own_toke
     assert tried >= 5, f"only {tried} of {len(cuts)} cuts kept the model's own tokens"
 
 
+def test_the_client_limit_holds_exactly_over_the_stitched_answer(check):
+    # The answer was asked with max_tokens=32 and used all of them: a continuation given the
+    # limit less the kept tokens (the plugin's count, from a running count per token) must end
+    # exactly where the uninterrupted answer did, at cuts inside and between tokens alike.
+    ends = set(check.ends)
+    between = [k for k in range(1, len(check.answer)) if k in ends][::3]
+    tried = 0
+    for k in [*_cuts_inside_tokens(check, 12), *between]:
+        exact, info = check.run(k, "stable_cut_limit")
+        if not check.canonical_prefix(info["kept"]):
+            continue
+        tried += 1
+        assert exact, f"cut at {k} ({check.answer[:k]!r}) did not end where the answer did"
+    assert tried >= 5
+
+
 def test_resending_the_text_as_is_diverges_inside_tokens(check):
     # Why the kind needs the rule: the same cuts, continued from the raw partial text.
     cuts = _cuts_inside_tokens(check, 24)

@@ -16,15 +16,14 @@ import socket
 import time
 from collections.abc import Mapping
 
-import litellm
 import pytest
-from factories import bad_report, good_report, model_list
+from factories import attached, bad_report, good_report, model_list
 from metrics_scrape import names, parse, scrape, state_of, value
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_until
 
-from litellm_failover import FailoverConfigError, __version__, attach
+from litellm_failover import FailoverConfigError, __version__
 from litellm_failover.control.signing import SignatureError
 from litellm_failover.events import FailoverEvent
 from litellm_failover.metrics import MetricsPortError, PluginCollector, PluginMetrics
@@ -40,22 +39,14 @@ STATE = "litellm_failover_deployment_state"
 
 @pytest.fixture
 def make_plugin(tmp_path):
-    made = []
+    """``make_plugin(entries, **settings)`` -> plugin, each on a database of its own."""
+    with attached({"health": FAST_HEALTH}) as make:
 
-    def make(entries: list[dict], **settings: object):
-        router = litellm.Router(model_list=entries, num_retries=2, retry_after=0)
-        merged: dict[str, object] = {
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/events-{len(made)}.db",
-            "health": FAST_HEALTH,
-        }
-        merged.update(settings)
-        plugin = attach(router, merged)
-        made.append(plugin)
-        return plugin
+        def one(entries: list[dict], **settings: object):
+            database_url = f"sqlite+aiosqlite:///{tmp_path}/events-{len(make.plugins)}.db"
+            return make(entries, {"database_url": database_url, **settings})[1]
 
-    yield make
-    for plugin in made:
-        plugin.detach()
+        yield one
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ stored hash is the real answer's and a conversation's turns stay one branch.
 # ruff: noqa: F811 (the fixtures imported from the sessions tests are parameters here)
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 
@@ -208,12 +209,20 @@ def test_the_decision():
         assert [message_text_stored(s) for s in (explicit_off, explicit_on, follow)] == [False, True, False]
 
 
-@pytest.mark.proxy
-async def test_the_proxy_litellm_settings_turn_off_message_text(nodes, tmp_path):
+@contextlib.contextmanager
+def quiet_proxy(nodes, tmp_path):
+    """A running proxy over ``nodes`` with LiteLLM's message logging off in its config.yaml,
+    and the URL of the store it writes."""
     store = f"sqlite+aiosqlite:///{tmp_path}/store.db"
     config = proxy_config(nodes, store)
     config["litellm_settings"]["turn_off_message_logging"] = True
     with proxy_running(config, tmp_path, store) as proxy:
+        yield proxy, store
+
+
+@pytest.mark.proxy
+async def test_the_proxy_litellm_settings_turn_off_message_text(nodes, tmp_path):
+    with quiet_proxy(nodes, tmp_path) as (proxy, store):
         chat = proxy_session(client_for(proxy), extra_headers={"x-session-id": "proxy-quiet"})
         await chat.turn("a question nobody may read")
         await chat.turn("and a streamed one", stream=True)

@@ -191,7 +191,7 @@ async def test_bytes_still_in_the_socket_make_the_connection_unusable():
 
     async with raw_server(handler) as (url, connections), ProbeClient() as client:
         assert (await client.get(f"{url}/h", max_body_bytes=100)).status == 200
-        [idle] = [c for pool in client._idle.values() for c in pool]
+        [idle] = [c for pool in client._idle.values() for c in pool.connections]
         idle.writer.transport.pause_reading()
         sent_extra.set()
         await asyncio.sleep(0.2)

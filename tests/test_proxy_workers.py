@@ -12,8 +12,11 @@ is served by one worker and the others say so once; ``status --live`` lists each
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -116,6 +119,7 @@ async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: 
     with proxy:
         # Each worker is a replica that heartbeats: status --live lists every one.
         live: list[dict] = []
+        last_answer: list[str] = [""]
 
         async def workers_listed() -> bool:
             out = await asyncio.to_thread(
@@ -125,12 +129,26 @@ async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: 
                 text=True,
                 timeout=30,
             )
+            last_answer[0] = (
+                f"exit {out.returncode}\nstdout: {out.stdout[-2000:]}\nstderr: {out.stderr[-2000:]}"
+            )
             if out.returncode != 0:
                 return False
             live[:] = json.loads(out.stdout)["results"]
             return len(live) == WORKERS
 
-        await wait_until(workers_listed, 60, f"status --live to list {WORKERS} workers")
+        try:
+            await wait_until(workers_listed, 60, f"status --live to list {WORKERS} workers")
+        except AssertionError as exc:
+            # What the operator would see, and the workers' side: enough to tell a worker that
+            # never started from one that started and stopped answering.
+            alive = proxy.wait_exit(0) is None
+            if alive:
+                await dump_worker_stacks(proxy)
+            raise AssertionError(
+                f"{exc}\nproxy running: {alive}\nlast status --live: {last_answer[0]}\n"
+                f"proxy log:\n{proxy.log_tail(400)}"
+            ) from exc
         instances = {result["instance_id"] for result in live}
         assert len(instances) == WORKERS
         for result in live:
@@ -163,6 +181,36 @@ async def test_a_two_worker_proxy_survives_a_sigkilled_primary(nodes, tmp_path: 
     # The fixed metrics port: the first worker serves it, the other says so once and runs on.
     assert log.count(f"metrics.port {metrics_port} is served by another worker") == WORKERS - 1
     assert "could not start" not in log
+
+
+def children_of(parent: int) -> list[int]:
+    """The processes whose parent is ``parent`` (Linux ``/proc``)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent:  # the field after the state: the parent's pid
+                children.append(int(stat.parent.name))
+    return children
+
+
+async def dump_worker_stacks(proxy: ProxyProcess) -> None:
+    """Make each worker write every thread's stack into the proxy's log before the test fails: a
+    worker stuck (a lock held across the fork, a blocked loop) shows where. ``ProxyProcess`` runs
+    the proxy with ``PYTHONFAULTHANDLER=1``, whose handler dumps the stacks on a fatal signal, from
+    C, even with the loop's thread stuck. SIGSEGV, not SIGABRT: gunicorn's workers handle SIGABRT
+    themselves (a Python handler, which a stuck thread never runs). The "was sent SIGSEGV" lines
+    in the log are these."""
+    workers = children_of(proxy.pid) if proxy.pid is not None else []
+    for pid in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSEGV)
+
+    def dumped() -> bool:
+        return proxy.log_path.read_text(errors="replace").count("most recent call first") >= len(workers)
+
+    with contextlib.suppress(AssertionError):  # a worker that could not dump: the log says so
+        await wait_until(dumped, 5, "the workers' stacks in the log")
 
 
 def is_p1_down(event: dict) -> bool:

@@ -40,6 +40,22 @@ def test_one_record_keeps_picks_failures_attempts_and_session_each_until_it_ends
     assert book.take_session(("c", "r")) == "session" and len(book) == 0
 
 
+def test_a_new_pick_while_an_attempt_is_in_flight_excludes_it_before_its_failure_hook_runs():
+    # LiteLLM retried on b: the attempt on a failed, though its failure hook (a task of its own)
+    # has not run yet. A continuation chosen meanwhile must not go back to a.
+    book = RequestBook(ttl_s=60, clock=Clock())
+    book.start("r", "a")
+    assert book.excluded("r") == frozenset()
+    book.start("r", "b")
+    assert book.excluded("r") == {"a"} and book.failed_order("r") == ("a",)
+    # The hook still counts the failure once (outlier detection), and only once.
+    assert book.record_failure("r", "a") and not book.record_failure("r", "a")
+    assert book.failed_order("r") == ("a",) and book.excluded("r") == {"a"}
+    # The same deployment picked again for the request supersedes nothing.
+    book.start("r", "b")
+    assert book.excluded("r") == {"a"}
+
+
 def test_a_request_untouched_for_the_ttl_is_forgotten_whole_and_its_attempts_count_as_expired():
     clock = Clock()
     ended = []
@@ -54,3 +70,24 @@ def test_a_request_untouched_for_the_ttl_is_forgotten_whole_and_its_attempts_cou
     assert book.counts() == {"a": 1} and ended == ["a"] and book.expired == {"a": 1}
     assert book.session("lost") is None and book.sessions_pending() == 0 and len(book) == 1
     assert book.stats() == {"in_flight": 1, "started": 2, "ended": 0, "expired": 1, "ttl_s": 20}
+
+
+def test_a_write_expires_what_is_due_though_the_book_is_looked_at_only_when_something_may_be():
+    # The book skips its front on a write until the oldest touch it saw could be due; a record
+    # touched again (moved to the back) still expires on time, and the others on theirs.
+    clock = Clock()
+    book = RequestBook(ttl_s=10, clock=clock)
+    book.start("r1", "a")
+    clock.advance(5)
+    book.start("r2", "a")
+    clock.advance(3)
+    book.keep_session("r1", "session")  # r1 touched at 8: now due after 18, r2 after 15
+    clock.advance(7.5)  # 15.5
+    book.start("r3", "b")  # a write: r2 goes, r1 stays
+    assert book.get("r2") is None and book.get("r1") is not None and book.expired == {"a": 1}
+    clock.advance(2)  # 17.5: nothing more is due
+    book.start("r4", "b")
+    assert book.get("r1") is not None and len(book) == 3
+    clock.advance(1)  # 18.5
+    book.start("r5", "b")
+    assert book.get("r1") is None and book.sessions_pending() == 0 and book.expired == {"a": 2}

@@ -1,8 +1,10 @@
-"""Rescue (issue 12 §1) through the real LiteLLM proxy, enabled from config.yaml alone.
+"""Rescue (issue 12 §1) through the real LiteLLM proxy, enabled from config.yaml alone, on both
+ends of the LiteLLM range (1.108.7 and 1.110.x, whose Router runs attempts differently).
 
 A hung primary (p1) with requests in flight on it: non-streaming ones and streams that have not
 started. Every deployment's own timeout is 20 s; with the rescue each request is answered by the
-standby (s1) within the detection time (fault to ejection) plus 1 s.
+standby (s1) within the detection time (fault to ejection) plus 1 s. A slow but healthy p1
+ejected by a false positive does not have its work doubled.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy
+from fake_nodes import proxy_running, quick_probe_proxy_config, running, wait_all_healthy
 from openai import AsyncOpenAI
 from waiting import wait_until
 
@@ -20,7 +22,7 @@ from litellm_failover.drill.loadgen import openai_sender
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.store.queries import list_events
 
-pytestmark = pytest.mark.proxy
+pytestmark = [pytest.mark.proxy, pytest.mark.litellm_range]
 
 TIERS = {"p1": 1, "s1": 2}
 OWN_TIMEOUT_S = 20.0
@@ -32,19 +34,14 @@ def nodes():
         yield started
 
 
+def proxy_config(nodes, database_url: str, rescue: dict | None = None) -> dict:
+    return quick_probe_proxy_config(nodes, TIERS, database_url, timeout_s=OWN_TIMEOUT_S, rescue=rescue or {})
+
+
 @pytest.fixture
 def proxy(nodes, tmp_path):
     database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
-    config = {
-        "model_list": tiered_model_list(nodes, TIERS, timeout_s=OWN_TIMEOUT_S),
-        "litellm_settings": {"callbacks": ["litellm_failover.proxy_handler"]},
-        "router_settings": {"num_retries": 2, "retry_after": 0},
-        "failover_settings": {
-            "database_url": database_url,
-            "health": {"interval_s": 0.25, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0},
-        },
-    }
-    with proxy_running(config, tmp_path, database_url) as process:
+    with proxy_running(proxy_config(nodes, database_url), tmp_path, database_url) as process:
         yield process
 
 
@@ -75,6 +72,7 @@ async def test_a_hung_primary_behind_the_proxy_holds_no_request(proxy, nodes):
 
     await wait_until(lambda: _count(rescued, 6), timeout=5, what="6 request_rescued events")
     events = await rescued()
+    assert len(events) == 6, "one rescue per request, none twice"
     assert {e["details"]["cause"] for e in events} == {"ejected"}
     assert {e["details"]["stream"] for e in events} == {False, True}
     ejections = [
@@ -89,3 +87,43 @@ async def test_a_hung_primary_behind_the_proxy_holds_no_request(proxy, nodes):
 
 async def _count(read, wanted: int) -> bool:
     return len(await read()) >= wanted
+
+
+def chats(node: FakeVLLMProcess) -> int:
+    return node.state()["requests"]["by_endpoint"].get("/v1/chat/completions", 0)
+
+
+async def test_a_false_positive_behind_the_proxy_does_not_double_the_work(nodes, tmp_path):
+    """A slow but healthy p1 (3 s an answer; its probes are slower than ``max_probe_latency_s``)
+    is ejected. ``rescue.max_per_ejection: 1``: one request in flight on it is moved to s1 (its
+    original cancelled on p1), the other three finish on p1. Each request is generated once more
+    at most: s1 sees one copy of one request, never of the others."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    config = proxy_config(nodes, database_url, rescue={"max_per_ejection": 1})
+    with proxy_running(config, tmp_path, database_url) as proxy:
+        await wait_all_healthy(database_url, TIERS)
+        client = AsyncOpenAI(base_url=proxy.url, api_key=proxy.master_key, max_retries=0, timeout=60)
+        send = openai_sender(client, "chat")
+        for i, stream in enumerate((False, True)):
+            assert (await send(100 + i, stream)).ok
+        before = {name: chats(node) for name, node in nodes.items()}
+        nodes["p1"].set_fault("slow", delay_s=3.0)
+        tasks = [asyncio.create_task(send(i, False)) for i in range(4)]
+        await wait_until(lambda: nodes["p1"].state()["waiting"] >= 4, timeout=5, what="4 held on p1")
+        await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
+        assert not all(t.done() for t in tasks)
+        # The rescued original left p1: its connection closed, which p1 sees on its own time.
+        await wait_until(lambda: nodes["p1"].state()["waiting"] == 3, timeout=2, what="one original off p1")
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+        await client.close()
+
+        async def rescued() -> list[dict]:
+            return await list_events(database_url, event_type="request_rescued", limit=100)
+
+        await wait_until(lambda: _count(rescued, 1), timeout=5, what="the request_rescued event")
+        events = await rescued()
+    assert [r.error for r in results if not r.ok] == []
+    assert sorted(r.served_by for r in results) == ["p1", "p1", "p1", "s1"]
+    assert chats(nodes["p1"]) - before["p1"] == 4
+    assert chats(nodes["s1"]) - before["s1"] == 1
+    assert len(events) == 1 and events[0]["details"]["cause"] == "ejected"

@@ -3,7 +3,10 @@ plugin has given up on.
 
 A primary (p1) and a standby (s1), fake vLLM servers; every deployment's own timeout is 20 s,
 so a request LiteLLM left waiting on p1 would take 20 s. With the rescue, requests in flight on
-p1 that have delivered nothing are answered by s1 within the detection time plus 1 s.
+p1 that have delivered nothing are answered by s1 within the detection time plus 1 s. Every
+test runs on both ends of the LiteLLM range (1.108.7's Router frame, 1.110's step runner, see
+``litellm_failover.litellm_compat.attempt_frames``): ``untracked == 0`` says the rescue found the
+attempts on the LiteLLM it ran on.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from waiting import wait_until
 
 from litellm_failover import attach
 from litellm_failover.drill.loadgen import router_sender
+from litellm_failover.litellm_compat.attempt_frames import StepRunner
 from litellm_failover.providers.fake.vllm import FakeVLLM
+from litellm_failover.rescue.interrupt import AttemptState, state
 from litellm_failover.settings import RescueSettings
 from litellm_failover.streams.first_token import FirstTokenClock
+
+pytestmark = pytest.mark.litellm_range
 
 FAST_HEALTH = {"interval_s": 0.2, "failure_interval_s": 0.05, "max_probe_latency_s": 1.0}
 OWN_TIMEOUT_S = 20.0
@@ -112,6 +119,7 @@ async def test_hung_primary_in_flight_requests_are_answered_elsewhere_within_det
     assert len(events) == 6 and {e.details["cause"] for e in events} == {"ejected"}
     assert {e.deployment_id for e in events} == {"p1"}
     assert plugin.status()["rescue"]["rescued"]["ejected"] == 6
+    assert plugin.status()["rescue"]["untracked"] == 0 and plugin.status()["rescue"]["missed"] == 0
 
 
 async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers, make_plugin):
@@ -130,7 +138,8 @@ async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers,
         await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
         # Its original left p1 (the engine's copy freed), before the other three are answered.
         assert not all(t.done() for t in tasks)
-        assert servers["p1"].state()["waiting"] == 3
+        # p1 sees the closed connection on its own time: waited for, not read once.
+        await wait_until(lambda: servers["p1"].state()["waiting"] == 3, timeout=2, what="one original off p1")
         results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
         status = plugin.status()["rescue"]
     assert [r.error for r in results if not r.ok] == []
@@ -140,6 +149,7 @@ async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers,
     assert chats(servers["s1"]) - before["s1"] == 1  # one copy of one request, never of the others
     assert status["rescued"]["ejected"] == 1
     assert status["held_back"]["per_ejection"] == 3
+    assert status["untracked"] == 0
     assert len(rescued_events(plugin)) == 1
 
 
@@ -172,7 +182,9 @@ async def test_a_stream_without_its_first_token_in_time_is_retried_elsewhere_and
         # Once p1 is out, a fresh stream goes straight to s1.
         result = await send(3, stream=True)
         assert result.ok and result.served_by == "s1"
-        assert servers["p1"].state()["waiting"] == 0  # the three originals were cancelled on p1
+        # The three originals were cancelled on p1 (which sees each closed connection on its own time).
+        await wait_until(lambda: servers["p1"].state()["waiting"] == 0, timeout=2, what="originals off p1")
+        assert plugin.status()["rescue"]["untracked"] == 0
 
 
 async def test_a_stream_that_delivered_its_first_token_is_never_interrupted(make_plugin):
@@ -193,6 +205,7 @@ async def test_a_stream_that_delivered_its_first_token_is_never_interrupted(make
             after = plugin.status()["rescue"]
             # Not rescued, and not a rescue that came too late either: no rate spent on it.
             assert after["rescued"] == before["rescued"] and after["missed"] == before["missed"]
+            assert after["untracked"] == 0
 
 
 def test_the_derived_first_token_timeout_follows_the_group_p99_within_floor_and_ceiling():
@@ -266,6 +279,7 @@ async def test_an_ejection_rescues_the_waiting_request_and_leaves_a_delivering_s
             assert text.strip() == nodes["p1"].answer_for([{"role": "user", "content": "a"}]).strip()
             events = rescued_events(plugin)
             assert [(e.details["cause"], e.details["stream"]) for e in events] == [("ejected", False)]
+            assert plugin.status()["rescue"]["untracked"] == 0
 
 
 async def test_rescues_beyond_the_rate_wait_their_turn(servers, make_plugin):
@@ -287,6 +301,7 @@ async def test_rescues_beyond_the_rate_wait_their_turn(servers, make_plugin):
     answered = sorted(r.ended_at - ejected_at for r in results)
     assert answered[1] < 0.5 and 0.4 < answered[3] < 2.0, answered
     assert status["rescued"]["ejected"] == 4 and status["delayed"] == 2 and status["queued"] == 0
+    assert status["untracked"] == 0
 
 
 async def test_a_request_with_nowhere_else_to_go_is_never_rescued(make_plugin):
@@ -305,3 +320,96 @@ async def test_a_request_with_nowhere_else_to_go_is_never_rescued(make_plugin):
             status = plugin.status()["rescue"]
             assert status["rescued"]["first_token_timeout"] == 0
             assert status["held_back"]["no_alternative"] == 1
+
+
+async def test_a_rescued_attempt_counts_as_one_of_litellms_retries(servers, make_plugin):
+    """The interrupted attempt is a failed try inside LiteLLM's own retry loop (``num_retries:
+    2``), for a non-streaming request and for a stream before its first token alike: the answer
+    comes from s1 on LiteLLM's first retry, and says so in LiteLLM's own retry headers."""
+    router, plugin = make_plugin(deployments(servers, probe={"p1": False, "s1": False}))
+    async with plugin:
+        await warm_up(router_sender(router, "chat"))
+        servers["p1"].set_fault("hang")
+
+        async def one(stream: bool) -> object:
+            messages = [{"role": "user", "content": f"stream={stream}"}]
+            response = await router.acompletion(model="chat", messages=messages, stream=stream)
+            if stream:
+                async for _ in response:
+                    pass
+            return response
+
+        tasks = [asyncio.create_task(one(stream)) for stream in (False, True)]
+        await wait_until(lambda: servers["p1"].state()["waiting"] >= 2, timeout=5, what="2 held on p1")
+        assert plugin.core.apply_remote_ejection("p1", origin="replica-b", reason="hung", remaining_s=30)
+        responses = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+        status = plugin.status()["rescue"]
+    for response in responses:
+        hidden = response._hidden_params
+        assert hidden["model_id"] == "s1"
+        headers = hidden["additional_headers"]
+        assert headers["x-litellm-attempted-retries"] == 1, headers
+        assert headers["x-litellm-attempted-fallbacks"] == 0, headers
+    assert status["rescued"]["ejected"] == 2
+    assert status["untracked"] == 0 and status["missed"] == 0
+
+
+class HoldOnePick(litellm.integrations.custom_logger.CustomLogger):
+    """A routing callback after the plugin's: once armed, it holds the next pick (the plugin has
+    already chosen its deployment) until released, as a slow filter or pre-call step would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def async_filter_deployments(
+        self, model, healthy_deployments, messages, request_kwargs=None, parent_otel_span=None
+    ):
+        if self.armed:
+            self.armed = False
+            self.held.set()
+            await self.release.wait()
+        return healthy_deployments
+
+
+async def test_an_attempt_picked_but_not_started_is_kept_and_rescued_once_it_starts(servers, make_plugin):
+    """LiteLLM 1.110 picks in a step before the attempt's own: an attempt on p1 still in its pick
+    when p1 is ejected is not yet waiting on p1. The rescue keeps it (``prune`` does not drop
+    it) and tries again shortly, so it is failed as soon as it does wait on p1. On 1.108.7 the
+    pick runs inside the attempt's frame: the hold itself is interrupted. Either way the request
+    is answered by s1 at once."""
+    router, plugin = make_plugin(deployments(servers, probe={"p1": False, "s1": False}))
+    holder = HoldOnePick()
+    litellm.callbacks.append(holder)
+    try:
+        send = router_sender(router, "chat")
+        async with plugin:
+            await warm_up(send)
+            servers["p1"].set_fault("hang")
+            holder.armed = True
+            task = asyncio.create_task(send(0, stream=False))
+            await asyncio.wait_for(holder.held.wait(), timeout=5)
+            [attempt] = plugin.rescuer.attempts.on("p1")
+            step_runner = isinstance(attempt.handle.layout, StepRunner)
+            assert state(attempt.handle) is (AttemptState.PENDING if step_runner else AttemptState.WAITING)
+            plugin.rescuer.prune()
+            assert plugin.status()["rescue"]["tracked"] == 1  # not dropped while it has not started
+            assert plugin.core.apply_remote_ejection("p1", origin="replica-b", reason="hung", remaining_s=30)
+            if step_runner:
+                # Nothing to fail yet: the rescue waits for the attempt to start.
+                await wait_until(
+                    lambda: plugin.rescuer.attempts.get(attempt.request_id, "p1") is None, timeout=2
+                )
+                assert plugin.status()["rescue"]["rescued"]["ejected"] == 0
+            released_at = time.monotonic()
+            holder.release.set()
+            result = await asyncio.wait_for(task, timeout=OWN_TIMEOUT_S / 2)
+            status = plugin.status()["rescue"]
+    finally:
+        litellm.callbacks.remove(holder)
+    assert result.ok and result.served_by == "s1", result.error
+    assert result.ended_at - released_at < 1.0
+    assert status["rescued"]["ejected"] == 1
+    assert status["untracked"] == 0 and status["missed"] == 0

@@ -137,6 +137,9 @@ async def test_a_dead_nodes_conversation_is_rebuilt_from_the_store(router_plugin
         assert await router_turn(router, chain, "fourth question") == other  # other holds it now
         status = plugin.status()["sessions"]
         assert (status["rebuilds"], status["rebuild_failures"]) == (1, 0)
+        # A turn is recorded from LiteLLM's success log, a task that may run after the caller has
+        # its answer: the fourth turn's messages may not be submitted yet when it returns.
+        await wait_until(lambda: plugin.status()["sessions"]["turns_recorded"] == 4, timeout=5)
         await plugin.writer.flush(timeout=5)
         events = await list_events(plugin.settings.database_url, event_type="context_rebuilt")
         assert [(e["from_deployment"], e["to_deployment"], e["details"]["messages"]) for e in events] == [

@@ -13,6 +13,7 @@ from collections import Counter
 
 import litellm
 import pytest
+from factories import attached, fake_vllm_deployment
 from fake_nodes import serving
 from waiting import wait_until
 
@@ -32,17 +33,7 @@ FAST_FAILBACK = {"hold_down_s": 0.5, "step_interval_s": 0.5}
 def deployments(servers: dict[str, object], timeout: float = 5.0, probe: bool = True) -> list[dict]:
     order = {"p1": 1, "p2": 1, "s1": 2}
     return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": "hosted_vllm/fake-model",
-                "api_base": server.api_base,
-                "order": order[name],
-                "timeout": timeout,
-                "stream_timeout": timeout,
-            },
-            "model_info": {"id": name, "failover": {"gpu_url": server.url, "probe": probe}},
-        }
+        fake_vllm_deployment(name, server, order[name], timeout=timeout, stream_timeout=timeout, probe=probe)
         for name, server in servers.items()
     ]
 
@@ -55,22 +46,11 @@ async def servers():
 
 @pytest.fixture
 def make_plugin(tmp_path):
-    made = []
-
-    def make(model_list, settings=None, **router_kwargs):
-        router_kwargs.setdefault("num_retries", 2)
-        router = litellm.Router(model_list=model_list, retry_after=0, **router_kwargs)
-        merged = {"database_url": f"sqlite+aiosqlite:///{tmp_path}/events.db", "health": FAST_HEALTH}
-        # Failback and slow start (tests/test_switching*.py) short enough to end within the waits.
-        merged["failback"] = FAST_FAILBACK
-        merged.update(settings or {})
-        plugin = attach(router, merged)
-        made.append(plugin)
-        return router, plugin
-
-    yield make
-    for plugin in made:
-        plugin.detach()
+    """``make_plugin(model_list, settings=None, **router_kwargs)`` -> (router, plugin)."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    # Failback and slow start (tests/test_switching*.py) short enough to end within the waits.
+    with attached({"database_url": database_url, "health": FAST_HEALTH, "failback": FAST_FAILBACK}) as make:
+        yield make
 
 
 def state_of(plugin, deployment_id: str) -> str:
@@ -182,8 +162,17 @@ async def test_gpu_pressure_lowers_weight_without_ejecting(servers, make_plugin)
         counts = Counter(r.served_by for r in results)
         assert counts["s1"] == 0
         assert counts["p1"] < counts["p2"] * 0.25
-        checks = plugin.status()["groups"]["chat"]["deployments"][0]["checks"]
-        assert not checks["kv_cache"]["ok"] and not checks["gpu_memory"]["ok"]
+
+        # Both signals fail, each at its own pace: the engine's KV cache every probe round, the GPU
+        # memory once the last passing GPU read is older than `gpu_read_interval_s` (5 s by
+        # default; GPU memory moves slowly, so a passing read stands in for a few rounds). A single
+        # read right after a short load could still see that passing read.
+        def both_checks_failing() -> bool:
+            checks = plugin.status()["groups"]["chat"]["deployments"][0]["checks"]
+            return not checks["kv_cache"]["ok"] and not checks["gpu_memory"]["ok"]
+
+        await wait_until(both_checks_failing, timeout=10, what="p1's kv_cache and gpu_memory checks failing")
+        assert state_of(plugin, "p1") == "degraded"  # saturation lowers the weight, never ejects
         servers["p1"].clear_fault()
         await wait_until(lambda: state_of(plugin, "p1") == "healthy", timeout=5, what="p1 healthy again")
 

@@ -67,14 +67,17 @@ async def test_one_session_id_under_two_keys_is_two_sessions(nodes, tmp_path: Pa
             alice, "alice 2", extra_body={"metadata": {"failover_caller": "x", "user_api_key_hash": "y"}}
         )
 
-        async def rows() -> list[dict]:
+        # The writer writes a flush's sessions before its messages, in separate transactions: a
+        # session row can count a turn whose messages are not in the table yet.
+        async def three_turns_stored() -> bool:
             try:
                 found = await list_sessions(store_url)
+                said = [m for m in await load_messages(store_url, "shared") if m.role == "user"]
             except Exception:
-                return []  # the tables appear with the plugin's first flush
-            return found if sum(r["turn_count"] for r in found) >= 3 else []
+                return False  # the tables appear with the plugin's first flush
+            return sum(r["turn_count"] for r in found) >= 3 and len(said) >= 3
 
-        await wait_until(rows, timeout=15, what="three turns stored")
+        await wait_until(three_turns_stored, timeout=15, what="three turns and their messages stored")
         sessions = await list_sessions(store_url)
     assert sorted((r["session_id"], r["turn_count"]) for r in sessions) == [("shared", 1), ("shared", 2)]
     callers = {r["turn_count"]: r["caller"] for r in sessions}

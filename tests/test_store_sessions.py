@@ -113,6 +113,30 @@ async def test_a_history_stored_again_adds_nothing_and_a_divergent_one_is_a_bran
     ]
 
 
+async def test_an_answer_first_stored_in_the_next_turns_history_gets_its_details(store_url: str) -> None:
+    """A stream's success log runs after the client has its answer, and the client's next turn
+    (its history carrying that answer) can be recorded first: the answer's row then came from the
+    history, with no deployment, response id or token counts, and the answer's own row was ignored
+    (1 run in 8 of test_sessions_router's streamed-answer test on LiteLLM 1.110). The answer now
+    fills them in, whichever comes first; a history copy never clears them."""
+    copy = {"deployment_id": None, "response_id": None, "prompt_tokens": None, "completion_tokens": None}
+    async with StoreWriter(store_url, FAST) as writer:
+        for seq in range(3):  # s1: the next turn's history first, the answer in it a copy
+            writer.submit_message(message("s1", seq, **(copy if seq == 1 else {})))
+        writer.submit_message(message("s2", 1, response_id="resp-s2"))  # s2: the answer first
+        assert await writer.flush(timeout=5)
+        writer.submit_message(message("s1", 1, response_id="resp-s1"))  # the answer's own row
+        writer.submit_message(message("s2", 1, **copy))  # a copy in a later history
+        assert await writer.flush(timeout=5)
+        assert writer.stats()["rejected"] == 0
+    for session_id in ("s1", "s2"):
+        stored = await load_messages(store_url, session_id)
+        answer = next(m for m in stored if m.seq == 1)
+        assert (answer.deployment_id, answer.prompt_tokens, answer.completion_tokens) == ("p1", 11, 5)
+        assert answer.content == f"{session_id} 1" and [m.seq for m in stored].count(1) == 1
+        assert (await find_response(store_url, f"resp-{session_id}"))[:2] == (session_id, 1)
+
+
 async def test_one_session_id_under_two_callers_is_two_sessions(store_url: str) -> None:
     """Before issue 11 §4 sessions were global: a second caller's rows went into the first's."""
     async with StoreWriter(store_url, FAST) as writer:

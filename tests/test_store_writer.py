@@ -331,3 +331,65 @@ async def test_a_timeout_while_the_loop_stood_still_names_the_loop(caplog: pytes
     finally:
         await writer.stop(timeout=1)
         server.close()
+
+
+async def test_a_row_arriving_mid_write_never_lands_before_its_companion(tmp_path: Path) -> None:
+    """The plugin submits a transition's event just before its state, and a turn's messages just
+    before its session. A pair that arrives while the writer is writing the table before its own
+    must wait for the next flush as a whole: a state row without its event, or a message without
+    its session, would be visible to readers in between. The pairs are submitted from the
+    engine's ``before_execute`` hook, i.e. at the moment the earlier table's INSERT runs."""
+    from sqlalchemy import event as sqlalchemy_event
+
+    from litellm_failover.records import MessageRow, SessionRow
+
+    def message(session: str) -> MessageRow:
+        return MessageRow(
+            session_id=session, seq=0, role="user", content="hi", content_hash="h", content_chars=2
+        )
+
+    written: dict[str, set[str]] = {"failover_events": set(), "failover_sessions": set()}
+    early: list[str] = []
+    injected: set[str] = set()
+
+    async with StoreWriter(sqlite_url(tmp_path), FAST) as writer:
+
+        def on_execute(conn: Any, statement: Any, many: Any, params: Any, options: Any) -> None:
+            table = getattr(getattr(statement, "table", None), "name", None)
+            rows = many or [params]  # several rows come as a list, one as a dict
+            if table == "failover_events":
+                written[table] |= {row["deployment_id"] for row in rows}
+                if "late" not in injected:  # a transition while the events are being written
+                    injected.add("late")
+                    writer.submit_event(event(1, event_type=EventType.STATE_CHANGE, deployment_id="late"))
+                    writer.submit_state(state("late", "ejected", 1))
+            elif table == "failover_sessions":
+                written[table] |= {row["session_id"] for row in rows}
+                if "late-session" not in injected:  # a turn while the sessions are being written
+                    injected.add("late-session")
+                    writer.submit_message(message("late-session"))
+                    writer.submit_session(SessionRow("late-session", "chat", "p1", turns=1))
+            elif table == "failover_deployment_state":
+                alone = [
+                    r["deployment_id"] for r in rows if r["deployment_id"] not in written["failover_events"]
+                ]
+                early.extend(f"state {d}" for d in alone)
+            elif table == "failover_messages":
+                alone = [r["session_id"] for r in rows if r["session_id"] not in written["failover_sessions"]]
+                early.extend(f"message {s}" for s in alone)
+
+        engine = writer.engine
+        assert engine is not None
+        sqlalchemy_event.listen(engine.sync_engine, "before_execute", on_execute)
+        writer.submit_event(event(0, event_type=EventType.STATE_CHANGE, deployment_id="first"))
+        writer.submit_state(state("first", "ejected", 0))
+        writer.submit_message(message("first-session"))
+        writer.submit_session(SessionRow("first-session", "chat", "p1", turns=1))
+        assert await writer.flush(timeout=10)
+        await wait_until(lambda: writer.stats()["queued"] == 0, timeout=10, what="the late pairs written")
+    assert injected == {"late", "late-session"}
+    assert written == {
+        "failover_events": {"first", "late"},
+        "failover_sessions": {"first-session", "late-session"},
+    }
+    assert early == []

@@ -12,11 +12,13 @@ import openai
 import pytest
 from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy
 from streams_support import QUESTION, prefix, read_stream
+from waiting import wait_until
 
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 from litellm_failover.providers.fake.text import DEFAULT_WORDS, expected_answer
+from litellm_failover.store.queries import list_events
 
-pytestmark = pytest.mark.proxy
+pytestmark = [pytest.mark.proxy, pytest.mark.litellm_range]
 
 ANSWER = expected_answer(QUESTION)
 TIERS = {"p1": 1, "p2": 2, "s1": 3}
@@ -70,14 +72,28 @@ async def client(proxy):
     await sdk.close()
 
 
+async def resumes(proxy) -> list[dict]:
+    """The proxy's stored ``stream_resumed`` events, oldest first."""
+    try:
+        rows = await list_events(proxy.database_url, event_type="stream_resumed", limit=1000)
+    except Exception:
+        return []  # the table appears with the plugin's first flush
+    return sorted(rows, key=lambda e: e["created_at"])
+
+
+async def _more(proxy, count: int) -> bool:
+    return len(await resumes(proxy)) >= count
+
+
 async def ask(client: openai.AsyncOpenAI, **extra):
     return await client.chat.completions.create(model="chat", messages=QUESTION, stream=True, **extra)
 
 
-async def test_max_tokens_holds_over_multi_token_chunks_and_the_usage_adds_up(nodes, client):
+async def test_max_tokens_holds_over_multi_token_chunks_and_the_usage_adds_up(nodes, client, proxy):
     nodes["p1"].set_fault("drop_midstream", after_chunks=3)  # 9 tokens in 3 chunks
     nodes["p2"].set_fault("drop_midstream", after_chunks=4)  # 6 more in 4 chunks, one empty
     limit = 17
+    before = len(await resumes(proxy))
     seen = await read_stream(await ask(client, max_tokens=limit, stream_options={"include_usage": True}))
     # A node's abort (RST) may discard chunks the proxy had not read yet: the client then has
     # fewer of p1's words, or none (LiteLLM's own retry moved the request to p2 before any
@@ -91,6 +107,17 @@ async def test_max_tokens_holds_over_multi_token_chunks_and_the_usage_adds_up(no
         PROMPT_TOKENS + limit,
     )
     assert len(seen.ids) == 1
+    # Each continuation's event says where it was cut and what the kept text took: one word a
+    # token, counted by the engines themselves.
+    continued = len(seen.served_by) - 1
+    if continued:
+        await wait_until(lambda: _more(proxy, before + continued), timeout=10, what="stream_resumed events")
+    for event in (await resumes(proxy))[before:]:
+        details = event["details"]
+        assert details["chars_kept"] + details["chars_regenerated"] == details["chars_sent"]
+        assert details["tokens_kept"] == len(seen.text[: details["chars_kept"]].split())
+        if details["chars_sent"]:  # not a restart from the top: the part that broke had text
+            assert details["tokens_source"] == "engine_usage" and details["tokens_generated"] >= 1
 
 
 async def test_a_whole_answer_over_a_splice_and_no_usage_unasked(nodes, client):

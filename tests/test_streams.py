@@ -23,6 +23,7 @@ from litellm_failover.streams import chunks as ck
 from litellm_failover.streams.request import StreamRequest
 from litellm_failover.streams.resume import Part
 from litellm_failover.streams.stall import Stalled, StallWatch
+from litellm_failover.streams.tally import Tally
 from litellm_failover.streams.tokens import TokenCounter, with_running_usage
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a river."}]
@@ -52,20 +53,22 @@ def test_every_kind_says_whether_it_continues_exactly():
     }
 
 
-@pytest.mark.parametrize("kind", ["vllm", "sglang"])
+@pytest.mark.parametrize("kind", ["vllm", "sglang", "llamacpp"])
 def test_engines_continue_the_final_assistant_message(kind):
+    # Cut back to a point that re-tokenizes as written (``providers.retokenize``): the space
+    # may begin the next token, so the model writes it again and the stream skips it.
     built = get_adapter(kind).continuation(QUESTION, "The Rhine ", {})
-    assert built.messages == [*QUESTION, {"role": "assistant", "content": "The Rhine "}]
+    assert built.messages == [*QUESTION, {"role": "assistant", "content": "The Rhine"}]
     assert built.extra_body == {"continue_final_message": True, "add_generation_prompt": False}
-    assert built.exact and built.skip_prefix == ""
+    assert built.exact and built.skip_prefix == " "
     assert QUESTION[-1] == {"role": "user", "content": "Name a river."}  # the request is not touched
 
 
 def test_a_client_continuing_its_own_prefix_gets_the_answer_appended_to_it():
     asked = [*QUESTION, {"role": "assistant", "content": [{"type": "text", "text": "Answer: "}]}]
-    built = get_adapter("vllm").continuation(asked, "The Rhine", {"continue_final_message": True})
+    built = get_adapter("vllm").continuation(asked, "The Rhine is", {"continue_final_message": True})
     assert built.messages[-1] == {"role": "assistant", "content": "Answer: The Rhine"}
-    assert len(built.messages) == len(asked)
+    assert len(built.messages) == len(asked) and built.skip_prefix == " is"
 
 
 def test_anthropic_prefill_drops_trailing_whitespace_and_skips_it_once_resent():
@@ -96,10 +99,10 @@ def test_a_vllm_continuation_stitches_to_the_uninterrupted_answer():
     for cut in (1, 7, len(pieces) - 1):
         sent = "".join(pieces[:cut])
         built = get_adapter("vllm").continuation(QUESTION, sent, {})
-        rest = continuation_pieces(
-            answer_pieces(built.messages[:-1]), message_text(built.messages[-1]["content"])
-        )
-        assert sent + "".join(rest) == "".join(pieces)
+        kept = message_text(built.messages[-1]["content"]) if len(built.messages) > len(QUESTION) else ""
+        rest = "".join(continuation_pieces(answer_pieces(QUESTION), kept))
+        assert rest.startswith(built.skip_prefix) and kept + built.skip_prefix == sent
+        assert sent + rest[len(built.skip_prefix) :] == "".join(pieces)
 
 
 # -- what a continuation keeps of the request -----------------------------------------------
@@ -191,10 +194,13 @@ def test_a_resent_prefix_is_dropped_only_where_it_matches(text, pending, left, r
 async def test_the_stitched_usage_is_the_first_prompt_and_every_parts_completion():
     counter = TokenCounter({})
     first = Part("a", (), [], content_chunks=2, usage=Usage(prompt_tokens=10, completion_tokens=6))
+    # The second part went on from a cut 5 tokens into the first (it wrote the sixth again).
     second = Part("b", (), [], content_chunks=9, usage=Usage(prompt_tokens=17, completion_tokens=18))
+    second.tally = Tally(start=20, base=5)
     total = await counter.total_usage([first, second])
-    # The engines' counts, not the chunks; the continuation's prompt is not the client's.
-    assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (10, 24, 34)
+    # The engines' counts, not the chunks; the continuation's prompt is not the client's, and
+    # the token written again counts once.
+    assert (total.prompt_tokens, total.completion_tokens, total.total_tokens) == (10, 23, 33)
 
 
 async def test_a_part_without_an_engine_count_is_estimated_on_the_high_side():

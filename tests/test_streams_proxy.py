@@ -10,12 +10,12 @@ read back from the events table, as an operator would.
 from __future__ import annotations
 
 import statistics
+from datetime import UTC, datetime
 
 import openai
 import pytest
-from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy
+from fake_nodes import proxy_running, running, tiered_model_list, wait_all_healthy, wait_events
 from streams_support import QUESTION, AtWords, Frozen, prefix, read_stream
-from waiting import wait_until
 
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.providers.fake.process import FakeVLLMProcess
@@ -43,9 +43,16 @@ def proxy_config(nodes: dict[str, FakeVLLMProcess], database_url: str) -> dict:
     }
 
 
+# Words a second. The kill and freeze tests act on p1 when the client has 5 words, and p1 must
+# still be sending then: at 200 a second p1 wrote the other 19 within 95 ms, and a client that far
+# behind (a loaded host, the proxy in between) got p1's whole answer with nothing left to resume.
+# At 50 a second the client may lag p1 by about 0.4 s.
+SPEED = {"p1": 50, "p2": 200, "s1": 200}
+
+
 @pytest.fixture(scope="module")
 def nodes():
-    with running({name: FakeVLLMProcess(name, tokens_per_s=200) for name in TIERS}) as started:
+    with running({name: FakeVLLMProcess(name, tokens_per_s=SPEED[name]) for name in TIERS}) as started:
         yield started
 
 
@@ -80,33 +87,31 @@ async def ask(client: openai.AsyncOpenAI, **extra):
     return await client.chat.completions.create(model="chat", messages=QUESTION, stream=True, **extra)
 
 
-async def new_events(proxy: ProxyProcess, event_type: str, before: int, count: int) -> list[dict]:
-    """The ``count`` events of a type written after the first ``before`` (oldest first)."""
-    found: list[dict] = []
-
-    async def written() -> bool:
-        nonlocal found
-        try:
-            rows = await list_events(proxy.database_url, event_type=event_type, limit=1000)
-        except Exception:
-            return False  # the table appears with the plugin's first flush
-        found = sorted(rows, key=lambda e: e["created_at"])[before:]
-        return len(found) >= count
-
-    await wait_until(written, timeout=10, what=f"{count} new {event_type} event(s)")
-    return found
+def now() -> datetime:
+    """Where a test's own events begin. The proxy is shared by the module and its writer flushes
+    on its own schedule (every 0.2 s), so the events of the test before may still reach the table
+    after this test has started: counting the table's rows at the start would take them for this
+    test's. Each event carries the time the plugin decided it, before the test that caused it
+    ended."""
+    return datetime.now(UTC)
 
 
-async def count_events(proxy: ProxyProcess, event_type: str) -> int:
+async def events_since(proxy: ProxyProcess, event_type: str, since: datetime) -> list[dict]:
+    """The events of a type decided at or after ``since`` that are in the table now (oldest first)."""
     try:
-        return len(await list_events(proxy.database_url, event_type=event_type, limit=1000))
+        return await list_events(proxy.database_url, since=since, event_type=event_type, limit=1000)
     except Exception:
-        return 0
+        return []  # the table appears with the plugin's first flush
+
+
+async def new_events(proxy: ProxyProcess, event_type: str, since: datetime, count: int) -> list[dict]:
+    """The events of a type decided at or after ``since`` (oldest first), once there are ``count``."""
+    return await wait_events(proxy.database_url, event_type, lambda found: len(found) >= count, since=since)
 
 
 @pytest.mark.parametrize("after", [1, 2, 12, DEFAULT_WORDS - 1], ids=["first", "second", "middle", "last"])
 async def test_a_cut_stream_reaches_the_client_whole(proxy, nodes, client, after):
-    before = await count_events(proxy, "stream_resumed")
+    since = now()
     nodes["p1"].set_fault("drop_midstream", after_chunks=after)
     seen = await read_stream(await ask(client))
     seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
@@ -121,31 +126,33 @@ async def test_a_cut_stream_reaches_the_client_whole(proxy, nodes, client, after
     if seen.served_by == ["p2"]:
         # No text of p1's reached the client: either LiteLLM retried the stream itself (no content
         # had reached the Router, no event) or the plugin restarted it on p2 from the start.
-        resumed = await count_events(proxy, "stream_resumed") - before
+        resumed = len(await events_since(proxy, "stream_resumed", since))
         if resumed:
-            [event] = await new_events(proxy, "stream_resumed", before, 1)
+            [event] = await new_events(proxy, "stream_resumed", since, 1)
             assert event["details"]["chars_sent"] == 0 and event["to_deployment"] == "p2"
         return
     assert seen.served_by == ["p1", "p2"]
-    [event] = await new_events(proxy, "stream_resumed", before, 1)
+    [event] = await new_events(proxy, "stream_resumed", since, 1)
     assert (event["from_deployment"], event["to_deployment"]) == ("p1", "p2")
     assert event["details"]["chars_sent"] == delivered and event["details"]["exact"] is True
     assert event["details"]["gap_ms"] >= 0 and event["instance_id"]
 
 
 async def test_two_nodes_dropping_in_one_stream_behind_the_proxy(proxy, nodes, client):
-    before = await count_events(proxy, "stream_resumed")
+    since = now()
     nodes["p1"].set_fault("drop_midstream", after_chunks=5)
+    # p2 goes on after word 4 (the last word sent may be cut inside), writes word 5 again, then 6.
     nodes["p2"].set_fault("drop_midstream", after_chunks=7)
     seen = await read_stream(await ask(client))
     seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
     assert seen.served_by == ["p1", "p2", "s1"]
-    first, second = await new_events(proxy, "stream_resumed", before, 2)
+    first, second = await new_events(proxy, "stream_resumed", since, 2)
     assert [(e["from_deployment"], e["to_deployment"]) for e in (first, second)] == [
         ("p1", "p2"),
         ("p2", "s1"),
     ]
-    assert second["details"]["chars_sent"] == len(prefix(12))
+    assert second["details"]["chars_sent"] == len(prefix(11))
+    assert second["details"]["chars_kept"] == len(prefix(10))
 
 
 async def test_without_usage_requested_the_proxy_sends_none(proxy, nodes, client):
@@ -156,25 +163,26 @@ async def test_without_usage_requested_the_proxy_sends_none(proxy, nodes, client
 
 
 async def test_a_stream_nothing_can_continue_ends_with_an_error_the_client_sees(proxy, nodes, client):
-    before = await count_events(proxy, "stream_broken")
+    since = now()
     for node in nodes.values():
         node.set_fault("drop_midstream", after_chunks=4)
     seen = await read_stream(await ask(client))
     assert isinstance(seen.error, openai.APIError), seen.error
     assert "could not be continued" in str(seen.error)
-    assert seen.text == prefix(12) and seen.finish_reasons == []  # never a quiet, truncated "stop"
-    [event] = await new_events(proxy, "stream_broken", before, 1)
-    assert event["deployment_id"] == "s1" and event["details"]["chars_sent"] == len(prefix(12))
+    # 4 + 3 + 3 words: each continuation wrote the last word again (skipped).
+    assert seen.text == prefix(10) and seen.finish_reasons == []  # never a quiet, truncated "stop"
+    [event] = await new_events(proxy, "stream_broken", since, 1)
+    assert event["deployment_id"] == "s1" and event["details"]["chars_sent"] == len(prefix(10))
 
 
 async def test_a_frozen_node_is_left_after_the_inter_token_timeout(proxy, nodes, client):
-    before = await count_events(proxy, "stream_resumed")
+    since = now()
     with Frozen(nodes["p1"].pid) as freeze:
         seen = await read_stream(await ask(client), on_chunk=AtWords(5, freeze))
         assert freeze.frozen
     seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
     assert seen.served_by == ["p1", "p2"]
-    [event] = await new_events(proxy, "stream_resumed", before, 1)
+    [event] = await new_events(proxy, "stream_resumed", since, 1)
     assert "inter_token_timeout_s" in event["details"]["cause"]
     assert event["details"]["gap_ms"] >= INTER_TOKEN_TIMEOUT_S * 1000
 
@@ -182,7 +190,7 @@ async def test_a_frozen_node_is_left_after_the_inter_token_timeout(proxy, nodes,
 async def test_the_gap_a_client_sees_at_a_break_behind_the_proxy(proxy, nodes, client):
     """Measured: the silence between the last chunk before a break and the first continued one,
     as the plugin records it, over 10 resumed streams (the figure the README quotes)."""
-    before = await count_events(proxy, "stream_resumed")
+    since = now()
     nodes["p1"].set_fault("drop_midstream", after_chunks=12)
     resumed = 0
     for _ in range(10):
@@ -190,14 +198,14 @@ async def test_the_gap_a_client_sees_at_a_break_behind_the_proxy(proxy, nodes, c
         seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
         resumed += seen.served_by == ["p1", "p2"]
     assert resumed >= 5  # p1 is the primary; a probe round may briefly route around it
-    gaps = sorted(e["details"]["gap_ms"] for e in await new_events(proxy, "stream_resumed", before, resumed))
+    gaps = sorted(e["details"]["gap_ms"] for e in await new_events(proxy, "stream_resumed", since, resumed))
     median = statistics.median(gaps)
     print(f"\nstream resume gap (proxy, {len(gaps)} breaks): median {median:.1f} ms, max {gaps[-1]:.1f} ms")
     assert median < 250
 
 
 async def test_a_node_killed_mid_answer_costs_the_client_nothing(proxy, nodes, client):
-    before = await count_events(proxy, "stream_resumed")
+    since = now()
     kill = AtWords(5, nodes["p1"].kill)  # SIGKILL: the kernel resets the connection mid-stream
     try:
         seen = await read_stream(await ask(client), on_chunk=kill)
@@ -206,5 +214,5 @@ async def test_a_node_killed_mid_answer_costs_the_client_nothing(proxy, nodes, c
     assert kill.chars is not None
     seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
     assert seen.served_by == ["p1", "p2"]
-    [event] = await new_events(proxy, "stream_resumed", before, 1)
+    [event] = await new_events(proxy, "stream_resumed", since, 1)
     assert event["from_deployment"] == "p1" and event["details"]["chars_sent"] >= kill.chars

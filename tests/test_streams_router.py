@@ -79,14 +79,19 @@ async def test_a_stream_cut_after_its_first_chunks_continues_word_for_word(serve
         seen = await read_stream(await ask(router))
         seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
         assert seen.served_by == (["p1", "p2"] if after < DEFAULT_WORDS else ["p1"])
-        # p2 was asked to continue exactly the text the client already had.
+        # p2 was asked to continue the text the client already had, from a stable cut: the last
+        # word may have been cut inside, so p2 writes it again and the plugin skips it. With
+        # nothing before that word (one word sent) the request goes again from the top.
         continued = servers["p2"].received[-1]
-        assert continued.continue_final_message
-        assert continued.messages == [*QUESTION, {"role": "assistant", "content": prefix(after)}]
+        kept = prefix(after - 1)
+        assert continued.continue_final_message is bool(kept)
+        resent = [{"role": "assistant", "content": kept}] if kept else []
+        assert continued.messages == [*QUESTION, *resent]
         [resumed] = events(plugin, "stream_resumed")
         assert (resumed.from_deployment, resumed.to_deployment) == ("p1", "p2")
         details = resumed.details
         assert details["chars_sent"] == len(prefix(after)) and details["exact"] is True
+        assert details["chars_kept"] == len(kept) and details["tokens_kept"] == after - 1
         assert details["kind"] == "vllm" and details["resume"] == 1 and details["gap_ms"] >= 0
         # The cut is p1's outcome, counted toward its ejection.
         assert plugin.core.health["p1"].outlier.consecutive_errors == 1
@@ -110,7 +115,8 @@ async def test_two_nodes_dropping_in_one_stream(servers, make_plugin):
     router, plugin = make_plugin(servers)
     async with plugin:
         servers["p1"].set_fault("drop_midstream", after_chunks=5)
-        servers["p2"].set_fault("drop_midstream", after_chunks=7)  # 7 more words of p1's answer
+        # p2 goes on after word 4, writes word 5 again and 6 more: the client has 11 words.
+        servers["p2"].set_fault("drop_midstream", after_chunks=7)
         seen = await read_stream(await ask(router))
         seen.assert_one_unbroken_answer(ANSWER, words=DEFAULT_WORDS)
         assert seen.served_by == ["p1", "p2", "s1"]
@@ -119,10 +125,10 @@ async def test_two_nodes_dropping_in_one_stream(servers, make_plugin):
         assert (second.from_deployment, second.to_deployment) == ("p2", "s1")
         assert (first.details["chars_sent"], second.details["chars_sent"]) == (
             len(prefix(5)),
-            len(prefix(12)),
+            len(prefix(11)),
         )
         assert second.details["resume"] == 2
-        assert servers["s1"].received[-1].messages[-1] == {"role": "assistant", "content": prefix(12)}
+        assert servers["s1"].received[-1].messages[-1] == {"role": "assistant", "content": prefix(10)}
         await plugin.writer.flush(timeout=5)
         stored = await list_events(plugin.settings.database_url, event_type="stream_resumed")
         assert [(e["from_deployment"], e["to_deployment"]) for e in stored] == [("p1", "p2"), ("p2", "s1")]
@@ -143,7 +149,8 @@ async def test_max_tokens_counts_what_was_already_sent(servers, make_plugin):
         servers["p1"].set_fault("drop_midstream", after_chunks=4)
         seen = await read_stream(await ask(router, max_tokens=10))
         assert seen.error is None and seen.text == prefix(10)
-        assert seen.finish_reasons == ["length"] and servers["p2"].received[-1].max_tokens == 6
+        # p2 goes on after word 3 (it writes word 4 again): 10 less the 3 words kept.
+        assert seen.finish_reasons == ["length"] and servers["p2"].received[-1].max_tokens == 7
         assert seen.usages[0].completion_tokens == 10
         # Cut exactly at the limit: the answer is complete, nothing is asked of another node.
         servers["p1"].set_fault("drop_midstream", after_chunks=5)
@@ -214,10 +221,12 @@ async def test_no_node_left_ends_the_stream_with_an_error(servers, make_plugin):
         seen = await read_stream(await ask(router))
         assert isinstance(seen.error, StreamBrokenError)
         assert "could not be continued" in str(seen.error) and "streams.max_resumes" in str(seen.error)
-        assert seen.text == prefix(12)  # three nodes, four words each: nothing repeated, nothing lost
+        # Three nodes, four chunks each, the two continuations writing a word again (skipped):
+        # 4 + 3 + 3 words, nothing repeated, nothing lost.
+        assert seen.text == prefix(10)
         assert seen.finish_reasons == [] and seen.usages == []
         [broken] = events(plugin, "stream_broken")
-        assert broken.deployment_id == "s1" and broken.details["chars_sent"] == len(prefix(12))
+        assert broken.deployment_id == "s1" and broken.details["chars_sent"] == len(prefix(10))
 
 
 async def test_max_resumes_caps_the_continuations(servers, make_plugin):
@@ -226,7 +235,8 @@ async def test_max_resumes_caps_the_continuations(servers, make_plugin):
         servers["p1"].set_fault("drop_midstream", after_chunks=4)
         servers["p2"].set_fault("drop_midstream", after_chunks=4)
         seen = await read_stream(await ask(router))
-        assert isinstance(seen.error, StreamBrokenError) and seen.text == prefix(8)
+        # p2 wrote word 4 again (skipped), then three more.
+        assert isinstance(seen.error, StreamBrokenError) and seen.text == prefix(7)
         assert "1 continuation(s) already used" in str(seen.error)
         assert len(servers["s1"].received) == 0  # s1 was there, but one continuation was the limit
 
@@ -237,7 +247,7 @@ async def test_a_group_with_no_node_left_is_an_error(servers, make_plugin):
         for server in servers.values():
             server.set_fault("drop_midstream", after_chunks=4)
         seen = await read_stream(await ask(router))
-        assert isinstance(seen.error, StreamBrokenError) and seen.text == prefix(12)
+        assert isinstance(seen.error, StreamBrokenError) and seen.text == prefix(10)  # 4 + 3 + 3
         assert "no other healthy deployment in group 'chat'" in str(seen.error)
 
 

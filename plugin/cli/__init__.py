@@ -49,25 +49,49 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``litellm-failover`` parser. ``command``: the command typed; where a module of this
+    package is named after it (``fake-vllm`` is ``fake_vllm``), only that module is imported.
+    A light command then does not pay for every other command's imports (SQLAlchemy, Alembic,
+    the control plane: about a second of CPU), which matters where several start at once on a
+    loaded host (a drill starts its fake nodes in parallel, each bound to serve within its start
+    timeout). Any other ``command`` (None, an option, one that ``operate`` registers) builds the
+    whole parser."""
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    wanted = (command or "").replace("-", "_")
+    if wanted in names:
+        parser = _parser([wanted])
+        if command in _commands(parser):
+            return parser
+    return _parser(names)
+
+
+def _parser(modules: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="litellm-failover",
         description="GPU-aware failover for LiteLLM: demo, servers, store and status.",
     )
     parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
+    for name in modules:
         try:
-            module = importlib.import_module(f"{__name__}.{info.name}")
+            module = importlib.import_module(f"{__name__}.{name}")
         except ImportError as exc:
             # A partial install (the GPU agent's host has no LiteLLM, no rich): the commands whose
             # packages are there still work; this one says what to install.
-            _register_unavailable(subparsers, info.name.replace("_", "-"), exc)
+            _register_unavailable(subparsers, name.replace("_", "-"), exc)
             continue
         module.register(subparsers)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action.choices
+    }
 
 
 def _needs(command: str, missing: str) -> str:
@@ -90,7 +114,8 @@ def _register_unavailable(subparsers: argparse._SubParsersAction, command: str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    typed = sys.argv[1:] if argv is None else argv
+    args = build_parser(typed[0] if typed else None).parse_args(typed)
     try:
         result = args.handler(args)
         if inspect.iscoroutine(result):

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from litellm_failover.control import db_channel
 from litellm_failover.control.commands import STANDING, Command
 from litellm_failover.control.dispatch import CommandResult
+from litellm_failover.control.optional import redis_channel
 from litellm_failover.control.signing import KeyRing, sign
 from litellm_failover.settings import ControlSettings
 from litellm_failover.store.engine import reading_engine, redact_url
@@ -29,14 +30,6 @@ EXIT_NO_ANSWER = 3  # no refusal, but a listening replica (or every replica) did
 
 POLL_S = 0.1
 KEY_TTL_S = ControlSettings().command_ttl_s  # how long a command's fleet key lives for reconnecting replicas
-
-
-def _redis_channel() -> Any:
-    """The Redis channel module, imported only when a command goes through Redis (redis-py is
-    the ``redis`` extra)."""
-    from litellm_failover.control import redis_channel
-
-    return redis_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,24 +127,25 @@ async def send_via_redis(
 ) -> Delivery:
     """Sign and publish the command on the fleet's channel and wait for acknowledgement keys.
     The command's ``issued_at`` becomes the Redis server's time. Errors (Redis down) raise."""
-    client = _redis_channel().connect(url, timeout_s)
+    link = redis_channel()  # only here: redis-py is the ``redis`` extra
+    client = link.connect(url, timeout_s)
     try:
-        issued = datetime.fromtimestamp(await _redis_channel().server_time(client), UTC)
+        issued = datetime.fromtimestamp(await link.server_time(client), UTC)
         command = signed(replace(command, issued_at=issued), keys)
-        listening = await _redis_channel().live_replicas(client, channel)
-        await _redis_channel().publish_command(client, channel, command, KEY_TTL_S, keys)
+        listening = await link.live_replicas(client, channel)
+        await link.publish_command(client, channel, command, KEY_TTL_S, keys)
         delivery = Delivery(
             command, "redis", f"{redact_url(url)} channel {channel}", listening, wait_s=wait_s
         )
         if wait_s <= 0:
             if command.kind in STANDING:
-                await _redis_channel().record_standing(client, channel, command)
+                await link.record_standing(client, channel, command)
             return delivery
         results, waited = await _collect(
-            lambda: _redis_channel().read_acks(client, channel, command.command_id), listening, wait_s, poll_s
+            lambda: link.read_acks(client, channel, command.command_id), listening, wait_s, poll_s
         )
         if command.kind in STANDING and any(result.ok for result in results):
-            await _redis_channel().record_standing(client, channel, command)
+            await link.record_standing(client, channel, command)
     finally:
         await client.aclose()
     return replace(delivery, results=results, waited_s=waited)

@@ -41,6 +41,7 @@ from litellm_failover.control.commands import Command, from_wire
 from litellm_failover.control.dispatch import CommandResult, OperatorTarget
 from litellm_failover.control.gate import AuthGate, Transport
 from litellm_failover.control.guard import DATABASE_TIMEOUT_S, Guard
+from litellm_failover.control.optional import redis_channel
 from litellm_failover.fleet.messages import Envelope, OperatorCommand
 from litellm_failover.fleet.naming import settings_channel
 from litellm_failover.worker import Worker
@@ -51,14 +52,6 @@ if TYPE_CHECKING:
     from litellm_failover.fleet.fleet import Fleet
     from litellm_failover.settings import FailoverSettings
     from litellm_failover.store.writer import StoreWriter
-
-
-def _redis_channel() -> Any:
-    """The Redis channel module, imported only where ``redis_url`` is set: redis-py is the
-    ``redis`` extra, and a plugin without a fleet must load without it."""
-    from litellm_failover.control import redis_channel
-
-    return redis_channel
 
 
 logger = logging.getLogger("litellm_failover.control")
@@ -138,12 +131,12 @@ class ControlPlane:
         self._started_local = self.clock()
         if self.fleet is not None:
             assert self._redis_url is not None
-            self._redis = _redis_channel().connect(
+            self._redis = redis_channel().connect(
                 self._redis_url,
                 self._timeout,
                 client_name=f"litellm-failover-control:{self.instance_id[:64]}",
             )
-            moment = await self._guard.redis(_redis_channel().server_time(self._redis))
+            moment = await self._guard.redis(redis_channel().server_time(self._redis))
             if moment is not None:
                 self._redis_offset = moment - self.clock()
             self.fleet.applier.command_listener = self._on_fleet_command  # type: ignore[attr-defined]
@@ -184,7 +177,7 @@ class ControlPlane:
             await self._guard.database(self._flush_results(engine))
             await self._guard.database(db_channel.leave(engine, self.instance_id))
         if self._redis is not None:
-            await self._guard.redis(_redis_channel().leave(self._redis, self.channel, self.instance_id))
+            await self._guard.redis(redis_channel().leave(self._redis, self.channel, self.instance_id))
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._timeout):
                     await self._redis.aclose()
@@ -284,7 +277,7 @@ class ControlPlane:
             if self._redis is None:
                 return
             done = await self._guard.redis(
-                _redis_channel().write_ack(
+                redis_channel().write_ack(
                     self._redis, self.channel, command_id, result, self.settings.command_ttl_s
                 )
             )
@@ -325,7 +318,7 @@ class ControlPlane:
             found = await self._guard.database(db_channel.standing_commands(engine))
             sources.append(("database", self._authentic(found, "database")))
         if self._redis is not None:
-            found = await self._guard.redis(_redis_channel().standing_commands(self._redis, self.channel))
+            found = await self._guard.redis(redis_channel().standing_commands(self._redis, self.channel))
             commands, refused = found if isinstance(found, tuple) else (None, [])
             for entry, why in refused:
                 self._applier.refuse_standing(entry, "redis", why)
@@ -343,7 +336,7 @@ class ControlPlane:
             await self._guard.database(db_channel.heartbeat(engine, self.instance_id, started, now, ttl))
         if self._redis is not None:
             await self._guard.redis(
-                _redis_channel().beat(self._redis, self.channel, self.instance_id, self._started_redis, ttl)
+                redis_channel().beat(self._redis, self.channel, self.instance_id, self._started_redis, ttl)
             )
 
     def _engine(self) -> AsyncEngine | None:

@@ -41,7 +41,7 @@ def register(chaos_subparsers: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from litellm_failover.drill.profiles import PROFILES
+    from litellm_failover.drill.profiles import PROFILES, SETTINGS
     from litellm_failover.drill.scenarios import SCENARIO_NAMES
 
     # Values are checked by DrillOptions, not argparse, so a bad one exits 2 with our own message
@@ -57,6 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="plugin",
         metavar="PROFILE",
         help=f"One of {', '.join(PROFILES)} (default plugin; plain is LiteLLM alone).",
+    )
+    parser.add_argument(
+        "--settings",
+        default=SETTINGS[0],
+        metavar="SETTINGS",
+        help=(
+            f"The plugin profile's failover_settings, one of {', '.join(SETTINGS)} (default {SETTINGS[0]}: "
+            "scaled to the drill's short phases; default: the plugin's own defaults, only the database "
+            "set, a run of about 15 minutes). The plain profile is the same under both."
+        ),
     )
     parser.add_argument("--out", default="./drill-report", help="Report directory (default ./drill-report).")
     parser.add_argument(
@@ -96,6 +106,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         out=Path(args.out),
         duration_scale=scale,
         concurrency=concurrency,
+        settings=str(args.settings),
     )
     options.selected()  # validates every option
     return options
@@ -164,7 +175,9 @@ def _print_summary(result: dict[str, Any]) -> None:
     header = f"{'scenario':<18} {'status':<8} {'requests':>8} {'errors':>6} {'broken':>6} {'resumed':>7} "
     header += f"{'standby_s':>9} {'failback_s':>10} ramp"
     verdict = "PASSED" if result["passed"] else "FAILED"
-    print(f"profile {result['profile']}: {verdict} in {result['duration_s']}s")
+    settings = (result.get("options") or {}).get("settings")
+    with_settings = f" ({settings} settings)" if settings else ""
+    print(f"profile {result['profile']}{with_settings}: {verdict} in {result['duration_s']}s")
     print(header)
     for sc in result["scenarios"]:
         print(

@@ -15,6 +15,12 @@ from litellm_failover.drill.progress import Progress
 from litellm_failover.drill.scenario_run import ScenarioRun
 from litellm_failover.providers.fake.process import FakeVLLMProcess
 
+# A node imports the fake server (~1 s of CPU) and up to six start at once: on a busy machine
+# (2 cores shared with other work, load average 15) that took over 10 s, the fake process's own
+# default, and even 30 s; a scenario was skipped for a node that would have served. Waiting
+# longer costs nothing when nodes come up fast.
+NODE_START_TIMEOUT_S = 60.0
+
 
 def blackhole_support() -> tuple[Any, str | None]:
     """The netns helper's ``BlackholeNode`` class, or None and the reason it can't be used."""
@@ -31,7 +37,7 @@ def blackhole_support() -> tuple[Any, str | None]:
 def _make_node(run: ScenarioRun, spec_id: str, blackhole: bool, blackhole_cls: Any) -> Any:
     name = deployment_id(run.scenario.name, spec_id)
     if blackhole:
-        return blackhole_cls(name, words=WORDS, tokens_per_s=TOKENS_PER_S)
+        return blackhole_cls(name, words=WORDS, tokens_per_s=TOKENS_PER_S, start_timeout=NODE_START_TIMEOUT_S)
     return FakeVLLMProcess(name, words=WORDS, tokens_per_s=TOKENS_PER_S)
 
 
@@ -52,7 +58,10 @@ def start_nodes(runs: list[ScenarioRun], progress: Progress) -> None:
     def start(job: tuple[ScenarioRun, str, Any]) -> str | None:
         _, spec_id, node = job
         try:
-            node.start()
+            if isinstance(node, FakeVLLMProcess):
+                node.start(timeout=NODE_START_TIMEOUT_S)
+            else:
+                node.start()  # the black hole node took its start timeout when it was made
         except Exception as exc:  # a node that can't start: its scenario is skipped, with why
             return f"{spec_id} did not start: {exc}"
         return None

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from litellm_failover.drill.profiles import PROFILES
+from litellm_failover.drill.profiles import PROFILES, SETTINGS
 from litellm_failover.drill.scenarios import SCENARIO_NAMES, SCENARIOS, Scenario
 
 
@@ -21,12 +21,15 @@ class DrillOptions:
     out: Path = Path("./drill-report")
     duration_scale: float = 1.0
     concurrency: int = 8
+    settings: str = "tuned"  # the plugin profile's failover_settings (profiles.SETTINGS)
     workdir: Path | None = None  # default: <out>/work-<profile>
 
     def selected(self) -> list[Scenario]:
         """Validate the options; the scenarios to run, in the battery's order."""
         if self.profile not in PROFILES:
             raise DrillInputError(f"--profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
+        if self.settings not in SETTINGS:
+            raise DrillInputError(f"--settings must be one of {', '.join(SETTINGS)}, got {self.settings!r}")
         scale = self.duration_scale
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.05 <= scale <= 20:
             raise DrillInputError(f"--duration-scale must be a number from 0.05 to 20, got {scale!r}")

@@ -46,6 +46,15 @@ Shared by both profiles, and why:
 - ``sessions.enabled: false``: the drill's requests are single-turn; session pinning is tested on
   its own and would only blur the traffic shares measured here.
 - ``database_url``: a SQLite file in the work directory, read back for the events.
+
+Those are the ``tuned`` plugin settings (``--settings tuned``, the default). ``--settings default``
+sets only ``database_url`` (the drill reads its events back) and the callback: every other
+``failover_settings`` value is the plugin's own default, as a new user gets it, and
+``--duration-scale`` does not touch them (scaled, they would not be the defaults); sessions stay
+at their default (on: the drill's requests carry no session id, so nothing is pinned). The
+LiteLLM side (timeouts, retries, ``order``) is the same under both, so the two runs differ only
+in the plugin's settings. The scenario phases follow from the settings in use
+(``litellm_failover.drill.timing``).
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ from pathlib import Path
 from typing import Any
 
 PROFILES = ("plugin", "plain")
+# The plugin profile's settings: "tuned" to the drill's short phases, or the plugin's "default"s.
+SETTINGS = ("tuned", "default")
 REQUEST_TIMEOUT_S = 3
 NUM_RETRIES = 2
 RAMP_STEPS = (10.0, 50.0, 100.0)
@@ -108,10 +119,16 @@ def build_config(
     *,
     workdir: Path,
     scale: float,
+    settings: str = "tuned",
 ) -> dict[str, Any]:
-    """The proxy config for ``profile``; ``groups``: scenario -> (node, tier, api_base, gpu_url)."""
+    """The proxy config for ``profile``; ``groups``: scenario -> (node, tier, api_base, gpu_url).
+
+    ``settings`` picks the plugin profile's ``failover_settings`` (``SETTINGS``); the plain
+    profile has none, so it is the same under both."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if settings not in SETTINGS:
+        raise ValueError(f"settings must be one of {', '.join(SETTINGS)}, got {settings!r}")
     model_list: list[dict[str, Any]] = []
     fallbacks: list[dict[str, list[str]]] = []
     for group, nodes in groups.items():
@@ -139,7 +156,16 @@ def build_config(
         )
         return config
     config["litellm_settings"] = {"callbacks": ["litellm_failover.proxy_handler"]}
-    config["failover_settings"] = {
+    config["failover_settings"] = failover_settings(settings, workdir=workdir, scale=scale)
+    return config
+
+
+def failover_settings(settings: str, *, workdir: Path, scale: float) -> dict[str, Any]:
+    """The plugin profile's ``failover_settings`` block: ``tuned`` (see the module docstring) or
+    ``default`` (only what the drill must set: where the events go)."""
+    if settings == "default":
+        return {"database_url": database_url(workdir)}
+    return {
         "database_url": database_url(workdir),
         "health": {"interval_s": 0.5, "failure_interval_s": 0.1, "max_probe_latency_s": 1.0},
         "outlier": {"base_ejection_s": round(max(0.5, BASE_EJECTION_S * scale), 3)},
@@ -147,7 +173,6 @@ def build_config(
         "streams": {"resume": True, "inter_token_timeout_s": 1.5},
         "sessions": {"enabled": False},
     }
-    return config
 
 
 def database_url(workdir: Path) -> str:

@@ -69,6 +69,9 @@ class ProxyProcess:
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_LOG": os.environ.get("LITELLM_LOG", "ERROR"),
             "DISABLE_SCHEMA_UPDATE": "True",
+            # A proxy that dies of a signal (a crash in a C extension) leaves every thread's Python
+            # stack in its log, so the drill's "exited with code -11" can be traced.
+            "PYTHONFAULTHANDLER": "1",
         }
         env.pop("DATABASE_URL", None)  # LiteLLM's own DB is not ours to use; the proxy runs without one
         litellm_cli = Path(sys.executable).with_name("litellm")
@@ -97,6 +100,11 @@ class ProxyProcess:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
+
+    @property
+    def pid(self) -> int | None:
+        """The proxy's main process (uvicorn's or gunicorn's master with several workers)."""
+        return self._process.pid if self._process is not None else None
 
     def wait_exit(self, timeout: float) -> int | None:
         if self._process is None:

@@ -159,6 +159,7 @@ def _header(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         "<div><h1>litellm-failover chaos drill</h1>"
         '<dl class="meta">'
         f"<dt>profile</dt><dd>{_e(result['profile'])}</dd>"
+        f"{_settings(result)}"
         f"<dt>started</dt><dd>{_e(result['started_at'])}</dd>"
         f"<dt>duration</dt><dd>{fmt_seconds(result['duration_s'])}</dd>"
         f"<dt>scenarios</dt><dd>{len(statuses)} ({_e(counts or 'none')})</dd>"
@@ -166,6 +167,12 @@ def _header(result: Mapping[str, Any], colours: Mapping[str, str]) -> str:
         f'<section class="totals"><div class="cards">{cards}</div>'
         f'<p class="deps">deployment colours: {swatches or NOT_MEASURED}</p></section>'
     )
+
+
+def _settings(result: Mapping[str, Any]) -> str:
+    """Which plugin settings made these figures (``--settings``); none for plain LiteLLM."""
+    settings = (result.get("options") or {}).get("settings")
+    return f"<dt>settings</dt><dd>{_e(settings)}</dd>" if settings else ""
 
 
 def _why(result: Mapping[str, Any]) -> str:

@@ -23,10 +23,10 @@ from litellm_failover.drill.load import client_for
 from litellm_failover.drill.nodes import node_groups, start_nodes, stop_nodes
 from litellm_failover.drill.options import DrillOptions
 from litellm_failover.drill.profiles import (
-    RAMP_STEPS,
     build_config,
     database_url,
     deployment_id,
+    failover_settings,
     public_config,
 )
 from litellm_failover.drill.progress import Progress
@@ -35,6 +35,7 @@ from litellm_failover.drill.report_schema import SCHEMA
 from litellm_failover.drill.scenario_run import POLL_S, ScenarioRun, run_scenario
 from litellm_failover.drill.scenarios import Scenario
 from litellm_failover.drill.timeline import analyse, event_row
+from litellm_failover.drill.timing import phase_plan, plan_summary
 
 READY_TIMEOUT_S = 45.0
 EVENTS_AFTER_END_S = 1.0
@@ -144,6 +145,7 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
     can't be brought up; a scenario's own trouble is reported in its entry instead.
     """
     scenarios = options.selected()
+    scale = options.duration_scale
     progress = progress or Progress()
     started_at = datetime.now(UTC)
     started = time.monotonic()
@@ -151,6 +153,11 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
     db_url = database_url(workdir)
     runs = [ScenarioRun(scenario) for scenario in scenarios]
     progress.begin(options.profile, [s.name for s in scenarios])
+    # The phases follow from the settings in use: the same block the plugin profile's proxy gets.
+    used = None
+    if options.profile == "plugin":
+        used = failover_settings(options.settings, workdir=workdir, scale=scale)
+    plan = phase_plan(options.profile, used, scale)
     config: dict[str, Any] = {}
     proxy: ProxyProcess | None = None
     try:
@@ -158,7 +165,7 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
         live = [run for run in runs if run.skip_reason is None]
         if live:
             config = build_config(
-                options.profile, node_groups(runs), workdir=workdir, scale=options.duration_scale
+                options.profile, node_groups(runs), workdir=workdir, scale=scale, settings=options.settings
             )
             proxy = ProxyProcess(config, workdir)
             progress.note(f"starting the LiteLLM proxy ({options.profile} profile)")
@@ -172,7 +179,7 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
                     await _start_proxy(proxy)
                     await _wait_ready(proxy, options.profile, runs, db_url)
                 if run.skip_reason is None:
-                    await run_scenario(run, proxy, options, progress, number)
+                    await run_scenario(run, proxy, options, progress, number, plan)
                 else:
                     progress.phase(f"skipped: {run.skip_reason}")
                 progress.scenario_ran()
@@ -189,7 +196,7 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
             entry = _skipped(run.scenario, run.skip_reason or "not run")
         else:
             events = await _events_for(db_url, run) if options.profile == "plugin" else []
-            entry = analyse(run.scenario, options.profile, run.outcomes, run.phases, events, RAMP_STEPS)
+            entry = analyse(run.scenario, options.profile, run.outcomes, run.phases, events, plan.ramp_steps)
             if run.error:
                 entry["failures"].append(run.error)
                 entry["status"] = "failed"
@@ -206,6 +213,10 @@ async def run_drill(options: DrillOptions, progress: Progress | None = None) -> 
             "scenarios": [s.name for s in scenarios],
             "duration_scale": options.duration_scale,
             "concurrency": options.concurrency,
+            # Which failover_settings the plugin profile ran with (the plain profile has none), and
+            # the phase lengths they gave: a published figure must say which settings made it.
+            "settings": options.settings if options.profile == "plugin" else None,
+            "phases": plan_summary(plan),
         },
         "totals": {
             key: sum(entry[key] for entry in entries)

@@ -1,8 +1,10 @@
 """One scenario under load, phase by phase: warm, fault, recovery, then stop and drain the load.
 
-Each phase has a length at ``--duration-scale`` 1; recovery ends early once the restored node has
-its full share of answers back (and, where a failback ramp is judged, once the ramp had time to
-run), so a fast recovery does not sit idle and a slow one is cut at ``RECOVERY_MAX_S``.
+Each phase's length comes from the run's ``PhasePlan`` (``litellm_failover.drill.timing``: the
+tuned lengths times ``--duration-scale``, longer where the plugin settings in use detect or fail
+back more slowly); recovery ends early once the restored node has its full share of answers back
+(and, where a failback ramp is judged, once the ramp had time to run), so a fast recovery does not
+sit idle and a slow one is cut at the plan's ``recovery_max_s``.
 """
 
 from __future__ import annotations
@@ -16,17 +18,12 @@ from typing import Any
 
 from litellm_failover.drill.load import Outcome, client_for, run_scenario_load
 from litellm_failover.drill.options import DrillOptions
-from litellm_failover.drill.profiles import RAMP_STEPS, STEP_INTERVAL_S
 from litellm_failover.drill.progress import Progress
 from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.drill.scenarios import Scenario, ScenarioContext
 from litellm_failover.drill.shares import Phases, first_answer_by, share_in
+from litellm_failover.drill.timing import PhasePlan
 
-# Phase lengths at --duration-scale 1 (seconds).
-WARM_S = 3.0
-FAULT_S = 6.0
-RECOVERY_MIN_S = 3.0
-RECOVERY_MAX_S = 20.0
 # Recovery ends early once the restored node has its full share back over this window.
 RECOVERED_WINDOW_S = 1.0
 RECOVERED_FRACTION = 0.9
@@ -53,7 +50,12 @@ class ScenarioRun:
 
 
 async def run_scenario(
-    run: ScenarioRun, proxy: ProxyProcess, options: DrillOptions, progress: Progress, number: int
+    run: ScenarioRun,
+    proxy: ProxyProcess,
+    options: DrillOptions,
+    progress: Progress,
+    number: int,
+    plan: PhasePlan,
 ) -> None:
     scenario, scale = run.scenario, options.duration_scale
     ctx = ScenarioContext(run.nodes, flap_interval_s=max(MIN_FLAP_INTERVAL_S, 1.0 * scale))
@@ -70,7 +72,7 @@ async def run_scenario(
         run.outcomes.append(outcome)
         progress.record(outcome)
 
-    budget = WARM_MAX_S + (FAULT_S + RECOVERY_MAX_S) * scale + DRAIN_TIMEOUT_S
+    budget = WARM_MAX_S + plan.fault_s + plan.recovery_max_s + DRAIN_TIMEOUT_S
     load = asyncio.create_task(
         run_scenario_load(
             client, scenario.name, t0=t0, concurrency=options.concurrency, stop=stop, deadline_s=budget,
@@ -96,7 +98,7 @@ async def run_scenario(
     restored_at: float | None = None
     try:
         progress.phase("warm")
-        warm_until = WARM_S * scale
+        warm_until = plan.warm_s
         wanted = WARM_ANSWERS_PER_WORKER * options.concurrency
         while elapsed() < WARM_MAX_S and not load.done():
             if elapsed() >= warm_until and sum(o.ok for o in run.outcomes) >= wanted:
@@ -105,19 +107,19 @@ async def run_scenario(
         progress.phase("fault")
         fault_at = elapsed()
         await scenario.fault(ctx)
-        fault_end = fault_at + FAULT_S * scale
+        fault_end = fault_at + plan.fault_s
         await asyncio.wait({load}, timeout=max(0.0, fault_end - elapsed()))  # the phase's length
         progress.phase("recovery")
         await scenario.restore(ctx)
         restored_at = elapsed()
         ramp_judged = scenario.check_ramp and options.profile == "plugin"
         full_share = 1.0 / len(scenario.primary_nodes()) if restored in scenario.primary_nodes() else 1.0
-        recovery_min = restored_at + RECOVERY_MIN_S * scale
-        recovery_max = restored_at + RECOVERY_MAX_S * scale
+        recovery_min = restored_at + plan.recovery_min_s
+        recovery_max = restored_at + plan.recovery_max_s
         # With a ramp to judge, a full share is not enough to stop: a short window at 50 % can
         # look like 100 % by chance. The ramp cannot end before its steps have run from the
         # node's first answer back, so recovery waits at least that long.
-        ramp_span = (len(RAMP_STEPS) - 1) * STEP_INTERVAL_S * scale if ramp_judged else 0.0
+        ramp_span = plan.ramp_span_s if ramp_judged else 0.0
         while elapsed() < recovery_max and not load.done():
             now = elapsed()
             if now >= recovery_min:

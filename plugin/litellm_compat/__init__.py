@@ -28,8 +28,8 @@ from litellm_failover.litellm_compat.checks import (
 )
 from litellm_failover.litellm_compat.router_access import (
     current_deployments,
-    deployments_marker,
     disable_cooldowns,
+    marker_reader,
     same_marker,
 )
 from litellm_failover.litellm_compat.version import SUPPORTED_RANGE, litellm_version
@@ -41,9 +41,9 @@ __all__ = [
     "check_hooks",
     "check_router",
     "current_deployments",
-    "deployments_marker",
     "disable_cooldowns",
     "litellm_version",
+    "marker_reader",
     "probing",
     "same_marker",
 ]

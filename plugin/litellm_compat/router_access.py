@@ -8,6 +8,7 @@ member otherwise (1.108.7), so the plugin keeps working when the shims go.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -24,16 +25,26 @@ def current_deployments(router: Any) -> list[dict]:
     return list(router.model_list or [])
 
 
-def deployments_marker(router: Any) -> tuple[Any, ...]:
-    """A change marker of the Router's deployments, in constant time (the request path reads it
-    on every pick). 1.110: the registry's ``version``, which every add, upsert and delete bumps.
-    1.108.7: the list, its length and its last deployment, held by reference: adding a deployment
-    appends a new dict, updating one removes it and appends a new dict, deleting one shortens the
-    list; each changes the marker."""
+def marker_reader(router: Any) -> Callable[[], tuple[Any, ...]]:
+    """A reader of a change marker of the Router's deployments, in constant time. 1.110: the
+    registry's ``version``, which every add, upsert and delete bumps. 1.108.7: the list, its
+    length and its last deployment, held by reference: adding a deployment appends a new dict,
+    updating one removes it and appends a new dict, deleting one shortens the list; each changes
+    the marker.
+
+    The Router's kind is decided once, here: the request path reads the marker on every pick, and
+    on 1.110 every attribute read on a Router goes through its deprecation shim (about a
+    microsecond each; ``has_entry_points`` makes two). The bound ``registry`` method is kept; the
+    registry itself is asked for on every read."""
     if has_entry_points(router):
-        return ("version", router.registry().version)
-    model_list = getattr(router, "model_list", None) or ()
-    return ("list", model_list, len(model_list), model_list[-1] if model_list else None)
+        registry = router.registry
+        return lambda: ("version", registry().version)
+
+    def listed() -> tuple[Any, ...]:
+        model_list = getattr(router, "model_list", None) or ()
+        return ("list", model_list, len(model_list), model_list[-1] if model_list else None)
+
+    return listed
 
 
 def same_marker(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:

@@ -51,7 +51,13 @@ class Routing:
     first_pick: str | None = None
     last_pick: str | None = None
     picked_at: float = 0.0
-    failed: set[str] = field(default_factory=set)
+    # The deployments that failed the request, in the order they failed it (a dict keeps it):
+    # when every one has, the retry goes to the one that failed it longest ago (``failed_order``).
+    # None until one does: most requests never fail, and a pick allocates nothing it won't use.
+    failed: dict[str, None] | None = None
+    # The deployments whose attempt LiteLLM gave up on before their failure hook ran (see
+    # ``RequestBook.start``): excluded like ``failed``, not counted. None until there is one.
+    superseded: set[str] | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +88,8 @@ class RequestBook:
         self.max_requests = max_requests
         self.clock = clock
         self._records: OrderedDict[str, RequestRecord] = OrderedDict()
+        # No record can expire before this (see ``_touch``): the oldest touch, plus the TTL.
+        self._next_expiry = float("-inf")
         self._counts: dict[str, int] = {}
         self._sessions = 0
         self._answers = 0
@@ -115,7 +123,9 @@ class RequestBook:
     def excluded(self, request_id: str | None) -> frozenset[str]:
         """The deployments that failed this request."""
         routing = self.get(request_id)
-        return frozenset(routing.failed) if routing is not None and routing.failed else frozenset()
+        if routing is None or not (routing.failed or routing.superseded):
+            return frozenset()
+        return frozenset(routing.failed or ()).union(routing.superseded or ())
 
     def start(self, request_id: str | None, deployment_id: str) -> None:
         """Routing picked ``deployment_id`` for an attempt of the request: a pick, and an attempt
@@ -123,10 +133,34 @@ class RequestBook:
         tracked (LiteLLM gives every request a call id or a trace id)."""
         if request_id is None:
             return
-        record = self.record_pick(request_id, deployment_id)
-        record.in_flight[deployment_id] = record.in_flight.get(deployment_id, 0) + 1
+        records = self._records
+        if request_id not in records:
+            # A request's first pick (most picks): its record made whole in one go.
+            now = self.clock()
+            records[request_id] = RequestRecord(
+                now, Routing(deployment_id, deployment_id, now), {deployment_id: 1}
+            )
+            if now >= self._next_expiry or len(records) > self.max_requests:
+                self._expire(now)
+        else:
+            self._pick_again(request_id, deployment_id)
         self._counts[deployment_id] = self._counts.get(deployment_id, 0) + 1
         self.started += 1
+
+    def _pick_again(self, request_id: str, deployment_id: str) -> None:
+        record = self.record_pick(request_id, deployment_id)
+        in_flight = record.in_flight
+        if in_flight and record.routing is not None:
+            # LiteLLM picks again for a request only once its attempt failed, and its failure
+            # hooks may run after this pick (they are tasks of their own): until they do, the
+            # attempts still in flight elsewhere are known to have failed, so a continuation
+            # chosen meanwhile must not go back to them. Kept apart from ``failed``, which the
+            # hooks fill and which counts each failure once toward outlier detection.
+            others = {d for d in in_flight if d != deployment_id}
+            if others:
+                routing = record.routing
+                routing.superseded = others if routing.superseded is None else routing.superseded | others
+        in_flight[deployment_id] = in_flight.get(deployment_id, 0) + 1
 
     def record_pick(self, request_id: str, deployment_id: str) -> RequestRecord:
         """A pick with no attempt for the book to track (a stream's continuation, which its
@@ -134,8 +168,9 @@ class RequestBook:
         record = self._touch(request_id)
         routing = record.routing
         if routing is None:
-            routing = record.routing = Routing(first_pick=deployment_id)
-        routing.last_pick, routing.picked_at = deployment_id, record.touched_at
+            record.routing = Routing(deployment_id, deployment_id, record.touched_at)
+        else:
+            routing.last_pick, routing.picked_at = deployment_id, record.touched_at
         return record
 
     def record_failure(self, request_id: str | None, deployment_id: str) -> bool:
@@ -146,10 +181,27 @@ class RequestBook:
         routing = self.get(request_id)
         if routing is None:
             routing = self._touch(request_id).routing = Routing()
-        if deployment_id in routing.failed:
+        failed = routing.failed
+        if failed is None:
+            failed = routing.failed = {}
+        if deployment_id in failed:
+            # Failed it again (a retry every other one had failed too): now the latest, so the
+            # next such retry goes to another. Two hooks reporting one failure move it once.
+            del failed[deployment_id]
+            failed[deployment_id] = None
             return False
-        routing.failed.add(deployment_id)
+        failed[deployment_id] = None
         return True
+
+    def failed_order(self, request_id: str | None) -> tuple[str, ...]:
+        """The deployments that failed this request, the one that failed it longest ago first."""
+        routing = self.get(request_id)
+        if routing is None:
+            return ()
+        # A superseded attempt failed before any whose hook has run since.
+        failed = routing.failed or {}
+        early = tuple(sorted((routing.superseded or set()).difference(failed)))
+        return early + tuple(failed)
 
     def finish(self, request_id: str | None) -> Routing | None:
         """The request succeeded: routing forgets it (its attempts in flight and its session
@@ -300,11 +352,14 @@ class RequestBook:
         records = self._records
         record = records.get(request_id)
         if record is None:
-            record = records[request_id] = RequestRecord(touched_at=now)
+            record = records[request_id] = RequestRecord(now)
         else:
             record.touched_at = now
             records.move_to_end(request_id)
-        self._expire(now)
+        # Touches only move times forward, so nothing expires before ``_next_expiry``: the
+        # front of the book is looked at only when something may be due, not on every write.
+        if now >= self._next_expiry or len(records) > self.max_requests:
+            self._expire(now)
         return record
 
     def _expire(self, now: float) -> None:
@@ -313,6 +368,7 @@ class RequestBook:
         while records:
             request_id, record = next(iter(records.items()))
             if record.touched_at >= cutoff and len(records) <= self.max_requests:
+                self._next_expiry = record.touched_at + self.ttl_s
                 return
             del records[request_id]
             if record.session is not None:
@@ -323,6 +379,7 @@ class RequestBook:
                 self.expired[deployment_id] += attempts
                 for _ in range(attempts):
                     self._decrement(deployment_id)
+        self._next_expiry = now + self.ttl_s  # empty: a record touched from now on is due after
 
     def _drop_if_idle(self, request_id: str, record: RequestRecord) -> None:
         if record.idle and self._records.get(request_id) is record:

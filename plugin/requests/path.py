@@ -32,7 +32,8 @@ from litellm_failover.requests.book import RequestBook
 from litellm_failover.requests.identity import hook_keys, route_key
 from litellm_failover.requests.narrowing import narrowing
 from litellm_failover.routing_table import RoutingTable
-from litellm_failover.sessions.answers import answer_items, streamed_answer
+from litellm_failover.sessions.answers import answer_items
+from litellm_failover.sessions.content import Item
 from litellm_failover.snapshot import CoreSnapshot
 
 logger = logging.getLogger("litellm_failover")
@@ -152,14 +153,16 @@ class RequestPath:
             return None
         return routed
 
-    def _available(self, group: str, healthy: list[dict]) -> dict[str, dict] | None:
-        """None when LiteLLM filtered nothing out: pick straight from the table, no scan of the list."""
-        if len(healthy) == len(self._core.snapshot.groups.get(group, ())):  # members change at run time
+    @staticmethod
+    def _available(members: Sequence[str], healthy: list[dict]) -> dict[str, dict] | None:
+        """None when LiteLLM filtered nothing out: pick straight from the table, no scan of the list.
+        ``members``: the group's, from the same snapshot as its table (they change at run time)."""
+        if len(healthy) == len(members):
             return None
         return {str(d["model_info"]["id"]): d for d in healthy}
 
     def _narrowed(
-        self, group: str, healthy: list[dict], request_kwargs: Mapping[str, Any]
+        self, group: str, members: Sequence[str], healthy: list[dict], request_kwargs: Mapping[str, Any]
     ) -> tuple[dict[str, dict] | None, dict[str, dict] | None, bool] | None:
         """What this pick may take: (the offer, LiteLLM's preference applied, or None for the
         whole group; the offer again without the preference, if it dropped any; whether LiteLLM
@@ -167,7 +170,7 @@ class RequestPath:
 
         LiteLLM narrows the answer after the filters (an order fallback's tier, ...): a pick
         outside that would leave LiteLLM nothing. See ``requests.narrowing``."""
-        available = self._available(group, healthy)
+        available = self._available(members, healthy)
         narrow = narrowing(request_kwargs)
         if narrow is None:
             return available, None, False
@@ -193,27 +196,33 @@ class RequestPath:
         table, members = routed
         request_id = route_key(request_kwargs)
         exclude = self.book.excluded(request_id)
-        offer = self._narrowed(group, healthy, request_kwargs)
+        offer = self._narrowed(group, members, healthy, request_kwargs)
         if offer is None:
             return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
         available, fallback, narrowed = offer
         chosen = None
+        never: frozenset[str] = frozenset()  # out even when every other one failed the request
         session = self._sessions.track(group, request_kwargs, messages)
         if session is not None:
             if session.rebuilt_from is not None:
+                never = frozenset({session.rebuilt_from})
                 # Rebuilt for another node: never its dead creator, even if LiteLLM's own
                 # previous_response_id check narrowed the offer down to it.
                 exclude = exclude | {session.rebuilt_from}
                 if not narrowed and available is not None and set(available) <= {session.rebuilt_from}:
                     available = None
             chosen = self._sessions.preferred(session, table, exclude, available)
+        offers = (available,) if fallback is None else (available, fallback)
         if chosen is None:
             chosen = _pick(table, members, exclude, available)
         if chosen is None and fallback is not None:
             available = fallback  # a preference only: a deployment LiteLLM would skip beats none
             chosen = _pick(table, members, exclude, available)
         if chosen is None:
-            return []  # every deployment this pick may take failed this request or is out
+            again = self._again(request_id, table, members, exclude, offers, never)
+            if again is None:
+                return []  # nothing this pick may take is routable: LiteLLM's own error stands
+            chosen, available = again
         deployment = self._deployments.get(chosen) if available is None else available.get(chosen)
         if deployment is None:
             return []
@@ -223,6 +232,33 @@ class RequestPath:
         if session is not None:
             self._sessions.picked(session, chosen)
         return [deployment]
+
+    def _again(
+        self,
+        request_id: str | None,
+        table: RoutingTable,
+        members: Sequence[str],
+        exclude: frozenset[str],
+        offers: tuple[dict[str, dict] | None, ...],
+        never: frozenset[str],
+    ) -> tuple[str, dict[str, dict] | None] | None:
+        """Every deployment this pick may take has failed this request already, yet LiteLLM asks:
+        it has a retry or an order fallback left. An empty answer would make that attempt a 429
+        "No deployments available" (``cooldown_list=[]``), which LiteLLM raises to the client in
+        place of the upstream's error (it raises the latest), so the attempt goes to one that
+        failed it, the one that failed it longest ago (a transient error has had the most time to
+        clear; two in turn alternate, as LiteLLM's retries without the plugin would). Only
+        routable ones (panic mode makes every member so): an ejected one stays out. LiteLLM's
+        retries and fallbacks are bounded, so this is too. ``never``: out whatever happens (a rebuilt
+        conversation's dead creator). None when none is routable."""
+        for failed in self.book.failed_order(request_id):
+            if failed in never:
+                continue
+            for available in offers:
+                chosen = _pick(table, members, exclude - {failed}, available)
+                if chosen is not None:
+                    return chosen, available
+        return None
 
     def apply_rebuild(self, kwargs: dict[str, Any]) -> bool:
         """Per attempt, once its deployment is picked: put a rebuilt conversation into the call's
@@ -243,7 +279,7 @@ class RequestPath:
         routed = self._offered(group, healthy)
         if routed is None:
             return
-        offer = self._narrowed(group, healthy, request_kwargs)
+        offer = self._narrowed(group, routed[1], healthy, request_kwargs)
         if offer is None:
             return
         exclude = self.book.excluded(route_key(request_kwargs))
@@ -306,10 +342,30 @@ class RequestPath:
         if items:
             self.book.keep_answer(request_keys, items)
 
-    def answer_streamed(self, request_keys: tuple[str, ...], text: str) -> None:
-        """A chat stream the plugin wraps finished: the text the client assembled from it."""
-        if self.book.waits_for_answer(request_keys) is not None:
-            self.book.keep_answer(request_keys, streamed_answer(text))
+    def answer_wanted(self, request_keys: tuple[str, ...]) -> bool:
+        """Whether a session waits for this request's answer: a stream assembles it only then
+        (its session is on the book from the request's first pick, before the stream starts)."""
+        return self.book.waits_for_answer(request_keys) is not None
+
+    def answer_streamed(
+        self, request_keys: tuple[str, ...], answer: Sequence[Item] | None, why: str | None = None
+    ) -> None:
+        """A chat stream the plugin wraps finished: its answer as the client assembled it from
+        the chunks (text and tool calls, ``streams.answer``). None when it could not be
+        assembled: the session then records LiteLLM's logged copy, and ``why`` (no content)
+        is logged."""
+        request_id = self.book.waits_for_answer(request_keys)
+        if request_id is None:
+            return  # no session waits for it
+        if answer is None:
+            logger.info(
+                "request %s: its streamed answer could not be assembled (%s); its session records "
+                "LiteLLM's logged copy",
+                request_id,
+                why,
+            )
+            return
+        self.book.keep_answer(request_keys, list(answer))
 
     async def session_answered(self, deployment_id: str, kwargs: Mapping[str, Any], response: Any) -> None:
         """A request's final answer (a stream's, once complete): re-pin, events, conversation rows.

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from litellm_failover.rescue.interrupt import AttemptHandle, waiting
+from litellm_failover.rescue.interrupt import AttemptHandle, rescuable
 
 
 @dataclass(slots=True)
@@ -42,12 +42,14 @@ class AttemptRegistry:
 
     def add(self, attempt: Attempt) -> None:
         key = (attempt.request_id, attempt.deployment_id)
-        previous = self._attempts.pop(key, None)
+        attempts = self._attempts
+        previous = attempts.get(key)  # on every pick: a look-up is cheaper than a pop that misses
         if previous is not None:
+            del attempts[key]
             previous.forget()  # the same request back on the same deployment: the old one ended
-        self._attempts[key] = attempt
-        while len(self._attempts) > self.max_attempts:
-            _, oldest = self._attempts.popitem(last=False)
+        attempts[key] = attempt
+        while len(attempts) > self.max_attempts:
+            _, oldest = attempts.popitem(last=False)
             oldest.forget()
 
     def get(self, request_id: str, deployment_id: str) -> Attempt | None:
@@ -74,7 +76,7 @@ class AttemptRegistry:
 
     def prune(self) -> int:
         """Drop the entries that can no longer be rescued; returns how many went."""
-        gone = [a for a in self._attempts.values() if not waiting(a.handle)]
+        gone = [a for a in self._attempts.values() if not rescuable(a.handle)]
         for attempt in gone:
             self.discard(attempt)
         return len(gone)

@@ -30,7 +30,7 @@ from typing import Any
 
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.rescue.attempts import Attempt, AttemptRegistry
-from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt, waiting
+from litellm_failover.rescue.interrupt import AttemptInterrupted, capture, interrupt, rescuable
 from litellm_failover.routing_table import RoutingTable
 from litellm_failover.settings import RescueSettings
 from litellm_failover.streams.first_token import FirstTokenClock
@@ -44,6 +44,7 @@ CAUSES = (EJECTED, FIRST_TOKEN)
 _MAX_QUEUED = 10_000  # rescues waiting for the rate to allow them; beyond, held back
 _BUSY_RETRY_S = 0.01  # an attempt not interruptible this instant is tried again after this
 _BUSY_FOR_S = 2.0  # and given up (counted as missed) after this
+_UNSEEN = object()  # ``_interrupt``: no waiter of the attempt's seen yet
 _ROUTABLE = frozenset({"healthy", "degraded"})
 _STOPPED_ANSWERING = frozenset({"connect_error", "timeout", "stream_cut"})  # traffic outcomes
 
@@ -106,14 +107,14 @@ class Rescuer:
         """Routing picked ``deployment_id`` for an attempt; runs inside the attempt's task."""
         if not self.settings.enabled:
             return
-        handle = capture()
+        handle = capture(deployment_id)
         if handle is None:
             self.untracked += 1
             return
         attempt = Attempt(request_id, deployment_id, group, stream, handle, self._clock())
         if stream:
             limit = self.first_token.limit(group)
-            loop = asyncio.get_running_loop()
+            loop = handle.task.get_loop()  # the running loop, without asking for it (a system call)
             attempt.timer = loop.call_later(limit, self.first_token_due, attempt, limit)
         self.attempts.add(attempt)
 
@@ -140,7 +141,7 @@ class Rescuer:
         """Fail the attempts on ``deployment_id`` that have delivered nothing; returns how many."""
         done = 0
         for attempt in self.attempts.on(deployment_id):
-            if not waiting(attempt.handle):
+            if not rescuable(attempt.handle):
                 self.attempts.discard(attempt)  # a stream past its first byte: the resumer's
                 continue
             if done >= self.settings.max_per_ejection:
@@ -155,7 +156,7 @@ class Rescuer:
         attempt.timer = None
         if self.attempts.get(attempt.request_id, attempt.deployment_id) is not attempt:
             return  # ended already
-        if not waiting(attempt.handle):
+        if not rescuable(attempt.handle):
             self.attempts.discard(attempt)  # its first token came: the stream is the client's
             return
         error = FirstTokenTimeout(f"no first token from {attempt.deployment_id} within {limit_s:g}s")
@@ -214,8 +215,25 @@ class Rescuer:
         self._arm_queue()
 
     def _interrupt(
-        self, attempt: Attempt, cause: str, error: AttemptInterrupted, details: dict[str, Any], until: float
+        self,
+        attempt: Attempt,
+        cause: str,
+        error: AttemptInterrupted,
+        details: dict[str, Any],
+        until: float,
+        seen: object = _UNSEEN,
     ) -> None:
+        waiter = getattr(attempt.handle.task, "_fut_waiter", None)
+        if waiter is not seen and self._clock() < until:
+            # Fail only a future the attempt already waited on a loop turn ago. The step that
+            # made it wait may have scheduled its result (asyncio's transport wakes a new
+            # connection's waiter with ``call_soon``); that runs before this next turn, and
+            # ``interrupt`` then finds the future done. Failing it first made asyncio log an
+            # ``InvalidStateError`` when the scheduled result came.
+            asyncio.get_running_loop().call_soon(
+                self._interrupt, attempt, cause, error, details, until, waiter
+            )
+            return
         done = interrupt(attempt.handle, error)
         if done is None and self._clock() < until:
             # Not safely interruptible this instant (e.g. LiteLLM building the call in a thread):

@@ -16,7 +16,6 @@ from litellm_failover.sessions.identity import MAX_SESSION_ID_CHARS, SessionId, 
 from litellm_failover.sessions.manager import SessionManager
 from litellm_failover.sessions.pins import PinListener, PinStore
 from litellm_failover.sessions.request import SessionRequest
-from litellm_failover.sessions.warmup import self_hosted_deployments
 
 __all__ = [
     "MAX_SESSION_ID_CHARS",
@@ -27,5 +26,4 @@ __all__ = [
     "SessionManager",
     "SessionRequest",
     "identify",
-    "self_hosted_deployments",
 ]

@@ -51,11 +51,6 @@ def answer_items(call_type: str, response: Any) -> list[Item] | None:
     return None
 
 
-def streamed_answer(text: str) -> list[Item]:
-    """A streamed chat answer as the client assembled it from the chunks' text."""
-    return [Item("assistant", text)]
-
-
 async def turn_for(
     request: SessionRequest,
     deployment_id: str,

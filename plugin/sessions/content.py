@@ -76,7 +76,8 @@ def chat_item(message: Any) -> Item:
     extras = {k: message[k] for k in ("tool_calls", "function_call") if message.get(k)}
     if extras:
         # A tool-calling turn is its calls as much as its text: keep both, as one JSON object.
-        return Item(role, canonical_json({"content": message.get("content"), **extras}))
+        # No text is null however a client writes it ("" or null): one answer, one hash.
+        return Item(role, canonical_json({"content": message.get("content") or None, **extras}))
     return Item(role, content_text(message.get("content")))
 
 

@@ -39,7 +39,7 @@ from litellm_failover.sessions.recorder import ConversationSink, Recorder
 from litellm_failover.sessions.request import SessionRequest
 from litellm_failover.sessions.responses import ResponseIndex
 from litellm_failover.sessions.tasks import TaskSet
-from litellm_failover.sessions.warmup import Warmer
+from litellm_failover.sessions.warmup import Warmer, keeps_prefix_cache
 from litellm_failover.settings import SessionSettings
 from litellm_failover.snapshot import CoreSnapshot
 
@@ -92,7 +92,6 @@ class SessionManager:
         deployments: Mapping[str, Mapping[str, Any]],
         *,
         book: SessionBook,
-        self_hosted: frozenset[str] = frozenset(),
         redact: Callable[[str], str] = str,
     ) -> None:
         self.settings = settings
@@ -115,11 +114,12 @@ class SessionManager:
             "unplaced_turns": 0,
         }
         # Proactive moves after a failover; the plugin subscribes it to the core's events.
+        # ``deployments`` is the plugin's live map (deployments added and deleted at run time).
         self.warmer: Warmer | None = None
         if settings.enabled and settings.warmup:
             self.warmer = Warmer(
                 deployments=deployments,
-                self_hosted=self_hosted,
+                self_hosted=self._self_hosted,
                 pick=self._pick_for_warmup,
                 pinned_to=self.pins.pinned_to,
                 repin=self._repin,
@@ -358,6 +358,12 @@ class SessionManager:
     def _pick_for_warmup(self, group: str) -> str | None:
         table = self.core.snapshot.tables.get(group)
         return table.pick() if table is not None else None
+
+    def _self_hosted(self, deployment_id: str) -> bool:
+        """From the deployment's current spec: one added, or changed to another endpoint kind,
+        after start is judged as it is now; a deleted one is not a target."""
+        view = self.core.snapshot.deployments.get(deployment_id)
+        return view is not None and keeps_prefix_cache(view.spec)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -46,10 +46,15 @@ class SessionRequest:
         cls, group: str, session: SessionId | None, kwargs: Mapping[str, Any], messages: Any
     ) -> SessionRequest:
         previous = kwargs.get("previous_response_id")
+        if messages is None:
+            messages = kwargs.get("messages")
         return cls(
             group=group,
             session=session,
-            messages=messages if messages is not None else kwargs.get("messages"),
+            # A copy of the list: an SDK caller appends the answer to the very list it sent,
+            # before the answer is recorded (off the request path), and that turn would then
+            # be recorded with its answer twice. Copying the references costs little.
+            messages=list(messages) if isinstance(messages, list) else messages,
             response_input=kwargs.get("input"),
             instructions=kwargs.get("instructions"),
             previous=parse_response_id(previous) if isinstance(previous, str) and previous else None,

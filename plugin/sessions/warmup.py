@@ -10,6 +10,14 @@ each new node that is self-hosted (vLLM, SGLang, TGI: the kinds with a prefix ca
 session's stored conversation with ``max_tokens: 1``. Sessions beyond the limit, or whose node
 is a hosted API, move lazily on their next turn.
 
+Deployments are LiteLLM's as they are now (DESIGN §2): one added after start can be a warm-up's
+target, one deleted never is. So nothing here is computed from the model list at start: the
+target is picked from the core's current routing table, after the plugin has caught up with
+LiteLLM's list (``sync``: a deletion the deployment watch has not read yet must not be picked);
+whether it keeps a prefix cache is read from its current spec; and its LiteLLM params are read
+from the plugin's live map of LiteLLM's deployments just before the request is sent, so one
+deleted (or changed) while the warm-up waited is skipped (or warmed as it is now).
+
 Everything here runs in background tasks, never on a request's path; a failed warm-up is
 logged and counted, nothing more.
 """
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import litellm
@@ -42,13 +50,16 @@ class Warmer:
         self,
         *,
         deployments: Mapping[str, Mapping[str, Any]],
-        self_hosted: frozenset[str],
+        self_hosted: Callable[[str], bool],
         pick: Callable[[str], str | None],
         pinned_to: Callable[[str, str, int], list[str]],
         repin: Callable[[str, str, str, str, str], None],
         engine: Callable[[], AsyncEngine | None],
         redact: Callable[[str], str] = str,
     ) -> None:
+        """``deployments``: the plugin's live map of LiteLLM's deployment dicts (the deployment
+        watch adds, replaces and removes them); ``self_hosted``: whether a deployment, as it is
+        now, keeps a prefix cache; ``pick``: a target from the group's current routing table."""
         self._deployments = deployments
         self._self_hosted = self_hosted
         self._pick = pick
@@ -58,6 +69,9 @@ class Warmer:
         self._redact = redact
         self._tasks = TaskSet()
         self._limit = asyncio.Semaphore(WARMUP_CONCURRENCY)
+        # Catch up with LiteLLM's deployments before a pick and a send (the plugin wires in
+        # ``DeploymentWatch.catch_up``, built after the sessions).
+        self.sync: Callable[[], object] = lambda: None
         self.sent = 0
         self.failed = 0
         self.skipped = 0
@@ -72,9 +86,10 @@ class Warmer:
             self._tasks.spawn(self._move(event.model_group, deployment_id), "failover:warmup")
 
     async def _move(self, group: str, left: str) -> None:
+        self.sync()
         for session_id in self._pinned_to(group, left, WARMUP_MAX_SESSIONS):
             target = self._pick(group)
-            if target is None or target == left or target not in self._self_hosted:
+            if target is None or target == left or not self._self_hosted(target):
                 self.skipped += 1
                 continue
             self._repin(session_id, group, left, target, f"{left} left the serving set: moved and warmed up")
@@ -86,8 +101,7 @@ class Warmer:
 
         caller, session_id = split_pin_key(pin_key)
         engine = self._engine()
-        deployment = self._deployments.get(deployment_id)
-        if engine is None or deployment is None:
+        if engine is None:
             self.skipped += 1
             return
         async with self._limit:
@@ -96,6 +110,12 @@ class Warmer:
                     stored = await load_chain(engine, caller, session_id)
                     if not stored or any(m.content is None or m.role not in MESSAGE_ROLES for m in stored):
                         self.skipped += 1  # hashes only, or items a chat prefix can't carry
+                        return
+                    # As LiteLLM has it now: it may have been deleted or changed while this waited.
+                    self.sync()
+                    deployment = self._deployments.get(deployment_id)
+                    if deployment is None or not self._self_hosted(deployment_id):
+                        self.skipped += 1
                         return
                     messages = [{"role": m.role, "content": m.content} for m in stored]
                     params = dict(deployment.get("litellm_params") or {})
@@ -117,13 +137,9 @@ class Warmer:
         return {"warmups_sent": self.sent, "warmups_failed": self.failed, "warmups_skipped": self.skipped}
 
 
-def self_hosted_deployments(specs: Iterable[DeploymentSpec]) -> frozenset[str]:
-    """Deployments whose endpoint kind keeps a prefix cache worth warming (vLLM, SGLang, TGI)."""
+def keeps_prefix_cache(spec: DeploymentSpec) -> bool:
+    """Whether a deployment's endpoint kind keeps a prefix cache worth warming (vLLM, SGLang, TGI)."""
     from litellm_failover.providers import get_adapter, infer_kind
 
-    found = set()
-    for spec in specs:
-        kind = infer_kind(spec.litellm_params, spec.failover.provider, spec.deployment_id)
-        if get_adapter(kind).self_hosted:
-            found.add(spec.deployment_id)
-    return frozenset(found)
+    kind = infer_kind(spec.litellm_params, spec.failover.provider, spec.deployment_id)
+    return get_adapter(kind).self_hosted

@@ -204,15 +204,17 @@ class DeploymentFailoverConfig(StrictModel):
         None,
         description=(
             "GPU telemetry: the `litellm-failover gpu-agent` base URL, or a DCGM exporter's `/metrics` URL. "
+            "Read directly (no proxy); an `https://` one trusts `ca_file`. "
             "Without it, there are no GPU checks and the engine's KV cache stands in."
         ),
     )
     ca_file: str | None = Field(
         None,
         description=(
-            "PEM CA bundle that probes trust for this deployment's `https://` endpoints: a self-hosted "
-            "server with a certificate from a private CA. On a hosted kind it overrides LiteLLM's "
-            "`ssl_verify` for the probe. Unset: self-hosted probes use the system store; hosted ones "
+            "PEM CA bundle that probes trust for this deployment's `https://` endpoints (health, metrics "
+            "and `gpu_url`): a self-hosted server or GPU exporter with a certificate from a private CA. "
+            "On a hosted kind it overrides LiteLLM's `ssl_verify` for the probe. "
+            "Unset: self-hosted probes use the system store; hosted ones "
             "LiteLLM's `ssl_verify` (deployment, `SSL_VERIFY`, `litellm.ssl_verify`)."
         ),
     )

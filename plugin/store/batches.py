@@ -3,7 +3,8 @@
 ``TableWriter.write_pending`` is one attempt of the writer's background task: it writes the rows
 queued when it starts (not those arriving meanwhile: every table must get a turn), and removes
 each batch from its buffer only once it is committed, so a database that goes away mid-write
-loses nothing. Sessions go before messages, so a reader who finds a message finds its session.
+loses nothing. Events go before states and sessions before messages, so a reader who finds a
+state finds its event, and one who finds a message finds its session (``write_pending``).
 
 Why rows are retried one by one: a database that refuses a batch for its content (a constraint,
 a value out of range) would refuse it forever, and one bad row must never hold back every row
@@ -22,7 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from litellm_failover.events import FailoverEvent
-from litellm_failover.records import MessageRow
+from litellm_failover.records import DeploymentStateRow, MessageRow
 from litellm_failover.store.buffers import RowQueue, SessionBuffer, StateBuffer
 from litellm_failover.store.engine import describe_error
 from litellm_failover.store.rows import event_row, message_row, session_row, state_row
@@ -98,21 +99,33 @@ class TableWriter:
         self.rejected = 0
 
     async def write_pending(self, engine: AsyncEngine) -> None:
-        """Write the rows queued now, table by table; raises when the database is unreachable."""
+        """Write the rows queued now, table by table; raises when the database is unreachable.
+
+        What goes together is counted before the first of them is written: the states before the
+        events are counted, and the messages before the sessions are taken. The plugin submits a
+        transition's event just before its state, and a turn's messages just before its session,
+        without awaiting in between; a row that arrives during the write of the table before
+        its own would otherwise be written a flush ahead of its companion, and a reader could
+        find a state with no event or a message with no session.
+        """
+        states = self._states.take()
         self.written += await self._drain(engine, self._events, self._write_events)
-        await self._write_states(engine)
+        await self._write_states(engine, *states)
+        messages = len(self._messages)
         await self._write_sessions(engine)
-        self.messages_written += await self._drain(engine, self._messages, self._write_messages)
+        self.messages_written += await self._drain(engine, self._messages, self._write_messages, messages)
 
     async def _drain(
         self,
         engine: AsyncEngine,
         queue: RowQueue[Any],
         write: Callable[[AsyncEngine, list[Any]], Awaitable[int]],
+        count: int | None = None,
     ) -> int:
-        """Write what ``queue`` holds now, oldest first, a batch per transaction; rows written."""
+        """Write the oldest ``count`` rows of ``queue`` (all it holds now when None), a batch per
+        transaction, oldest first; rows written."""
         written = 0
-        remaining = len(queue)
+        remaining = len(queue) if count is None else min(count, len(queue))
         while remaining > 0:
             batch = queue.head(min(remaining, self._batch_size))
             written += await write(engine, batch)
@@ -121,10 +134,11 @@ class TableWriter:
             await self._notify()
         return written
 
-    async def _write_states(self, engine: AsyncEngine) -> None:
-        if not self._states:
+    async def _write_states(
+        self, engine: AsyncEngine, seq: int, taken: dict[str, tuple[int, DeploymentStateRow]]
+    ) -> None:
+        if not taken:
             return
-        seq, taken = self._states.take()
         values = self._convert([row for _, row in taken.values()], state_row, "deployment state")
         written = await self._execute(engine, upsert_states(engine.dialect.name), values, "deployment state")
         self._states.settle(seq, taken)

@@ -7,10 +7,14 @@ stored one, so replicas sharing a database cannot overwrite a fresh state with a
 
 Sessions are upserted so that turns add up (``turn_count + excluded.turn_count``: each replica
 sends only the turns it saw since its last write), ``created_at`` stays the first one, and the
-pin and ``updated_at`` move only forward in time. Messages are inserted with
-``ON CONFLICT (session_id, caller, chain_hash) DO NOTHING``: one row per message of a history,
-whether the copy comes from a client resending its history, another replica or a retried batch;
-a different history at the same position has another chain hash, and is kept as a branch.
+pin and ``updated_at`` move only forward in time. Messages are keyed on
+``(session_id, caller, chain_hash)``: one row per message of a history, whether the copy comes
+from a client resending its history, another replica or a retried batch; a different history at
+the same position has another chain hash, and is kept as a branch. A copy adds nothing, with one
+exception: an answer's own row carries what only it knows (the deployment that served it, its
+response id and token counts), and where the answer was first stored as a copy in the next
+turn's history (a stream's success log runs after the client has the answer, and can come after
+the next request's), the answer's row fills those in. A copy never clears them.
 """
 
 from __future__ import annotations
@@ -70,9 +74,16 @@ def upsert_sessions(dialect_name: str) -> Any:
     )
 
 
+_ANSWER_DETAILS = ("deployment_id", "response_id", "prompt_tokens", "completion_tokens")
+
+
 def insert_messages(dialect_name: str) -> Any:
     table = messages_table
     stmt = _insert_for(dialect_name)(table)
-    return stmt.on_conflict_do_nothing(
-        index_elements=[table.c.session_id, table.c.caller, table.c.chain_hash]
+    # Only an answer's own row has a deployment; a history copy has none. So the update runs just
+    # where a copy got there first, and a retried batch or a resent history writes nothing.
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.session_id, table.c.caller, table.c.chain_hash],
+        set_={name: stmt.excluded[name] for name in _ANSWER_DETAILS},
+        where=table.c.deployment_id.is_(None) & stmt.excluded.deployment_id.is_not(None),
     )

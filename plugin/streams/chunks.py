@@ -31,6 +31,11 @@ class Reading:
 
 
 def read(chunk: Any) -> Reading:
+    """What the chunk's first choice says. LiteLLM and the engines send one choice a chunk, with
+    ``n`` > 1 too (each chunk one choice's, the choices taking turns), so that is the chunk's choice,
+    whichever its index: its text goes into the stream's (every choice's, mixed: harmless, as a
+    stream of several choices is never continued) and its finish reason is the first of the
+    stream's for ``ResumingStream`` (``Choices`` keeps them by choice)."""
     usage = _usage(chunk)
     choices = getattr(chunk, "choices", None)
     if not choices:
@@ -39,11 +44,9 @@ def read(chunk: Any) -> Reading:
     reason = getattr(choice, "finish_reason", None) or None
     delta = getattr(choice, "delta", None)
     content = getattr(delta, "content", None) if delta is not None else None
-    if content:  # text: neither an opening nor a tool call (the rest need not be read)
-        return Reading(text=str(content), finish_reason=reason, usage=usage)
-    tool_calls = delta is not None and bool(
-        getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None)
-    )
+    tool_calls = delta is not None and _calls(delta)
+    if content:  # text: not an opening, but maybe beside a tool call (LiteLLM's Gemini chunks)
+        return Reading(text=str(content), finish_reason=reason, usage=usage, tool_calls=tool_calls)
     opening = (
         delta is not None
         and not tool_calls
@@ -52,6 +55,16 @@ def read(chunk: Any) -> Reading:
         and getattr(delta, "role", None) is not None
     )
     return Reading(finish_reason=reason, usage=usage, opening=opening, tool_calls=tool_calls)
+
+
+def _calls(delta: Any) -> bool:
+    """Whether a delta carries a tool call (or a legacy function call). LiteLLM's ``Delta`` keeps
+    both as pydantic extras: read from that dict, as ``_usage`` does, since this runs on every
+    chunk and pydantic's attribute lookup costs a microsecond or more each."""
+    extra = getattr(delta, "__pydantic_extra__", None)
+    if isinstance(extra, dict) and "tool_calls" in extra and "function_call" in extra:
+        return bool(extra["tool_calls"] or extra["function_call"])
+    return bool(getattr(delta, "tool_calls", None) or getattr(delta, "function_call", None))
 
 
 def _usage(chunk: Any) -> Usage | None:
@@ -104,6 +117,64 @@ def strip_prefix(chunk: Any, pending: str) -> str:
     if matched < len(text):
         return ""  # the text went its own way (or the prefix is used up): stop skipping
     return pending[matched:]
+
+
+class Choices:
+    """A stream's choices by index, for what ``read`` cannot say of one chunk alone.
+
+    Openings: the client gets one role-only opening chunk per choice. A continuation's (or
+    LiteLLM's own pre-content fallback's) opening repeats choice 0's and is dropped; with ``n`` > 1
+    the first opening of choices 1..n-1 is theirs and passes. (LiteLLM's stream wrapper, up to
+    1.110 at least, itself drops those: it passes a role-only chunk only as a stream's first.)
+
+    Finishes (``n`` > 1 only): an answer is complete once every choice has finished, not at the
+    first finish reason, which is choice 0's when it ends before the others (``complete``).
+    """
+
+    __slots__ = ("finished", "n", "opened")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.opened = {0}  # the stream's first chunk is choice 0's opening, whatever it carries
+        self.finished: set[int] = set()
+
+    def repeated_opening(self, chunk: Any) -> bool:
+        """Whether an opening chunk (``Reading.opening``) after the stream's first repeats its
+        choice's opening, which the client already has; the first of its choice is recorded."""
+        index = _index(chunk.choices[0])
+        if index in self.opened:
+            return True
+        if 0 <= index < self.n:
+            self.opened.add(index)
+        return False
+
+    def take(self, chunk: Any) -> None:
+        """Record the finish reasons a chunk carries (every choice of it; nothing for ``n`` = 1,
+        where ``read``'s is the answer's)."""
+        if self.n == 1:
+            return
+        for choice in getattr(chunk, "choices", None) or ():
+            index = _index(choice)
+            if getattr(choice, "finish_reason", None) and 0 <= index < self.n:
+                self.finished.add(index)
+
+    def complete(self, finished: bool) -> bool:
+        """Whether an answer that broke now was complete: its finish reason came (``finished``)
+        and, with ``n`` > 1, every choice's.
+
+        LiteLLM's stream wrapper (1.108 to 1.110) passes on only the stream's first finish reason
+        (choice 0's) and drops those of choices 1..n-1, so with ``n`` > 1 a stream that raises or
+        stalls after it is a break (``StreamBrokenError``), never a quiet end with the other
+        choices cut short. A node dropping the connection after choice 0's finish is not seen at
+        all: LiteLLM takes a read error after a finish reason for the stream's end and ends it
+        (``CustomStreamWrapper.__anext__``), as the ``[DONE]`` of a whole answer would.
+        """
+        return finished and (self.n == 1 or len(self.finished) == self.n)
+
+
+def _index(choice: Any) -> int:
+    index = getattr(choice, "index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) else -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,18 +136,18 @@ class StreamRequest:
         return None
 
     def continuation_kwargs(
-        self, messages: list[dict[str, Any]], extra_body: Mapping[str, Any], tokens_sent: int
+        self, messages: list[dict[str, Any]], extra_body: Mapping[str, Any], tokens_kept: int
     ) -> dict[str, Any]:
         """The client's parameters for a continuation of ``messages``; ``max_tokens`` shrinks by
-        the tokens the broken parts generated (``tokens_sent``, as the engines counted them,
-        ``streams.tokens``), so the stitched answer keeps the limit the client asked for. The
-        engine's running count is asked for by the deployment hook, not here: it depends on the
-        target's kind."""
+        the tokens of the answer the continuation goes on from (``tokens_kept``: what the broken
+        parts generated up to the cut, as the engines counted them, ``streams.tokens``), so the
+        stitched answer keeps the limit the client asked for. The engine's running count is asked
+        for by the deployment hook, not here: it depends on the target's kind."""
         params = {k: v for k, v in self.params.items() if k not in CONTINUATION_FIELDS}
         limit = self.max_tokens()
         if limit is not None:
             name, value = limit
-            params[name] = max(1, value - tokens_sent)
+            params[name] = max(1, value - tokens_kept)
         body = {k: v for k, v in self.extra_body.items() if k not in CONTINUATION_FIELDS}
         body.update(extra_body)
         params["messages"] = messages

@@ -28,7 +28,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import litellm
@@ -38,51 +37,23 @@ from litellm_failover.chaos.effects import cut_after
 from litellm_failover.classify import classify
 from litellm_failover.events import EventType, FailoverEvent
 from litellm_failover.outlier import Outcome
-from litellm_failover.providers import get_adapter, infer_kind
-from litellm_failover.providers.continuation import NO_EXACT_CONTINUATION, Continuation
+from litellm_failover.providers.continuation import Continuation
 from litellm_failover.streams import chunks as ck
 from litellm_failover.streams.request import StreamRequest
 from litellm_failover.streams.resume import Part, ResumingStream, StreamBreak, describe_error
-from litellm_failover.streams.tokens import TokenCounter, with_running_usage
+from litellm_failover.streams.tally import Tally
+from litellm_failover.streams.targets import Target, target_of
+from litellm_failover.streams.tokens import TokenCounter, counted_points, with_running_usage
 
 if TYPE_CHECKING:
     from litellm_failover.chaos import ChaosInjector
     from litellm_failover.deployments import DeploymentSpec
-    from litellm_failover.providers.base import ProviderAdapter
     from litellm_failover.requests import RequestBook
     from litellm_failover.routing_table import RoutingTable
+    from litellm_failover.sessions.content import Item
     from litellm_failover.settings import StreamSettings
 
 logger = logging.getLogger("litellm_failover")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A deployment a stream may continue on, with the adapter that knows how."""
-
-    deployment_id: str
-    kind: str | None
-    adapter: ProviderAdapter | None
-
-    @property
-    def exact(self) -> bool:
-        return self.adapter is not None and self.adapter.continues_exactly
-
-    @property
-    def running_usage(self) -> Mapping[str, Any] | None:
-        return self.adapter.running_usage if self.adapter is not None else None
-
-    def continuation(self, request: StreamRequest, partial: str) -> Continuation:
-        if not partial:
-            # Nothing reached the client yet: the request itself, which every kind answers exactly.
-            return Continuation(messages=[dict(m) for m in request.messages], exact=True)
-        if self.adapter is None:
-            built = NO_EXACT_CONTINUATION.build(request.messages, partial, request.request_extra)
-        else:
-            built = self.adapter.continuation(request.messages, partial, request.request_extra)
-        if built.exact and request.structured:
-            return Continuation(built.messages, False, built.extra_body, built.skip_prefix)
-        return built
 
 
 class StreamOutcomes(Protocol):
@@ -92,7 +63,11 @@ class StreamOutcomes(Protocol):
         self, deployment_id: str, outcome: Outcome, request_keys: tuple[str, ...], error: str
     ) -> None: ...
 
-    def answer_streamed(self, request_keys: tuple[str, ...], text: str) -> None: ...
+    def answer_wanted(self, request_keys: tuple[str, ...]) -> bool: ...
+
+    def answer_streamed(
+        self, request_keys: tuple[str, ...], answer: Sequence[Item] | None, why: str | None
+    ) -> None: ...
 
     async def session_answered(
         self, deployment_id: str, kwargs: Mapping[str, Any], response: Any
@@ -133,16 +108,18 @@ class StreamResumer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._groups = {dep_id: spec.group for dep_id, spec in specs.items()}
         self._tokens = TokenCounter({dep_id: spec.model for dep_id, spec in specs.items()})
-        self._targets = {dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()}
+        self._targets = {dep_id: target_of(dep_id, spec) for dep_id, spec in specs.items()}
 
     def track(self, specs: Mapping[str, DeploymentSpec], removed: Iterable[str] = ()) -> None:
         """Deployments added or changed in LiteLLM at run time can continue streams; removed ones
         cannot."""
+        removed = list(removed)
         for dep_id in removed:
-            self._models.pop(dep_id, None)
+            self._groups.pop(dep_id, None)
             self._targets.pop(dep_id, None)
-        self._models.update({dep_id: spec.model for dep_id, spec in specs.items()})
-        self._targets.update({dep_id: _target(dep_id, spec) for dep_id, spec in specs.items()})
+        self._tokens.track({dep_id: spec.model for dep_id, spec in specs.items()}, removed)
+        self._groups.update({dep_id: spec.group for dep_id, spec in specs.items()})
+        self._targets.update({dep_id: target_of(dep_id, spec) for dep_id, spec in specs.items()})
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -226,13 +203,33 @@ class StreamResumer:
         return self._targets.get(deployment_id) or Target(deployment_id, None, None)
 
     async def open(
-        self, request: StreamRequest, target: Target, partial: str, tokens_sent: int, resume: int
-    ) -> tuple[Any, tuple[str, ...], Continuation]:
+        self, request: StreamRequest, target: Target, partial: str, parts: Sequence[Part], resume: int
+    ) -> tuple[Any, Part, Continuation, dict[str, Any]]:
         """Start the continuation on ``target``; its first chunk is already read when this
-        returns (the Router reads it ahead). A failure is reported, then raised."""
-        continuation = target.continuation(request, partial)
+        returns (the Router reads it ahead), and the part it is, with the ``stream_resumed``
+        event's details. A failure is reported, then raised.
+
+        A cut-back rule continues from a point where the tokens before are known (the engine's
+        count at a chunk boundary, ``streams.tokens``), so the continuation's ``max_tokens`` is
+        the client's limit less exactly those: the tail it writes again counts once."""
+        continuation = target.continuation(request, partial, counted_points(parts))
+        kept = len(partial) - len(continuation.skip_prefix)
+        tokens = self._tokens
+        base = await tokens.tokens_at(parts, kept) if kept else 0
+        broken = parts[-1]
+        generated, source = await tokens.counted(broken, partial[broken.tally.start : broken.tally.reach])
+        details = {
+            "exact": continuation.exact,
+            "kind": target.kind,
+            "chars_sent": len(partial),
+            "chars_kept": kept,
+            "chars_regenerated": len(continuation.skip_prefix),
+            "tokens_generated": generated,
+            "tokens_source": source,
+            "tokens_kept": base,
+        }
         key = f"failover-resume-{uuid.uuid4().hex}"
-        kwargs = request.continuation_kwargs(continuation.messages, continuation.extra_body, tokens_sent)
+        kwargs = request.continuation_kwargs(continuation.messages, continuation.extra_body, base)
         kwargs.update(
             model=target.deployment_id,
             stream=True,
@@ -253,7 +250,8 @@ class StreamResumer:
             self.report_break(Part(target.deployment_id, (key,), []), StreamBreak(cause, outcome, exc))
             logger.info("continuing a stream on %s failed: %s", target.deployment_id, self._redact(cause))
             raise
-        return stream, (key,), continuation
+        part = Part(target.deployment_id, (key,), continuation.messages, tally=Tally(kept, base))
+        return stream, part, continuation, details
 
     def chaos_cut(self, iterator: Any, deployment: str | None) -> Any:
         """Fault injection (``chaos inject --kind stream_cut``): a cut drawn for this part ends it
@@ -293,12 +291,10 @@ class StreamResumer:
                 details={
                     "from": source,
                     "to": target,
-                    "chars_sent": chars,
+                    **details,
                     "gap_ms": round((now - since) * 1000, 1),
                     "resume_ms": round((now - broke.at) * 1000, 1),
                     "resume": stream.resumes,
-                    "exact": details["exact"],
-                    "kind": details["kind"],
                     "cause": self._redact(broke.cause),
                 },
             )
@@ -325,10 +321,16 @@ class StreamResumer:
         )
         return message
 
-    def finished(self, stream: ResumingStream, text: str) -> None:
-        """The stream's answer is complete: the text the client got, for the request's session
-        (LiteLLM's logged answer may have its text redacted, ``RequestPath.answer_streamed``)."""
-        self._outcomes.answer_streamed(stream.request.request_keys, text)
+    def answer_wanted(self, stream: ResumingStream) -> bool:
+        """Whether the stream's answer is to be assembled: only for a request whose session waits
+        for it (tool calls and ``n`` > 1 choices are assembled chunk by chunk, ``streams.answer``)."""
+        return self._outcomes.answer_wanted(stream.request.request_keys)
+
+    def finished(self, stream: ResumingStream, answer: list[Item] | None, why: str | None) -> None:
+        """The stream's answer is complete: as the client got it, for the request's session
+        (LiteLLM's logged answer may have its text redacted, ``RequestPath.answer_streamed``);
+        None when it could not be assembled (``why``, ``streams.answer``)."""
+        self._outcomes.answer_streamed(stream.request.request_keys, answer, why)
 
     def completed(self, stream: ResumingStream, text: str, stamp: ck.Stamp | None) -> None:
         """A resumed stream finished: the request is done for the request book, and the session
@@ -369,11 +371,11 @@ class StreamResumer:
         return with_running_usage(kwargs, options)
 
     async def generated(self, parts: Sequence[Part]) -> int:
-        """Completion tokens the parts generated, by the engines' counts or the estimate."""
-        return sum([await self._tokens.generated(part) for part in parts])
+        """Completion tokens of the stitched answer so far, by the engines' counts or the estimate."""
+        return await self._tokens.answer_tokens(parts)
 
     async def total_usage(self, parts: Sequence[Part]) -> Usage:
-        """The client's one usage: the first part's prompt and every part's completion."""
+        """The client's one usage: the first part's prompt and the stitched answer's completion."""
         return await self._tokens.total_usage(parts)
 
 
@@ -384,12 +386,3 @@ def _picked(kwargs: Mapping[str, Any]) -> str | None:
     info = metadata.get("model_info") if isinstance(metadata, Mapping) else None
     picked = info.get("id") if isinstance(info, Mapping) else None
     return str(picked) if picked else None
-
-
-def _target(deployment_id: str, spec: Any) -> Target:
-    try:
-        kind = infer_kind(spec.litellm_params, spec.failover.provider, "model_info.failover.provider")
-        adapter = get_adapter(kind)
-    except Exception:  # a kind the plugin cannot tell: continued by the best effort only
-        return Target(deployment_id, None, None)
-    return Target(deployment_id, kind, adapter)

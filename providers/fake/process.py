@@ -27,6 +27,11 @@ from litellm_failover.providers.fake.vllm import DEFAULT_MODEL, DEFAULT_TOKENS_P
 _POLL_S = 0.05
 _HTTP_TIMEOUT_S = 2.0
 _EXIT_WAIT_S = 5.0
+# How long a node may take to serve after its spawn. It is a bound on a wait for a condition (the
+# node answering), not a delay: a node that serves sooner returns sooner. It has to cover the
+# interpreter's start and imports on a loaded host, where a drill starts several nodes at once:
+# four at once on 2 cores at a load average of about 15 took 6.5 to 9 s each.
+START_TIMEOUT_S = 30.0
 # Talk to 127.0.0.1 directly even when HTTP(S)_PROXY is set in the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -99,7 +104,7 @@ class FakeVLLMProcess:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Spawn the process and wait, bounded, until it serves; raise with its stderr if not.
 
         Readiness is ``GET /control/state`` answering with this node's name rather than
@@ -145,7 +150,7 @@ class FakeVLLMProcess:
             self._signal_and_wait(signal.SIGKILL)
         self._close_stderr()
 
-    def restart(self, timeout: float = 10.0) -> None:
+    def restart(self, timeout: float = START_TIMEOUT_S) -> None:
         """Kill if still running, then start again on the same port."""
         if self.alive:
             self.kill()

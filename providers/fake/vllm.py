@@ -31,7 +31,7 @@ from litellm_failover.providers.fake.chat import (
     completion_body,
     parse_chat_request,
     parse_chunk_tokens,
-    plan_generation,
+    plan_choices,
     write_chat_stream,
 )
 from litellm_failover.providers.fake.faults import Fault, FaultError, FaultSwitch
@@ -299,17 +299,17 @@ class FakeVLLM:
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and RequestError alike
             return _bad_request(exc)
         self.received.append(chat)
-        generation = plan_generation(chat, self.words)
+        generations = plan_choices(chat, self.words)
         self._running += 1
         try:
             if not chat.stream:
-                await Pacer(self.tokens_per_s).until(len(generation.pieces))
-                return web.json_response(completion_body(chat, generation, self.name))
+                await Pacer(self.tokens_per_s).until(max(g.tokens for g in generations))
+                return web.json_response(completion_body(chat, generations, self.name))
             response = await event_stream(request)
             try:
                 dropped = partial(self._dropped, request)
                 await write_chat_stream(
-                    response, chat, generation, self.name, self.tokens_per_s, dropped, self.chunk_tokens
+                    response, chat, generations, self.name, self.tokens_per_s, dropped, self.chunk_tokens
                 )
             except ConnectionError:
                 self._outcomes[id(request)] = "client_disconnected"
