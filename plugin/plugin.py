@@ -266,10 +266,12 @@ class FailoverPlugin(OperatorOperations):
         if not self._attached:
             raise RuntimeError("this plugin was detached from its Router; attach a new one")
         await check_fires(self.router)  # LiteLLM really calls the routing hook on a pick
+        await self.metrics.start()  # first: a metrics port in use fails before anything runs
+        # Next, so that the rows of requests served while the rest starts have a running writer to
+        # flush them if the start is cut short (a SIGTERM: ``proxy.ProxyFailoverHandler._stop``).
+        await self.writer.start()
         # Else LiteLLM imports ~1.5 s of modules during the first request, stalling the loop.
         await warm_first_request_imports()
-        await self.metrics.start()  # first: a metrics port in use fails before anything runs
-        await self.writer.start()
         await self.alerter.start()
         if self.fleet is not None:
             await self.fleet.start()  # read the fleet's state before the first probe and request

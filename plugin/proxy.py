@@ -127,6 +127,7 @@ class ProxyFailoverHandler(FailoverHandler):
         self.settings = settings
         self._lifecycle: asyncio.Task[None] | None = None
         self._stopped = False
+        self._starting: asyncio.Future[None] | None = None  # the plugin's start, while it runs
         self._refused: LiteLLMCompatError | None = None
         self.failed: str | None = None  # why the plugin could not start; then it stays detached
         with contextlib.suppress(RuntimeError):
@@ -175,7 +176,12 @@ class ProxyFailoverHandler(FailoverHandler):
                 if self.failed is None:  # (a failed attach has said why, once)
                     logger.error("litellm-failover: the proxy built no Router within %.0fs", ROUTER_WAIT_S)
                 return
-            await plugin.start()
+            # Hooked before the start, which takes seconds (more under load): a SIGTERM meanwhile
+            # still stops the plugin, and its writer flushes the rows held since the attach
+            # (outlier ejections of the first requests); hooked after, they died with the process.
+            hook_server_shutdown(self._stop)
+            self._starting = asyncio.ensure_future(plugin.start())
+            await self._starting
         except LiteLLMCompatError as exc:
             refuse_to_serve(exc)
             return
@@ -185,7 +191,6 @@ class ProxyFailoverHandler(FailoverHandler):
             self._stopped = True
             self._give_up(exc)
             return
-        hook_server_shutdown(self._stop)
         try:
             await asyncio.Event().wait()
         finally:
@@ -206,6 +211,15 @@ class ProxyFailoverHandler(FailoverHandler):
         if plugin is None or self._stopped:
             return
         self._stopped = True
+        starting = self._starting
+        if starting is not None and not starting.done():
+            # The server shuts down while the plugin starts: cancel the start, whose failure path
+            # stops what it started (the writer flushing what it holds) and detaches. Waiting for
+            # the start instead could hold the shutdown as long as a hung Redis or database does.
+            starting.cancel()
+            await asyncio.wait({starting})
+            logger.info("litellm-failover stopped while starting; store writer: %s", plugin.writer.stats())
+            return
         await plugin.stop()
         logger.info("litellm-failover stopped; store writer: %s", plugin.writer.stats())
 

@@ -188,3 +188,39 @@ async def postgres_relay(postgres_schema_url: str) -> AsyncIterator[TcpForwarder
         yield relay
     finally:
         await relay.stop()
+
+
+class SilentServer:
+    """A service that hangs: it accepts connections and reads what they send, and never answers
+    (a Redis or database stuck mid-call). ``close`` drops every connection, which a client then
+    sees as a reset rather than a timeout."""
+
+    def __init__(self) -> None:
+        self.connections: list[asyncio.StreamWriter] = []
+        self.connected = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.append(writer)
+        self.connected.set()
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(4096):
+                pass  # accept everything, answer nothing
+
+    async def __aenter__(self) -> SilentServer:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        for writer in self.connections:
+            writer.close()
+        await server.wait_closed()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

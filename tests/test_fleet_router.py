@@ -12,7 +12,6 @@ traffic; the two-proxy test in ``test_fleet_proxy.py`` shows the traffic path ac
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import time
@@ -201,17 +200,11 @@ async def test_a_replica_without_redis_keeps_serving_and_resyncs_when_it_returns
 
 
 async def test_a_redis_that_never_answers_costs_each_call_a_bounded_wait(replica):
-    connections: list[asyncio.StreamWriter] = []
+    from services import SilentServer  # loaded by pytest_plugins (importing it earlier skips its rewrite)
 
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(writer)
-        while await reader.read(4096):
-            pass  # accept everything, answer nothing
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    router_b, plugin_b = replica("B", health=SLOW, redis_url=f"redis://:pw-xyz@127.0.0.1:{port}/0")
-    try:
+    async with SilentServer() as silent:
+        redis_url = f"redis://:pw-xyz@127.0.0.1:{silent.port}/0"
+        router_b, plugin_b = replica("B", health=SLOW, redis_url=redis_url)
         started = time.monotonic()
         async with plugin_b:
             assert time.monotonic() - started < 3  # the start waits for one bounded attempt at most
@@ -221,8 +214,3 @@ async def test_a_redis_that_never_answers_costs_each_call_a_bounded_wait(replica
             sent = time.monotonic()
             result = await router_sender(router_b, "chat", num_retries=0)(0, False)
             assert result.ok and time.monotonic() - sent < 2
-    finally:
-        for writer in connections:
-            writer.close()
-        server.close()
-        await server.wait_closed()

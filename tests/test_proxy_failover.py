@@ -8,6 +8,7 @@ events table and the deployment-state table it writes, as an operator would.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -289,24 +290,70 @@ def test_status_cli_reads_what_the_proxy_wrote(proxy):
     assert '"deployment_id": "p2"' in output and '"state": "healthy"' in output
 
 
+# A flush interval far longer than the tests: rows reach the table only through the shutdown flush.
+HOLD_ROWS = {"flush_interval_s": 600, "batch_size": 100000}
+
+
+async def take_p1_out_of_rotation(proxy: ProxyProcess, nodes: dict[str, FakeVLLMProcess]) -> None:
+    nodes["p1"].set_fault("http_500")
+    send = openai_sender(client_for(proxy), "chat")
+
+    async def p1_out_of_rotation() -> bool:
+        results = await run_load(send, total=10, concurrency=2)
+        assert all(r.ok for r in results)
+        return {r.served_by for r in results} == {"p2"}
+
+    await wait_until(p1_out_of_rotation, timeout=20, what="p1 out of rotation")
+
+
+async def assert_p1_down_was_flushed(proxy: ProxyProcess, database_url: str, exit_code: int | None) -> None:
+    events = await list_events(database_url, event_type="state_change")
+    assert any(p1_down(e) for e in events), (
+        f"exit code {exit_code}; state changes {[(e['deployment_id'], e['details']) for e in events]}; "
+        f"proxy log:\n{proxy.log_tail(80)}"
+    )
+
+
 async def test_shutdown_flushes_what_the_writer_still_holds(nodes, tmp_path):
     database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
-    # A flush interval far longer than the test: rows reach the table only through the shutdown flush.
-    config = proxy_config(nodes, database_url, writer={"flush_interval_s": 600, "batch_size": 100000})
-    proxy = ProxyProcess(config, tmp_path)
+    proxy = ProxyProcess(proxy_config(nodes, database_url, writer=HOLD_ROWS), tmp_path)
     proxy.start()
     try:
-        nodes["p1"].set_fault("http_500")
-        send = openai_sender(client_for(proxy), "chat")
-
-        async def p1_out_of_rotation() -> bool:
-            results = await run_load(send, total=10, concurrency=2)
-            assert all(r.ok for r in results)
-            return {r.served_by for r in results} == {"p2"}
-
-        await wait_until(p1_out_of_rotation, timeout=20, what="p1 out of rotation")
+        await take_p1_out_of_rotation(proxy, nodes)
     finally:
         proxy.stop()
-    assert proxy.wait_exit(0) is not None
-    events = await list_events(database_url, event_type="state_change")
-    assert any(p1_down(e) for e in events)
+    exit_code = proxy.wait_exit(0)
+    assert exit_code is not None
+    await assert_p1_down_was_flushed(proxy, database_url, exit_code)
+
+
+async def test_a_sigterm_while_the_plugin_starts_still_flushes_what_it_holds(nodes, tmp_path):
+    """The proxy serves, and the plugin routes, before the plugin's start is done: seconds under
+    load, or as long as a hung Redis holds it. A SIGTERM then still stops the plugin, and what the
+    requests served meanwhile changed (p1 ejected by outlier detection) reaches the table."""
+    from services import SilentServer  # loaded by pytest_plugins (importing it earlier skips its rewrite)
+
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/events.db"
+    async with SilentServer() as redis:
+        # The fleet's first Redis call waits up to operation_timeout_s for an answer: the start
+        # stays there until the test closes the server, long after the SIGTERM.
+        redis_url = f"redis://127.0.0.1:{redis.port}/0"
+        config = proxy_config(
+            nodes, database_url, writer=HOLD_ROWS, redis_url=redis_url, fleet={"operation_timeout_s": 300}
+        )
+        proxy = ProxyProcess(config, tmp_path)
+        proxy.start()
+        try:
+            async with asyncio.timeout(60):
+                await redis.connected.wait()  # the start reached the fleet and is held there
+            await take_p1_out_of_rotation(proxy, nodes)
+            proxy.terminate()
+            # The server's shutdown has begun (its port is closed) while the start is still held;
+            # then the hung Redis goes away, so that the fleet's stop is quick.
+            await wait_until(lambda: not proxy.answers(), timeout=30, what="the proxy's port closed")
+            await redis.close()
+            exit_code = await asyncio.to_thread(proxy.wait_exit, 30)
+        finally:
+            proxy.stop()
+    assert exit_code is not None
+    await assert_p1_down_was_flushed(proxy, database_url, exit_code)

@@ -88,13 +88,14 @@ class ProxyProcess:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"proxy exited with {self._process.returncode}:\n{self.log_tail()}")
-            if self._ready():
+            if self.answers():
                 return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"proxy not ready within {timeout}s:\n{self.log_tail()}")
 
-    def _ready(self) -> bool:
+    def answers(self) -> bool:
+        """The proxy answers its liveness probe (false again once its shutdown closed the port)."""
         try:
             with urllib.request.urlopen(f"{self.url}/health/liveliness", timeout=1) as response:
                 return response.status == 200
@@ -118,10 +119,15 @@ class ProxyProcess:
         """SIGTERM (the proxy's graceful shutdown, which flushes the plugin's writer), then KILL."""
         if self._process is None or self._process.poll() is not None:
             return
-        os.killpg(self._process.pid, signal.SIGTERM)
+        self.terminate()
         if self.wait_exit(timeout) is None:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=5)
+
+    def terminate(self) -> None:
+        """SIGTERM, the proxy's graceful shutdown, without waiting for it (``wait_exit`` does)."""
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
