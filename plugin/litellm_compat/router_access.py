@@ -34,8 +34,8 @@ def marker_reader(router: Any) -> Callable[[], tuple[Any, ...]]:
 
     The Router's kind is decided once, here and in ``marker_check``: the request path checks the
     marker on every pick, and on 1.110 every attribute read on a Router goes through its
-    deprecation shim (about a microsecond each; ``has_entry_points`` makes two). The bound ``registry`` method is kept; the
-    registry itself is asked for on every read."""
+    deprecation shim (about a microsecond each; ``has_entry_points`` makes two). The bound
+    ``registry`` method is kept; the registry itself is asked for on every read."""
     if has_entry_points(router):
         registry = router.registry
         return lambda: ("version", registry().version)

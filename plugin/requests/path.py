@@ -38,6 +38,8 @@ from litellm_failover.snapshot import CoreSnapshot
 
 logger = logging.getLogger("litellm_failover")
 
+_NOTHING: frozenset[str] = frozenset()
+
 
 class CoreRecorder(Protocol):
     """What the request path needs of the core: its published snapshot, and where outcomes go."""
@@ -211,7 +213,7 @@ class RequestPath:
                 return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
             available, fallback, narrowed = offer
         chosen = None
-        never: frozenset[str] = frozenset()  # out even when every other one failed the request
+        never = _NOTHING  # out even when every other one failed the request
         session = self._sessions.track(group, request_kwargs, messages, request_id)
         if session is not None:
             if session.rebuilt_from is not None:
