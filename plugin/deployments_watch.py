@@ -177,6 +177,9 @@ class DeploymentWatch:
         group), the plugin reads it first, so an added deployment is routed by the plugin on its
         first request and a deleted one is already out of the tables."""
         self.catch_up()
+        return self._without_refused(healthy)
+
+    def _without_refused(self, healthy: list[dict]) -> list[dict]:
         refused = self.refused
         if refused:
             healthy = [d for d in healthy if deployment_id_of(d) not in refused]
@@ -194,7 +197,7 @@ class DeploymentWatch:
             if not self._unchanged(self._marker):
                 self.refresh(quick=True)
             if self.refused:
-                healthy = self.screen(healthy)
+                healthy = self._without_refused(healthy)
             return route(group, healthy, request_kwargs, messages) if healthy else []
 
         return guarded
