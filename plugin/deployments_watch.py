@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from litellm_failover.deployments import DeploymentSpec, read_deployment
 from litellm_failover.events import EventType, FailoverEvent
-from litellm_failover.litellm_compat import current_deployments, marker_reader, same_marker
+from litellm_failover.litellm_compat import current_deployments, marker_check, marker_reader
 from litellm_failover.membership import Membership
 from litellm_failover.probes import SharedProbe, build_probes
 from litellm_failover.redact import LITELLM_LOGGERS, guard_loggers
@@ -154,7 +154,8 @@ class DeploymentWatch:
         self._read = read
         self._hashes = {i: fingerprint(raw) for i, raw in deployments.items()}
         self._seen: tuple[int, ...] = tuple(map(id, read(router)))
-        self._read_marker = marker_reader(router)  # per pick: the Router's kind decided once
+        self._read_marker = marker_reader(router)  # the Router's kind decided once
+        self._unchanged = marker_check(router)  # per pick: the marker compared without building it
         self._marker = self._read_marker()
         self.refused: dict[str, dict[str, Any]] = {}  # id -> why (problems), kept out of picks
         self._refused_hashes: dict[str, str] = {}
@@ -176,6 +177,9 @@ class DeploymentWatch:
         group), the plugin reads it first, so an added deployment is routed by the plugin on its
         first request and a deleted one is already out of the tables."""
         self.catch_up()
+        return self._without_refused(healthy)
+
+    def _without_refused(self, healthy: list[dict]) -> list[dict]:
         refused = self.refused
         if refused:
             healthy = [d for d in healthy if deployment_id_of(d) not in refused]
@@ -184,12 +188,16 @@ class DeploymentWatch:
     def catch_up(self) -> None:
         """Read LiteLLM's list now if it has changed since the plugin last did (constant time when
         it has not); for whatever must not act on a deployment LiteLLM has just deleted."""
-        if not same_marker(self._read_marker(), self._marker):
+        if not self._unchanged(self._marker):
             self.refresh(quick=True)
 
     def guard_route(self, route: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
         def guarded(group: str, healthy: list[dict], request_kwargs: Any, messages: Any = None) -> list[dict]:
-            healthy = self.screen(healthy)
+            # ``screen`` inline: this runs on every pick, and the usual case is two checks.
+            if not self._unchanged(self._marker):
+                self.refresh(quick=True)
+            if self.refused:
+                healthy = self._without_refused(healthy)
             return route(group, healthy, request_kwargs, messages) if healthy else []
 
         return guarded

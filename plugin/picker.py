@@ -32,7 +32,11 @@ class WeightedPicker:
 
     def pick(self, exclude: frozenset[str] = frozenset()) -> str | None:
         if not exclude:
-            return self._draw(self._ids, self._cumulative, self._total)
+            total = self._total
+            if total > 0.0:  # ``_draw``'s usual case inline: this runs on every pick
+                ids = self._ids
+                return ids[min(bisect_right(self._cumulative, random.random() * total), len(ids) - 1)]
+            return self._draw(self._ids, self._cumulative, total)
         kept = [(i, w) for i, w in zip(self._ids, self._weights, strict=True) if i not in exclude]
         if not kept:
             return None

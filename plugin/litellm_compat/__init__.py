@@ -29,8 +29,8 @@ from litellm_failover.litellm_compat.checks import (
 from litellm_failover.litellm_compat.router_access import (
     current_deployments,
     disable_cooldowns,
+    marker_check,
     marker_reader,
-    same_marker,
 )
 from litellm_failover.litellm_compat.version import SUPPORTED_RANGE, litellm_version
 
@@ -43,7 +43,7 @@ __all__ = [
     "current_deployments",
     "disable_cooldowns",
     "litellm_version",
+    "marker_check",
     "marker_reader",
     "probing",
-    "same_marker",
 ]

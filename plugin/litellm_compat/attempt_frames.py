@@ -130,9 +130,12 @@ def find(skip: int, deployment_id: str) -> Layout | None:
             frame = getframe(base + depth)
         except ValueError:  # a shallower stack than that path's
             continue
-        code = frame.f_code
-        if code.co_name in _PICK_FUNCTIONS or code.co_name == _STEP_RUNNER:
-            return _layout_at(frame, deployment_id)
+        name = frame.f_code.co_name
+        if name in _PICK_FUNCTIONS:  # ``_layout_at`` inline for 1.108's Router frame (every pick there)
+            back = frame.f_back
+            return RouterFrame(back) if back is not None else None
+        if name == _STEP_RUNNER:
+            return _step_runner(frame, deployment_id)
     found = _walk(getframe(base))
     if found is None:
         return None

@@ -32,10 +32,10 @@ def marker_reader(router: Any) -> Callable[[], tuple[Any, ...]]:
     updating one removes it and appends a new dict, deleting one shortens the list; each changes
     the marker.
 
-    The Router's kind is decided once, here: the request path reads the marker on every pick, and
-    on 1.110 every attribute read on a Router goes through its deprecation shim (about a
-    microsecond each; ``has_entry_points`` makes two). The bound ``registry`` method is kept; the
-    registry itself is asked for on every read."""
+    The Router's kind is decided once, here and in ``marker_check``: the request path checks the
+    marker on every pick, and on 1.110 every attribute read on a Router goes through its
+    deprecation shim (about a microsecond each; ``has_entry_points`` makes two). The bound
+    ``registry`` method is kept; the registry itself is asked for on every read."""
     if has_entry_points(router):
         registry = router.registry
         return lambda: ("version", registry().version)
@@ -47,14 +47,21 @@ def marker_reader(router: Any) -> Callable[[], tuple[Any, ...]]:
     return listed
 
 
-def same_marker(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    """Whether nothing changed between two markers. By identity for the list form: two dicts with
-    the same fields are still two deployments' dicts."""
-    if a[0] != b[0]:
-        return False
-    if a[0] == "version":
-        return a[1] == b[1]
-    return a[1] is b[1] and a[2] == b[2] and a[3] is b[3]
+def marker_check(router: Any) -> Callable[[tuple[Any, ...]], bool]:
+    """A check that nothing changed since ``marker`` (one that ``marker_reader(router)`` read), made
+    without building the current marker: the request path asks on every pick. By identity for
+    the list form: two dicts with the same fields are still two deployments' dicts."""
+    if has_entry_points(router):
+        registry = router.registry
+        return lambda marker: marker[0] == "version" and marker[1] == registry().version
+
+    def unchanged(marker: tuple[Any, ...]) -> bool:
+        model_list = getattr(router, "model_list", None) or ()
+        if marker[0] != "list" or marker[1] is not model_list or marker[2] != len(model_list):
+            return False
+        return marker[3] is (model_list[-1] if model_list else None)
+
+    return unchanged
 
 
 def disable_cooldowns(router: Any) -> None:

@@ -122,7 +122,8 @@ class RequestBook:
 
     def excluded(self, request_id: str | None) -> frozenset[str]:
         """The deployments that failed this request."""
-        routing = self.get(request_id)
+        record = self._records.get(request_id) if request_id is not None else None  # ``get``, on every pick
+        routing = None if record is None else record.routing
         if routing is None or not (routing.failed or routing.superseded):
             return frozenset()
         return frozenset(routing.failed or ()).union(routing.superseded or ())

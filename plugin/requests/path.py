@@ -38,6 +38,8 @@ from litellm_failover.snapshot import CoreSnapshot
 
 logger = logging.getLogger("litellm_failover")
 
+_NOTHING: frozenset[str] = frozenset()
+
 
 class CoreRecorder(Protocol):
     """What the request path needs of the core: its published snapshot, and where outcomes go."""
@@ -65,7 +67,9 @@ class RoutedSession(Protocol):
 class Sessions(Protocol):
     """What the request path asks of the sessions (``SessionManager``)."""
 
-    def track(self, group: str, kwargs: Mapping[str, Any], messages: Any) -> RoutedSession | None: ...
+    def track(
+        self, group: str, kwargs: Mapping[str, Any], messages: Any, key: str | None
+    ) -> RoutedSession | None: ...
 
     def preferred(
         self, request: Any, table: RoutingTable, exclude: frozenset[str], offered: Mapping[str, Any] | None
@@ -138,9 +142,14 @@ class RequestPath:
         Router's picks to every callback; a deployment added at run time; a ``model`` that is
         not the offered deployments' group, such as None or a wildcard's name) None: LiteLLM
         decides, among what it offered."""
-        routed = self.routed(group)
-        first = str(healthy[0]["model_info"]["id"])
-        if routed is None or not self.offers.owns(healthy[0]):
+        snapshot = self._core.snapshot  # ``routed`` inline (every pick): one immutable view
+        table = snapshot.tables.get(group)
+        offered = healthy[0]
+        first = str(offered["model_info"]["id"])
+        if table is None:
+            return None
+        # LiteLLM's own dict (1.108.7) is the plugin's by identity: ``owns`` without the call.
+        if self._deployments.get(first) is not offered and not self.offers.owns(offered):
             return None
         if self._group_of.get(first) != group:
             # A table of another group cannot place this pick: it would answer nothing.
@@ -151,7 +160,7 @@ class RequestPath:
                 self._group_of.get(first),
             )
             return None
-        return routed
+        return table, snapshot.groups[group]
 
     @staticmethod
     def _available(members: Sequence[str], healthy: list[dict]) -> dict[str, dict] | None:
@@ -196,13 +205,16 @@ class RequestPath:
         table, members = routed
         request_id = route_key(request_kwargs)
         exclude = self.book.excluded(request_id)
-        offer = self._narrowed(group, members, healthy, request_kwargs)
-        if offer is None:
-            return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
-        available, fallback, narrowed = offer
+        if len(healthy) == len(members) and narrowing(request_kwargs) is None:
+            available, fallback, narrowed = None, None, False  # the usual pick: ``_narrowed``'s first answer
+        else:
+            offer = self._narrowed(group, members, healthy, request_kwargs)
+            if offer is None:
+                return healthy  # LiteLLM finds nothing whatever the answer: its own error stands
+            available, fallback, narrowed = offer
         chosen = None
-        never: frozenset[str] = frozenset()  # out even when every other one failed the request
-        session = self._sessions.track(group, request_kwargs, messages)
+        never = _NOTHING  # out even when every other one failed the request
+        session = self._sessions.track(group, request_kwargs, messages, request_id)
         if session is not None:
             if session.rebuilt_from is not None:
                 never = frozenset({session.rebuilt_from})
@@ -214,7 +226,7 @@ class RequestPath:
             chosen = self._sessions.preferred(session, table, exclude, available)
         offers = (available,) if fallback is None else (available, fallback)
         if chosen is None:
-            chosen = _pick(table, members, exclude, available)
+            chosen = table.pick(exclude) if available is None else _pick(table, members, exclude, available)
         if chosen is None and fallback is not None:
             available = fallback  # a preference only: a deployment LiteLLM would skip beats none
             chosen = _pick(table, members, exclude, available)

@@ -113,18 +113,19 @@ def identify(kwargs: Mapping[str, Any], *, use_user_field: bool) -> SessionId | 
     Candidates are read one by one, so the common case (a header, or no session at all) costs a
     handful of dict lookups on the hot path.
     """
-    value = check_session_id(_header(kwargs), HEADER_SOURCE)
-    if value is not None:
+    # ``check_session_id`` is called only for a candidate that is there: None would be None.
+    raw = _header(kwargs)
+    if raw is not None and (value := check_session_id(raw, HEADER_SOURCE)) is not None:
         return SessionId(value, HEADER_SOURCE)
-    value = check_session_id(_metadata(kwargs), METADATA_SOURCE)
-    if value is not None:
+    raw = _metadata(kwargs)
+    if raw is not None and (value := check_session_id(raw, METADATA_SOURCE)) is not None:
         return SessionId(value, METADATA_SOURCE)
-    value = check_session_id(kwargs.get("litellm_session_id"), LITELLM_SOURCE)
-    if value is not None:
+    raw = kwargs.get("litellm_session_id")
+    if raw is not None and (value := check_session_id(raw, LITELLM_SOURCE)) is not None:
         return SessionId(value, LITELLM_SOURCE)
     if use_user_field:
-        value = check_session_id(kwargs.get("user"), USER_SOURCE)
-        if value is not None:
+        raw = kwargs.get("user")
+        if raw is not None and (value := check_session_id(raw, USER_SOURCE)) is not None:
             return SessionId(value, USER_SOURCE)
     return None
 

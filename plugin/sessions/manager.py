@@ -147,9 +147,13 @@ class SessionManager:
                         self._refused.popitem(last=False)
             raise
 
-    def track(self, group: str, kwargs: Mapping[str, Any], messages: Any) -> SessionRequest | None:
-        """The request's session state, created on its first attempt; None for a plain request."""
-        key = route_key(kwargs)
+    def track(
+        self, group: str, kwargs: Mapping[str, Any], messages: Any, key: str | None = None
+    ) -> SessionRequest | None:
+        """The request's session state, created on its first attempt; None for a plain request.
+        ``key``: the request's ``route_key``, where the caller has it already (every pick)."""
+        if key is None:
+            key = route_key(kwargs)
         known = self.book.session(key)
         if known is not None:
             return known  # type: ignore[return-value]
