@@ -377,6 +377,29 @@ async def test_hang_holds_requests_until_cleared(http: aiohttp.ClientSession, se
     assert json.loads(raw)["choices"][0]["message"]["content"] == server.answer_for(MESSAGES)
 
 
+async def test_engine_hang_holds_generation_while_health_answers(
+    http: aiohttp.ClientSession, server: FakeVLLM
+) -> None:
+    """A wedged engine behind a live HTTP server: completions pile up, probes still pass; a
+    ``hang`` set afterwards keeps them held (the rescue tests hold requests, then fail probes)."""
+    server.set_fault("engine_hang")
+    body = {"model": "m", "messages": MESSAGES}
+    held = asyncio.create_task(fetch(http, "POST", f"{server.api_base}/chat/completions", json=body))
+    await wait_until(lambda: server.state()["waiting"] == 1, timeout=5, what="the request to be held")
+    for path in ("/health", "/v1/models", "/gpu-status"):
+        async with http.get(f"{server.url}{path}", timeout=SHORT) as response:
+            assert response.status == 200, path
+    server.set_fault("hang")
+    with pytest.raises(TimeoutError):
+        async with http.get(f"{server.url}/health", timeout=SHORT):
+            pass
+    assert not held.done() and server.state()["waiting"] == 1
+    server.clear_fault()
+    status, raw = await asyncio.wait_for(held, timeout=5)
+    assert status == 200
+    assert json.loads(raw)["choices"][0]["message"]["content"] == server.answer_for(MESSAGES)
+
+
 async def test_hang_is_released_by_stop(http: aiohttp.ClientSession) -> None:
     node = FakeVLLM("stopper", tokens_per_s=0)
     await node.start()

@@ -2,8 +2,9 @@
 ends of the LiteLLM range (1.108.7 and 1.110.x, whose Router runs attempts differently).
 
 A hung primary (p1) with requests in flight on it: non-streaming ones and streams that have not
-started. Every deployment's own timeout is 20 s; with the rescue each request is answered by the
-standby (s1) within the detection time (fault to ejection) plus 1 s. A slow but healthy p1
+started (held by a stalled engine first, so that all are on p1 before its probes fail). Every
+deployment's own timeout is 20 s; with the rescue each request is answered by the standby (s1)
+within the detection time (fault to ejection) plus 1 s. A slow but healthy p1
 ejected by a false positive does not have its work doubled.
 """
 
@@ -56,10 +57,15 @@ async def test_a_hung_primary_behind_the_proxy_holds_no_request(proxy, nodes):
     send = openai_sender(client, "chat")
     for i, stream in enumerate((False, True)):  # LiteLLM builds its clients on the first calls
         assert (await send(100 + i, stream)).ok
+    # The six must be in flight on p1 when it is ejected. Hung outright first, p1 fails its
+    # probes ~1 s later, and a loaded proxy can take longer than that to route six requests: the
+    # late ones went straight to s1 and "6 held on p1" timed out. So p1's engine stalls first
+    # (probes still pass) until all six are held, then p1 hangs whole: the fault's clock starts.
+    nodes["p1"].set_fault("engine_hang")
+    tasks = [asyncio.create_task(send(i, i % 2 == 1)) for i in range(6)]
+    await wait_until(lambda: nodes["p1"].state()["waiting"] >= 6, timeout=10, what="6 held on p1")
     nodes["p1"].set_fault("hang")
     hung_wall, hung_mono = time.time(), time.monotonic()
-    tasks = [asyncio.create_task(send(i, i % 2 == 1)) for i in range(6)]
-    await wait_until(lambda: nodes["p1"].state()["waiting"] >= 6, timeout=5, what="6 held on p1")
     results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
     await wait_until(lambda: nodes["p1"].state()["waiting"] == 0, timeout=2, what="originals cancelled")
     await client.close()
