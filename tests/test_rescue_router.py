@@ -100,10 +100,13 @@ async def test_hung_primary_in_flight_requests_are_answered_elsewhere_within_det
     async with plugin:
         await wait_until(lambda: plugin.prober.rounds >= 2, timeout=10, what="probes ran")
         await warm_up(send)
+        # All six on p1 before its probes can fail (~1 s after a hang): a stalled engine holds
+        # them first, then p1 hangs whole (tests/test_rescue_proxy.py says why).
+        servers["p1"].set_fault("engine_hang")
+        tasks = [asyncio.create_task(send(i, stream=i % 2 == 1)) for i in range(6)]
+        await wait_until(lambda: servers["p1"].state()["waiting"] >= 6, timeout=10, what="6 held on p1")
         servers["p1"].set_fault("hang")
         hung_at = time.monotonic()
-        tasks = [asyncio.create_task(send(i, stream=i % 2 == 1)) for i in range(6)]
-        await wait_until(lambda: servers["p1"].state()["waiting"] >= 6, timeout=5, what="6 held on p1")
         await wait_until(lambda: state_of(plugin, "p1") == "unhealthy", timeout=10, what="eject")
         ejected_at = time.monotonic()
         results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
