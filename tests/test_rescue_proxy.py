@@ -113,9 +113,12 @@ async def test_a_false_positive_behind_the_proxy_does_not_double_the_work(nodes,
         for i, stream in enumerate((False, True)):
             assert (await send(100 + i, stream)).ok
         before = {name: chats(node) for name, node in nodes.items()}
-        nodes["p1"].set_fault("slow", delay_s=3.0)
+        # All four on p1 before its slow probes can eject it (see the test above): held by a
+        # stalled engine first, then p1 turns slow (each held request now answers 3 s later).
+        nodes["p1"].set_fault("engine_hang")
         tasks = [asyncio.create_task(send(i, False)) for i in range(4)]
-        await wait_until(lambda: nodes["p1"].state()["waiting"] >= 4, timeout=5, what="4 held on p1")
+        await wait_until(lambda: nodes["p1"].state()["waiting"] >= 4, timeout=10, what="4 held on p1")
+        nodes["p1"].set_fault("slow", delay_s=3.0)
         await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
         assert not all(t.done() for t in tasks)
         # The rescued original left p1: its connection closed, which p1 sees on its own time.
