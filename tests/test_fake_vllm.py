@@ -576,6 +576,22 @@ def test_process_start_failure_reports_stderr() -> None:
     assert not node.alive
 
 
+def test_a_picked_port_taken_before_the_node_binds_it_moves_the_node_once() -> None:
+    """The port ``FakeVLLMProcess`` picks is free when picked, but another process can take it
+    before the node binds it (a drill on a busy host lost a scenario so: "address already in
+    use"). Until the node has served, it moves to another port; afterwards a restart keeps it."""
+    node = FakeVLLMProcess("proc-m")
+    picked = node.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", picked))
+        taken.listen()
+        with node:
+            assert node.port != picked and node.state()["name"] == "proc-m"
+            moved = node.port
+            node.restart(timeout=30)
+            assert node.port == moved
+
+
 def test_process_with_a_start_fault_is_up_but_unhealthy() -> None:
     node = FakeVLLMProcess("proc-c", port=free_port(), extra_args=["--fault", "http_500"])
     with node:
