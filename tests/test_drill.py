@@ -14,6 +14,7 @@ openai SDK as client, run through the real CLI entry point (``litellm_failover.c
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ import pytest
 
 from litellm_failover.cli import main
 from litellm_failover.drill.load import Outcome
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.drill.ramp import MIN_STEP_REQUESTS, check_ramp, plain_ramp_ok
 from litellm_failover.drill.report_schema import validate
 from litellm_failover.drill.scenarios import SCENARIOS
@@ -65,6 +67,23 @@ def test_plugin_profile_loses_nothing_on_a_kill_and_on_midstream_drops(tmp_path)
     assert report["config"]["failover_settings"]["failback"]["hold_down_s"] == 0.8  # 2 s x 0.4
     assert report["options"]["phases"]["fault_s"] == 2.4
     assert (tmp_path / "report" / "report.html").exists()
+
+
+@pytest.mark.proxy
+def test_a_proxy_whose_picked_port_is_taken_before_it_binds_moves_to_another(tmp_path):
+    """``ProxyProcess`` picks a free port, and LiteLLM binds it seconds later: on a busy host
+    another process can take the number meanwhile. The proxy moves to a new port (before it has
+    answered, nobody knows the old one) instead of failing its scenario or test."""
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "hosted_vllm/m"}}]}
+    proxy = ProxyProcess(config, tmp_path)
+    picked = proxy.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", picked))
+        taken.listen()
+        with proxy:
+            assert proxy.port != picked and proxy.answers()
+            assert proxy.log_path.name == f"proxy-{proxy.port}.log"
+    assert "address already in use" in (tmp_path / f"proxy-{picked}.log").read_text().lower()
 
 
 @pytest.mark.proxy
