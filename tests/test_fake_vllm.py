@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import free_port, wait_until
+from waiting import wait_until
 
 from litellm_failover.cli import fake_vllm as fake_vllm_cli
 from litellm_failover.providers.fake.faults import FaultError
@@ -593,7 +593,7 @@ def test_a_picked_port_taken_before_the_node_binds_it_moves_the_node_once() -> N
 
 
 def test_process_with_a_start_fault_is_up_but_unhealthy() -> None:
-    node = FakeVLLMProcess("proc-c", port=free_port(), extra_args=["--fault", "http_500"])
+    node = FakeVLLMProcess("proc-c", extra_args=["--fault", "http_500"])
     with node:
         assert node.state()["fault"] == {"mode": "http_500"}
         with pytest.raises(httpx.HTTPStatusError):
@@ -734,7 +734,7 @@ async def test_responses_obey_faults(client: openai.AsyncOpenAI, server: FakeVLL
 
 
 def test_a_restarted_process_has_forgotten_its_responses() -> None:
-    with FakeVLLMProcess("proc-r", port=free_port()) as node:
+    with FakeVLLMProcess("proc-r") as node:
         sdk = openai.OpenAI(base_url=node.api_base, api_key="fake", max_retries=0, timeout=5)
         first = sdk.responses.create(model="m", input="remember this")
         assert sdk.responses.create(model="m", input="ok?", previous_response_id=first.id).output_text
