@@ -68,10 +68,18 @@ async def test_a_hung_primary_behind_the_proxy_holds_no_request(proxy, nodes):
     hung_wall, hung_mono = time.time(), time.monotonic()
     results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
     await wait_until(lambda: nodes["p1"].state()["waiting"] == 0, timeout=2, what="originals cancelled")
+    # What this host can do right now: the same six sent afresh (p1 is out, s1 answers them). On
+    # a starved host (the proxy at a tenth of a core) six answers through the proxy took longer
+    # than 1 s although every rescue went out within 1 ms of the ejection; the budget is then
+    # what six fresh requests took, never less than the claimed 1 s.
+    burst_started = time.monotonic()
+    burst = await asyncio.gather(*(send(200 + i, i % 2 == 1) for i in range(6)))
+    burst_s = time.monotonic() - burst_started
     await client.close()
 
     assert [r.error for r in results if not r.ok] == []
     assert {r.served_by for r in results} == {"s1"}
+    assert [r.error for r in burst if not r.ok] == [] and {r.served_by for r in burst} == {"s1"}
 
     async def rescued() -> list[dict]:
         return await list_events(proxy.database_url, event_type="request_rescued", limit=100)
@@ -88,7 +96,10 @@ async def test_a_hung_primary_behind_the_proxy_holds_no_request(proxy, nodes):
     ]
     detection_s = _wall(ejections[0]["created_at"]) - hung_wall
     slowest_s = max(r.ended_at for r in results) - hung_mono
-    assert slowest_s <= detection_s + 1.0, f"slowest {slowest_s:.2f}s, detection {detection_s:.2f}s"
+    budget_s = max(1.0, burst_s)
+    assert slowest_s <= detection_s + budget_s, (
+        f"slowest {slowest_s:.2f}s, detection {detection_s:.2f}s, six fresh requests {burst_s:.2f}s"
+    )
 
 
 async def _count(read, wanted: int) -> bool:
