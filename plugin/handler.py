@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from litellm.integrations.custom_logger import CustomLogger
 
+from litellm_failover.attribution import failed_deployment
 from litellm_failover.chaos.effects import before_attempt
 from litellm_failover.classify import classify
 from litellm_failover.litellm_compat.checks import probing
@@ -280,6 +281,9 @@ class FailoverHandler(CustomLogger):
         if not isinstance(exception, BaseException):
             return
         request_id = hook_keys(kwargs)
+        # The details name the request's latest attempt, which may have begun after this one
+        # failed (litellm_failover.attribution): the exception's own URL says where it failed.
+        deployment_id = failed_deployment(deployment_id, exception, getattr(plugin, "router", None))
         logger.debug(
             "request failed on %s (request %s): %s", deployment_id, request_id, type(exception).__name__
         )

@@ -14,6 +14,7 @@ openai SDK as client, run through the real CLI entry point (``litellm_failover.c
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ import pytest
 
 from litellm_failover.cli import main
 from litellm_failover.drill.load import Outcome
+from litellm_failover.drill.proxy_process import ProxyProcess
 from litellm_failover.drill.ramp import MIN_STEP_REQUESTS, check_ramp, plain_ramp_ok
 from litellm_failover.drill.report_schema import validate
 from litellm_failover.drill.scenarios import SCENARIOS
@@ -32,16 +34,35 @@ from litellm_failover.providers.fake.vllm import FakeVLLM
 SCALE = "0.4"
 
 
-def drill(tmp_path: Path, *args: str) -> tuple[int, dict]:
-    out = tmp_path / "report"
-    code = main(["chaos", "drill", "--out", str(out), "--duration-scale", SCALE, "--no-progress", *args])
+def drill(tmp_path: Path, *args: str, scale: str = SCALE, out_name: str = "report") -> tuple[int, dict]:
+    out = tmp_path / out_name
+    code = main(["chaos", "drill", "--out", str(out), "--duration-scale", scale, "--no-progress", *args])
     report = json.loads((out / "report.json").read_text())
     return code, report
 
 
+def ramp_not_measured(report: dict) -> list[str]:
+    """The scenarios whose ramp the drill could not measure: too few answers in a step's window."""
+    return [
+        sc["name"] for sc in report["scenarios"] if (sc.get("ramp") or {}).get("verdict") == "not measured"
+    ]
+
+
 @pytest.mark.proxy
 def test_plugin_profile_loses_nothing_on_a_kill_and_on_midstream_drops(tmp_path):
-    code, report = drill(tmp_path, "--scenarios", "sigkill_primary,midstream_drop", "--concurrency", "6")
+    args = ("--scenarios", "sigkill_primary,midstream_drop", "--concurrency", "6")
+    code, report = drill(tmp_path, *args)
+    scale, out_name = float(SCALE), "report"
+    if ramp_not_measured(report):
+        # On a starved host (2 CPU hogs beside the test) a request took over a second, and a
+        # 0.8 s ramp step (2 s x 0.4) held 2-4 answers of the 5 a verdict needs: the drill says
+        # "not measured", honestly. Everything else this run measured must hold; then once more
+        # with 2 s steps, where the host can be measured, and that run is judged in full.
+        for sc in report["scenarios"]:
+            assert (sc["client_errors"], sc["broken_streams"]) == (0, 0), sc["failures"]
+            assert all(f.startswith("the failback ramp was not measured") for f in sc["failures"]), sc
+        scale, out_name = 1.0, "report-scale-1"
+        code, report = drill(tmp_path, *args, scale="1.0", out_name=out_name)
     validate(report)
     assert report["profile"] == "plugin"
     by_name = {sc["name"]: sc for sc in report["scenarios"]}
@@ -62,9 +83,27 @@ def test_plugin_profile_loses_nothing_on_a_kill_and_on_midstream_drops(tmp_path)
     assert report["config"]["litellm_settings"]["callbacks"] == ["litellm_failover.proxy_handler"]
     # Without --settings the plugin runs tuned, and the report says so with the phases it used.
     assert report["options"]["settings"] == "tuned"
-    assert report["config"]["failover_settings"]["failback"]["hold_down_s"] == 0.8  # 2 s x 0.4
-    assert report["options"]["phases"]["fault_s"] == 2.4
-    assert (tmp_path / "report" / "report.html").exists()
+    hold_down_s = report["config"]["failover_settings"]["failback"]["hold_down_s"]
+    assert hold_down_s == round(2 * scale, 3)  # 2 s x 0.4
+    assert report["options"]["phases"]["fault_s"] == round(6 * scale, 3)
+    assert (tmp_path / out_name / "report.html").exists()
+
+
+@pytest.mark.proxy
+def test_a_proxy_whose_picked_port_is_taken_before_it_binds_moves_to_another(tmp_path):
+    """``ProxyProcess`` picks a free port, and LiteLLM binds it seconds later: on a busy host
+    another process can take the number meanwhile. The proxy moves to a new port (before it has
+    answered, nobody knows the old one) instead of failing its scenario or test."""
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "hosted_vllm/m"}}]}
+    proxy = ProxyProcess(config, tmp_path)
+    picked = proxy.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", picked))
+        taken.listen()
+        with proxy:
+            assert proxy.port != picked and proxy.answers()
+            assert proxy.log_path.name == f"proxy-{proxy.port}.log"
+    assert "address already in use" in (tmp_path / f"proxy-{picked}.log").read_text().lower()
 
 
 @pytest.mark.proxy

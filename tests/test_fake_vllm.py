@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import free_port, wait_until
+from waiting import wait_until
 
 from litellm_failover.cli import fake_vllm as fake_vllm_cli
 from litellm_failover.providers.fake.faults import FaultError
@@ -377,6 +377,29 @@ async def test_hang_holds_requests_until_cleared(http: aiohttp.ClientSession, se
     assert json.loads(raw)["choices"][0]["message"]["content"] == server.answer_for(MESSAGES)
 
 
+async def test_engine_hang_holds_generation_while_health_answers(
+    http: aiohttp.ClientSession, server: FakeVLLM
+) -> None:
+    """A wedged engine behind a live HTTP server: completions pile up, probes still pass; a
+    ``hang`` set afterwards keeps them held (the rescue tests hold requests, then fail probes)."""
+    server.set_fault("engine_hang")
+    body = {"model": "m", "messages": MESSAGES}
+    held = asyncio.create_task(fetch(http, "POST", f"{server.api_base}/chat/completions", json=body))
+    await wait_until(lambda: server.state()["waiting"] == 1, timeout=5, what="the request to be held")
+    for path in ("/health", "/v1/models", "/gpu-status"):
+        async with http.get(f"{server.url}{path}", timeout=SHORT) as response:
+            assert response.status == 200, path
+    server.set_fault("hang")
+    with pytest.raises(TimeoutError):
+        async with http.get(f"{server.url}/health", timeout=SHORT):
+            pass
+    assert not held.done() and server.state()["waiting"] == 1
+    server.clear_fault()
+    status, raw = await asyncio.wait_for(held, timeout=5)
+    assert status == 200
+    assert json.loads(raw)["choices"][0]["message"]["content"] == server.answer_for(MESSAGES)
+
+
 async def test_hang_is_released_by_stop(http: aiohttp.ClientSession) -> None:
     node = FakeVLLM("stopper", tokens_per_s=0)
     await node.start()
@@ -553,8 +576,24 @@ def test_process_start_failure_reports_stderr() -> None:
     assert not node.alive
 
 
+def test_a_picked_port_taken_before_the_node_binds_it_moves_the_node_once() -> None:
+    """The port ``FakeVLLMProcess`` picks is free when picked, but another process can take it
+    before the node binds it (a drill on a busy host lost a scenario so: "address already in
+    use"). Until the node has served, it moves to another port; afterwards a restart keeps it."""
+    node = FakeVLLMProcess("proc-m")
+    picked = node.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", picked))
+        taken.listen()
+        with node:
+            assert node.port != picked and node.state()["name"] == "proc-m"
+            moved = node.port
+            node.restart(timeout=30)
+            assert node.port == moved
+
+
 def test_process_with_a_start_fault_is_up_but_unhealthy() -> None:
-    node = FakeVLLMProcess("proc-c", port=free_port(), extra_args=["--fault", "http_500"])
+    node = FakeVLLMProcess("proc-c", extra_args=["--fault", "http_500"])
     with node:
         assert node.state()["fault"] == {"mode": "http_500"}
         with pytest.raises(httpx.HTTPStatusError):
@@ -695,7 +734,7 @@ async def test_responses_obey_faults(client: openai.AsyncOpenAI, server: FakeVLL
 
 
 def test_a_restarted_process_has_forgotten_its_responses() -> None:
-    with FakeVLLMProcess("proc-r", port=free_port()) as node:
+    with FakeVLLMProcess("proc-r") as node:
         sdk = openai.OpenAI(base_url=node.api_base, api_key="fake", max_retries=0, timeout=5)
         first = sdk.responses.create(model="m", input="remember this")
         assert sdk.responses.create(model="m", input="ok?", previous_response_id=first.id).output_text

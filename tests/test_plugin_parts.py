@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import litellm
 import pytest
 import yaml
 from factories import Clock
 
+from litellm_failover.attribution import failed_deployment
 from litellm_failover.classify import classify
 from litellm_failover.config_file import load_proxy_config
 from litellm_failover.outlier import Outcome
@@ -47,6 +49,42 @@ def test_a_stream_that_fails_after_it_started_is_a_cut_unless_it_is_a_connect_er
     assert classify(ValueError("odd"), streaming_started=True) is Outcome.STREAM_CUT
     refused = ConnectionRefusedError("Connection refused")
     assert classify(refused, streaming_started=True) is Outcome.CONNECT_ERROR
+
+
+def test_a_failure_logged_under_the_next_attempt_goes_to_the_deployment_its_url_names():
+    """LiteLLM's failure log names the request's latest attempt: a stream that broke on p1 and
+    was retried on s1 can be logged as s1's (three such ejected a healthy standby in the drill
+    under load). The exception's request URL says p1; a URL naming no deployment, or several,
+    leaves the logged one."""
+
+    def entry(name: str, group: str, base: str) -> dict:
+        params = {"model": "hosted_vllm/m", "api_base": base}
+        return {"model_name": group, "litellm_params": params, "model_info": {"id": name}}
+
+    router = litellm.Router(
+        model_list=[
+            entry("p1", "chat", "http://127.0.0.1:4100/v1"),
+            entry("s1", "chat", "http://127.0.0.1:41001/v1/"),
+            entry("k1", "chat", "http://127.0.0.1:4200/v1"),
+            entry("k2", "chat", "http://127.0.0.1:4200/v1"),
+            entry("o1", "other", "http://127.0.0.1:4300/v1"),
+        ]
+    )
+
+    def cut(url: str) -> BaseException:
+        return httpx.ReadError("cut", request=httpx.Request("POST", url))
+
+    assert failed_deployment("s1", cut("http://127.0.0.1:4100/v1/chat/completions"), router) == "p1"
+    wrapped = RuntimeError("wrapped")
+    wrapped.__cause__ = cut("http://127.0.0.1:4100/v1/chat/completions")
+    assert failed_deployment("s1", wrapped, router) == "p1"
+    assert failed_deployment("s1", cut("http://127.0.0.1:41001/v1/chat/completions"), router) == "s1"
+    assert failed_deployment("s1", cut("http://127.0.0.1:4200/v1/chat/completions"), router) == "s1"
+    assert failed_deployment("s1", cut("http://127.0.0.1:4300/v1/chat/completions"), router) == "s1"
+    assert failed_deployment("s1", cut("http://127.0.0.1:9/v1/chat/completions"), router) == "s1"
+    assert failed_deployment("s1", httpx.ReadError("no request"), router) == "s1"
+    assert failed_deployment("s1", ValueError("plain"), router) == "s1"
+    assert failed_deployment("s1", cut("http://127.0.0.1:4100/v1/x"), None) == "s1"
 
 
 def test_redactor_masks_known_secrets_token_shapes_and_url_passwords():

@@ -100,10 +100,13 @@ async def test_hung_primary_in_flight_requests_are_answered_elsewhere_within_det
     async with plugin:
         await wait_until(lambda: plugin.prober.rounds >= 2, timeout=10, what="probes ran")
         await warm_up(send)
+        # All six on p1 before its probes can fail (~1 s after a hang): a stalled engine holds
+        # them first, then p1 hangs whole (tests/test_rescue_proxy.py says why).
+        servers["p1"].set_fault("engine_hang")
+        tasks = [asyncio.create_task(send(i, stream=i % 2 == 1)) for i in range(6)]
+        await wait_until(lambda: servers["p1"].state()["waiting"] >= 6, timeout=10, what="6 held on p1")
         servers["p1"].set_fault("hang")
         hung_at = time.monotonic()
-        tasks = [asyncio.create_task(send(i, stream=i % 2 == 1)) for i in range(6)]
-        await wait_until(lambda: servers["p1"].state()["waiting"] >= 6, timeout=5, what="6 held on p1")
         await wait_until(lambda: state_of(plugin, "p1") == "unhealthy", timeout=10, what="eject")
         ejected_at = time.monotonic()
         results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
@@ -132,9 +135,12 @@ async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers,
         await wait_until(lambda: plugin.prober.rounds >= 2, timeout=10, what="probes ran")
         await warm_up(send)
         before = {name: chats(server) for name, server in servers.items()}
-        servers["p1"].set_fault("slow", delay_s=3.0)
+        # All four on p1 before its slow probes can eject it: held by a stalled engine first,
+        # then p1 turns slow (each held request now answers 3 s later).
+        servers["p1"].set_fault("engine_hang")
         tasks = [asyncio.create_task(send(i, stream=False)) for i in range(4)]
-        await wait_until(lambda: servers["p1"].state()["waiting"] >= 4, timeout=5, what="4 held on p1")
+        await wait_until(lambda: servers["p1"].state()["waiting"] >= 4, timeout=10, what="4 held on p1")
+        servers["p1"].set_fault("slow", delay_s=3.0)
         await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
         # Its original left p1 (the engine's copy freed), before the other three are answered.
         assert not all(t.done() for t in tasks)

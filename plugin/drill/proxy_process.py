@@ -26,6 +26,10 @@ import yaml
 SERVERS: dict[str, list[str]] = {"uvicorn": [], "gunicorn": ["--run_gunicorn"]}
 
 
+PORT_ATTEMPTS = 3  # a proxy whose picked port was taken before it bound it tries another, in all
+ADDRESS_IN_USE = ("address already in use", "connection in use")  # uvicorn's words, gunicorn's
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -50,17 +54,46 @@ class ProxyProcess:
         self.config = config
         self.num_workers = num_workers  # ``litellm --num_workers``: uvicorn worker processes
         self.workdir = Path(workdir)
-        self.port = port or free_port()
         self.master_key = "sk-failover-" + secrets.token_hex(12)
-        self.config_path = self.workdir / f"proxy-{self.port}.yaml"
-        self.log_path = self.workdir / f"proxy-{self.port}.log"
+        # A picked port can be taken before the proxy binds it (LiteLLM's imports take seconds on a
+        # loaded host; any process's bind or outgoing connection can get the number meanwhile):
+        # until the proxy has answered, ``start`` moves it to another and tries again.
+        self._may_move = port is None
+        self._use_port(port or free_port())
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.config_path = self.workdir / f"proxy-{port}.yaml"
+        self.log_path = self.workdir / f"proxy-{port}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._spawn()
+            assert self._process is not None
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    break
+                if self.answers():
+                    self._may_move = False
+                    return
+                time.sleep(0.1)
+            else:
+                self.stop()
+                raise RuntimeError(f"proxy not ready within {timeout}s:\n{self.log_tail()}")
+            tail = self.log_tail().lower()
+            lost_port = any(words in tail for words in ADDRESS_IN_USE)
+            if not (lost_port and self._may_move and attempt < PORT_ATTEMPTS):
+                raise RuntimeError(f"proxy exited with {self._process.returncode}:\n{self.log_tail()}")
+            self._use_port(free_port())  # the picked port was taken before the proxy bound it
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _spawn(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         env = {
@@ -80,19 +113,15 @@ class ProxyProcess:
         if self.num_workers > 1:
             command += ["--num_workers", str(self.num_workers)]
         command += SERVERS[self.server]
-        log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self._process.returncode}:\n{self.log_tail()}")
-            if self.answers():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"proxy not ready within {timeout}s:\n{self.log_tail()}")
+        with self.log_path.open("wb") as log:  # the child holds its own copy of the descriptor
+            self._process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
 
     def answers(self) -> bool:
         """The proxy answers its liveness probe (false again once its shutdown closed the port)."""

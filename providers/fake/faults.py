@@ -16,6 +16,9 @@ from typing import Any
 FAULT_MODES: dict[str, dict[str, tuple[type, float | int]]] = {
     "http_500": {},
     "hang": {},
+    # Generation requests are held while /health, /v1/models and the GPU sidecar still answer (a
+    # wedged engine behind a live HTTP server): requests pile up on a node its probes pass.
+    "engine_hang": {},
     "slow": {"delay_s": (float, 3.0)},
     "drop_midstream": {"after_chunks": (int, 3)},
     "health_lie": {},
@@ -126,16 +129,18 @@ class FaultSwitch:
         released, self._release = self._release, asyncio.Event()
         released.set()
 
-    async def hold(self) -> bool:
-        """``hang`` waits for the fault to change; ``slow`` waits ``delay_s`` (or until a change).
+    async def hold(self, generation: bool = True) -> bool:
+        """``hang`` (and ``engine_hang``, for a ``generation`` request) waits for the fault to
+        change; ``slow`` waits ``delay_s`` (or until a change).
 
         False when the server is stopping, which the caller answers with a 503.
         """
+        holding = ("hang", "slow", "engine_hang") if generation else ("hang", "slow")
         while not self._stopping:
             fault, release = self.fault, self._release
-            if fault is None or fault.mode not in ("hang", "slow"):
+            if fault is None or fault.mode not in holding:
                 return True
-            if fault.mode == "hang":
+            if fault.mode in ("hang", "engine_hang"):
                 await release.wait()
                 continue
             try:

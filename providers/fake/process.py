@@ -32,6 +32,9 @@ _EXIT_WAIT_S = 5.0
 # interpreter's start and imports on a loaded host, where a drill starts several nodes at once:
 # four at once on 2 cores at a load average of about 15 took 6.5 to 9 s each.
 START_TIMEOUT_S = 30.0
+# A node whose picked port was taken before it bound it tries another this many times in all.
+_PORT_ATTEMPTS = 3
+_ADDRESS_IN_USE = "address already in use"
 # Talk to 127.0.0.1 directly even when HTTP(S)_PROXY is set in the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -65,6 +68,10 @@ class FakeVLLMProcess:
         self.tokens_per_s = tokens_per_s
         self.extra_args = tuple(extra_args)
         self._port = port if port is not None else _free_port()
+        # A port picked here may be taken before the process binds it (``_free_port`` closes its
+        # socket; any process's bind or outgoing connection can get the number meanwhile). Until
+        # the node has served once (nobody knows its port yet), start picks another and retries.
+        self._may_move = port is None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -113,21 +120,33 @@ class FakeVLLMProcess:
         """
         if self.alive:
             raise FakeVLLMProcessError(f"fake vLLM {self.name!r} is already running (pid {self.pid})")
+        deadline = time.monotonic() + timeout
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            self._spawn()
+            assert self._process is not None
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    break
+                if self._serving():
+                    self._may_move = False  # its port is known now: a restart keeps it
+                    return
+                time.sleep(_POLL_S)
+            else:
+                self.kill()
+                self._fail_start(f"not serving after {timeout}s")
+            lost_port = _ADDRESS_IN_USE in self.stderr_text()
+            if not (lost_port and self._may_move and attempt < _PORT_ATTEMPTS):
+                self._fail_start(f"exited with {self._process.returncode}")
+            self._port = _free_port()  # the picked port was taken before the node bound it
+        raise AssertionError("unreachable: the last attempt returns or fails")
+
+    def _spawn(self) -> None:
         self._close_stderr()
         self._stderr = tempfile.TemporaryFile()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, env=env
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._fail_start(f"exited with {self._process.returncode}")
-            if self._serving():
-                return
-            time.sleep(_POLL_S)
-        self.kill()
-        self._fail_start(f"not serving after {timeout}s")
 
     def _fail_start(self, what: str) -> NoReturn:
         detail = self.stderr_text()

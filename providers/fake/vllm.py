@@ -241,12 +241,12 @@ class FakeVLLM:
             self._counters.by_status[outcome] += 1
 
     async def _hold(self, endpoint: str) -> None:
-        """Wait out ``hang`` or ``slow``; completions held here count as waiting in ``/metrics``,
-        like requests queued in vLLM."""
+        """Wait out ``hang``, ``slow`` or (a completion) ``engine_hang``; completions held here
+        count as waiting in ``/metrics``, like requests queued in vLLM."""
         queued = int(endpoint in _GENERATION_PATHS)
         self._waiting += queued
         try:
-            if not await self._faults.hold():
+            if not await self._faults.hold(generation=bool(queued)):
                 raise web.HTTPServiceUnavailable(
                     text=json.dumps(error_body(f"{self.name} is shutting down", 503)),
                     content_type="application/json",
