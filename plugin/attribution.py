@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from litellm_failover.litellm_compat import current_deployments
+
 _CHAIN = 4  # the exception, and what it was raised from, this deep
 
 
@@ -23,7 +25,9 @@ def failed_deployment(logged: str, exception: BaseException, router: Any) -> str
     url = _request_url(exception)
     if url is None:
         return logged
-    entries = list(getattr(router, "model_list", None) or [])
+    if router is None:
+        return logged
+    entries = current_deployments(router)  # 1.110: the registry, not the deprecated shim
     group = next((_group(e) for e in entries if _deployment_id(e) == logged), None)
     if group is None:
         return logged
