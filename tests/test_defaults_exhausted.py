@@ -17,6 +17,7 @@ from typing import Any
 import litellm
 import openai
 import pytest
+from factories import fake_vllm_deployment
 from fake_nodes import proxy_running, running, serving
 from openai import AsyncOpenAI
 from test_proxy_failover import proxy_config  # the same two tiers, fast probes, short failback
@@ -44,19 +45,7 @@ def model_list(servers: dict[str, FakeVLLM]) -> list[dict[str, Any]]:
     """The drill's shape: one group, p1 in tier 1 and s1 in tier 2, no probes (only traffic and
     the test move a deployment's state)."""
     tiers = {"p1": 1, "s1": 2}
-    return [
-        {
-            "model_name": "chat",
-            "litellm_params": {
-                "model": "hosted_vllm/fake-model",
-                "api_base": s.api_base,
-                "timeout": 5,
-                "order": tiers[name],
-            },
-            "model_info": {"id": name, "failover": {"gpu_url": s.url, "probe": False}},
-        }
-        for name, s in servers.items()
-    ]
+    return [fake_vllm_deployment(name, s, tiers[name], probe=False) for name, s in servers.items()]
 
 
 async def answer(router: litellm.Router, stream: bool) -> tuple[str, int | None]:

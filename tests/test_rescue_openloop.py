@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
 
 import litellm
 import pytest
@@ -25,6 +25,7 @@ from test_rescue_router import OWN_TIMEOUT_S, deployments
 from waiting import wait_until
 
 from litellm_failover import attach
+from litellm_failover.drill.loadgen import RequestResult, router_sender
 from litellm_failover.litellm_compat.attempt_frames import RouterFrame
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.rescue.attempts import Attempt
@@ -35,36 +36,12 @@ AFTER = 4  # requests it sends after the ejection
 SEND_EVERY_S = 0.02  # the open loop's pace: 50 requests a second, whatever the answers do
 
 
-@dataclass(slots=True)
-class Answer:
-    index: int
-    stream: bool
-    started_at: float
-    ended_at: float = 0.0
-    served_by: str | None = None
-    error: str = ""
-
-
-async def send(router: litellm.Router, index: int, stream: bool) -> Answer:
+def send(router: litellm.Router, index: int, stream: bool) -> Awaitable[RequestResult]:
     """One request under its own trace id (the plugin's request id on a Python Router)."""
-    answer = Answer(index=index, stream=stream, started_at=time.monotonic())
-    messages = [{"role": "user", "content": f"open loop {index}"}]
-    try:
-        response = await router.acompletion(
-            model="chat", messages=messages, stream=stream, litellm_trace_id=f"ol-{index}"
-        )
-        if stream:
-            async for chunk in response:
-                answer.served_by = getattr(chunk, "system_fingerprint", None) or answer.served_by
-        else:
-            answer.served_by = getattr(response, "system_fingerprint", None)
-    except Exception as exc:  # the assertion below names it
-        answer.error = f"{type(exc).__name__}: {exc}"
-    answer.ended_at = time.monotonic()
-    return answer
+    return router_sender(router, "chat", litellm_trace_id=f"ol-{index}")(index, stream)
 
 
-async def open_loop(router: litellm.Router, indexes: range) -> list[asyncio.Task[Answer]]:
+async def open_loop(router: litellm.Router, indexes: range) -> list[asyncio.Task[RequestResult]]:
     """Send one request every ``SEND_EVERY_S``, not waiting for answers; every other one streamed."""
     tasks = []
     for index in indexes:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 from fake_nodes import proxy_running, quick_probe_proxy_config, running, wait_all_healthy
 from openai import AsyncOpenAI
+from test_rescue_router import four_on_a_node_turned_slow
 from waiting import wait_until
 
 from litellm_failover.drill.loadgen import openai_sender
@@ -124,17 +125,7 @@ async def test_a_false_positive_behind_the_proxy_does_not_double_the_work(nodes,
         for i, stream in enumerate((False, True)):
             assert (await send(100 + i, stream)).ok
         before = {name: chats(node) for name, node in nodes.items()}
-        # All four on p1 before its slow probes can eject it (see the test above): held by a
-        # stalled engine first, then p1 turns slow (each held request now answers 3 s later).
-        nodes["p1"].set_fault("engine_hang")
-        tasks = [asyncio.create_task(send(i, False)) for i in range(4)]
-        await wait_until(lambda: nodes["p1"].state()["waiting"] >= 4, timeout=10, what="4 held on p1")
-        nodes["p1"].set_fault("slow", delay_s=3.0)
-        await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
-        assert not all(t.done() for t in tasks)
-        # The rescued original left p1: its connection closed, which p1 sees on its own time.
-        await wait_until(lambda: nodes["p1"].state()["waiting"] == 3, timeout=2, what="one original off p1")
-        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+        results = await four_on_a_node_turned_slow(nodes["p1"], send)
         await client.close()
 
         async def rescued() -> list[dict]:

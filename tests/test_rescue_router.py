@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import litellm
 import pytest
@@ -20,7 +21,7 @@ from fake_nodes import serving
 from waiting import wait_until
 
 from litellm_failover import attach
-from litellm_failover.drill.loadgen import router_sender
+from litellm_failover.drill.loadgen import RequestResult, Sender, router_sender
 from litellm_failover.litellm_compat.attempt_frames import StepRunner
 from litellm_failover.providers.fake.vllm import FakeVLLM
 from litellm_failover.rescue.interrupt import AttemptState, state
@@ -125,6 +126,22 @@ async def test_hung_primary_in_flight_requests_are_answered_elsewhere_within_det
     assert plugin.status()["rescue"]["untracked"] == 0 and plugin.status()["rescue"]["missed"] == 0
 
 
+async def four_on_a_node_turned_slow(p1: Any, send: Sender) -> list[RequestResult]:
+    """The false positive, on ``p1`` (a ``FakeVLLM`` or its process): four requests held on p1 by
+    a stalled engine, so that all are there before its slow probes can eject it; then p1 turns
+    slow (each held request answers 3 s later). With a cap of one rescue per ejection, one is
+    answered elsewhere and its original leaves p1 before the other three are answered there."""
+    p1.set_fault("engine_hang")
+    tasks = [asyncio.create_task(send(i, False)) for i in range(4)]
+    await wait_until(lambda: p1.state()["waiting"] >= 4, timeout=10, what="4 held on p1")
+    p1.set_fault("slow", delay_s=3.0)
+    await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
+    assert not all(t.done() for t in tasks)
+    # p1 sees the rescued original's closed connection on its own time: waited for, not read once.
+    await wait_until(lambda: p1.state()["waiting"] == 3, timeout=2, what="one original off p1")
+    return await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+
+
 async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers, make_plugin):
     """A slow but healthy p1 is ejected (its probes are slower than max_probe_latency_s). The cap
     lets one ejection rescue one attempt; the rest finish on p1. Each request is generated once:
@@ -135,18 +152,7 @@ async def test_a_false_positive_does_not_double_the_work_of_a_slow_node(servers,
         await wait_until(lambda: plugin.prober.rounds >= 2, timeout=10, what="probes ran")
         await warm_up(send)
         before = {name: chats(server) for name, server in servers.items()}
-        # All four on p1 before its slow probes can eject it: held by a stalled engine first,
-        # then p1 turns slow (each held request now answers 3 s later).
-        servers["p1"].set_fault("engine_hang")
-        tasks = [asyncio.create_task(send(i, stream=False)) for i in range(4)]
-        await wait_until(lambda: servers["p1"].state()["waiting"] >= 4, timeout=10, what="4 held on p1")
-        servers["p1"].set_fault("slow", delay_s=3.0)
-        await wait_until(lambda: any(t.done() for t in tasks), timeout=5, what="the rescued one answered")
-        # Its original left p1 (the engine's copy freed), before the other three are answered.
-        assert not all(t.done() for t in tasks)
-        # p1 sees the closed connection on its own time: waited for, not read once.
-        await wait_until(lambda: servers["p1"].state()["waiting"] == 3, timeout=2, what="one original off p1")
-        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=OWN_TIMEOUT_S / 2)
+        results = await four_on_a_node_turned_slow(servers["p1"], send)
         status = plugin.status()["rescue"]
     assert [r.error for r in results if not r.ok] == []
     served = sorted(r.served_by for r in results)
